@@ -1,0 +1,381 @@
+"""``EmotionRecognizer``: a trained model directory as a ready-to-use emotion recogniser.
+
+Pipeline per recording: audio (any rate, mono or multi-channel) → resample to the backbone's
+rate (soxr "HQ") → analysis windows (:func:`ptssnn.inference.windows.plan_windows`) →
+frozen backbone per window → layer selection (the model card's ``LayerSpec``) → spiking head,
+all windows in one padded, masked batch → softmax per window → overall probabilities = the
+duration-weighted mean of the windows' probabilities.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ptssnn.errors import (
+    CheckpointError,
+    EmptyAudioError,
+    NonFiniteAudioError,
+    TooLongAudioError,
+    TooShortAudioError,
+    UnsupportedChannelsError,
+)
+from ptssnn.inference.card import ModelCard
+from ptssnn.inference.results import Prediction, SegmentPrediction, Timings
+from ptssnn.inference.windows import plan_windows
+
+if TYPE_CHECKING:
+    from ptssnn.backbones import Backbone
+    from ptssnn.backbones.layers import LayerSpec
+    from ptssnn.inference.streaming import StreamingSession
+
+#: Default analysis window and hop for long recordings (seconds). Emotion corpora clips are
+#: 1-8 s long, so anything up to the window is analysed whole, exactly as in training.
+DEFAULT_WINDOW_S = 8.0
+DEFAULT_HOP_S = 4.0
+#: Longest recording ``predict``/``predict_file`` accept by default (seconds).
+DEFAULT_MAX_SECONDS = 600.0
+#: Shortest input: the backbones need a few frames (and training clips are ≥ 0.25 s).
+MIN_SECONDS = 0.25
+_MAX_CHANNELS = 8
+
+
+class EmotionRecognizer:
+    """Frozen backbone + trained spiking head + label names, for prediction on raw audio.
+
+    Build one with :meth:`load`. Prediction is thread-safe (inference mode, no mutable
+    state), which the HTTP service relies on.
+
+    Attributes:
+        model: The spiking head (``ptssnn.models.PTSSNN``), in eval mode.
+        backbone: The frozen encoder named in the model card.
+        card: The model directory's deployment metadata.
+        layer_spec: Which hidden states the head reads.
+        window_s: Analysis window for long recordings (seconds).
+        hop_s: Hop between analysis windows (seconds).
+        max_seconds: Longest accepted recording (seconds).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        backbone: Backbone,
+        card: ModelCard,
+        *,
+        window_s: float = DEFAULT_WINDOW_S,
+        hop_s: float = DEFAULT_HOP_S,
+        max_seconds: float = DEFAULT_MAX_SECONDS,
+        model_dir: str | Path | None = None,
+    ) -> None:
+        from ptssnn.backbones.layers import LayerSpec
+
+        # Validate the window now rather than on the first long file.
+        plan_windows(1, card.sample_rate, window_s, hop_s)
+        self.model = model.eval()
+        self.backbone = backbone
+        self.card = card
+        self.layer_spec: LayerSpec = LayerSpec.parse(card.layers)
+        self.window_s = float(window_s)
+        self.hop_s = float(hop_s)
+        self.max_seconds = float(max_seconds)
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self._input_layers = int(getattr(getattr(model, "config", None), "input_layers", 1) or 1)
+        selected = self.layer_spec.num_selected(backbone.num_hidden_states)
+        if self._input_layers > 1 and selected != self._input_layers:
+            raise CheckpointError(
+                f"the head reads {self._input_layers} hidden states but layer spec "
+                f"{card.layers!r} selects {selected} of backbone {backbone.name!r}"
+            )
+        if self._input_layers == 1 and selected != 1:
+            raise CheckpointError(
+                f"the head reads one hidden state but layer spec {card.layers!r} selects "
+                f"{selected}; use a single layer or 'mean:...' when training"
+            )
+        # Serialises predictions when a caller shares one recogniser between threads and
+        # wants them one at a time (the service does, to keep CPU use bounded).
+        self.lock = threading.Lock()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        *,
+        backbone: Backbone | None = None,
+        window_s: float = DEFAULT_WINDOW_S,
+        hop_s: float = DEFAULT_HOP_S,
+        max_seconds: float = DEFAULT_MAX_SECONDS,
+        check_backbone: bool = True,
+    ) -> EmotionRecognizer:
+        """Load a model directory written by ``ptssnn train`` (or :func:`save_recognizer`).
+
+        Args:
+            model_dir: The directory (``model.safetensors`` + ``config.json``).
+            backbone: An already loaded backbone to reuse (several recognisers, tests);
+                by default the one named in the model card is loaded.
+            window_s: Analysis window for long recordings (seconds).
+            hop_s: Hop between windows (seconds).
+            max_seconds: Longest accepted recording (seconds).
+            check_backbone: Refuse a backbone whose ``identity()`` (weights hash, front end)
+                differs from the one the head was trained on.
+
+        Raises:
+            CheckpointError: Missing/inconsistent directory, or a backbone mismatch.
+            BackboneUnavailableError: The backbone's weights or package are not installed.
+        """
+        from ptssnn.backbones import load_backbone
+        from ptssnn.models import load_pretrained
+
+        directory = Path(model_dir)
+        if not directory.is_dir():
+            raise CheckpointError(
+                f"{directory}: no such model directory (create one with `ptssnn train`)"
+            )
+        model, metadata = load_pretrained(directory)
+        card = ModelCard.from_metadata(metadata, directory)
+        if backbone is None:
+            backbone = load_backbone(card.backbone, **card.backbone_options)
+        if check_backbone and card.backbone_identity:
+            found = _jsonable(backbone.identity())
+            if found != card.backbone_identity:
+                raise CheckpointError(
+                    f"{directory}: the head was trained on backbone {card.backbone_identity} "
+                    f"but {found} was loaded; install the same backbone weights (or pass "
+                    "check_backbone=False to accept different features knowingly)"
+                )
+        num_classes = _num_classes(model)
+        if num_classes is not None and num_classes != len(card.labels):
+            raise CheckpointError(
+                f"{directory}: the head has {num_classes} outputs but the card lists "
+                f"{len(card.labels)} labels {list(card.labels)}"
+            )
+        return cls(
+            model,
+            backbone,
+            card,
+            window_s=window_s,
+            hop_s=hop_s,
+            max_seconds=max_seconds,
+            model_dir=directory,
+        )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class names in logit order."""
+        return self.card.labels
+
+    @property
+    def sample_rate(self) -> int:
+        """Audio rate the backbone expects (Hz)."""
+        return self.card.sample_rate
+
+    @property
+    def frame_rate(self) -> int:
+        """Feature frames per second."""
+        return self.card.frame_rate
+
+    # ------------------------------------------------------------------ building blocks
+    def prepare_waveform(
+        self, waveform: Any, sample_rate: int, *, source: str = "<waveform>"
+    ) -> np.ndarray:
+        """Check, down-mix and resample raw audio to the backbone's rate.
+
+        Args:
+            waveform: ``[N]`` mono or ``[N, C]`` (soundfile layout) samples, float in [-1, 1]
+                (integers are scaled from their dtype's range).
+            sample_rate: Rate of ``waveform`` in Hz.
+            source: Name used in error messages.
+
+        Returns:
+            ``[N']`` float32 at :attr:`sample_rate`.
+
+        Raises:
+            AudioError: Empty, non-finite, too short, too long or with too many channels.
+            ValueError: A non-positive sample rate.
+        """
+        if not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
+            raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        wave = (
+            waveform.detach().cpu().numpy()
+            if isinstance(waveform, torch.Tensor)
+            else (np.asarray(waveform))
+        )
+        if np.issubdtype(wave.dtype, np.integer):
+            wave = wave.astype(np.float32) / float(np.iinfo(wave.dtype).max)
+        wave = wave.astype(np.float32, copy=False)
+        if wave.ndim == 2:
+            if wave.shape[1] > _MAX_CHANNELS:
+                raise UnsupportedChannelsError(
+                    source,
+                    f"has {wave.shape[1]} channels; pass [samples, channels] with at "
+                    f"most {_MAX_CHANNELS} channels",
+                )
+            wave = wave.mean(axis=1)
+        elif wave.ndim != 1:
+            raise UnsupportedChannelsError(
+                source, f"has shape {wave.shape}; pass [samples] or [samples, channels]"
+            )
+        if wave.size == 0:
+            raise EmptyAudioError(source)
+        if not np.isfinite(wave).all():
+            raise NonFiniteAudioError(source)
+        if sample_rate != self.sample_rate:
+            import soxr
+
+            wave = soxr.resample(wave, sample_rate, self.sample_rate, quality="HQ").astype(
+                np.float32
+            )
+        seconds = wave.size / self.sample_rate
+        if seconds < MIN_SECONDS:
+            raise TooShortAudioError(
+                source, f"lasts {seconds:.3f} s; at least {MIN_SECONDS} s is needed"
+            )
+        if seconds > self.max_seconds:
+            raise TooLongAudioError(
+                source,
+                f"lasts {seconds:.1f} s, more than the limit of {self.max_seconds:g} s; "
+                "split it or raise max_seconds",
+            )
+        return np.ascontiguousarray(wave)
+
+    def features(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Selected hidden states of one stretch of audio.
+
+        Args:
+            wave: ``[N]`` float32 at :attr:`sample_rate`.
+
+        Returns:
+            ``[L_sel, T, D]`` float32 (``L_sel`` = 1 unless the head reads several layers).
+        """
+        audio = torch.as_tensor(wave, dtype=torch.float32)
+        hidden = self.backbone(audio)
+        return self.layer_spec.apply(hidden).float()
+
+    def head_input(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad a list of ``[L_sel, T_i, D]`` feature tensors into the head's batch layout.
+
+        Returns:
+            ``(x, mask)``: ``x`` is ``[B, T, D]`` (or ``[B, L, T, D]`` for a multi-layer
+            head), ``mask`` ``[B, T]`` bool with True on real frames.
+        """
+        longest = max(f.shape[1] for f in features)
+        layers, _, dim = features[0].shape
+        x = torch.zeros(len(features), layers, longest, dim)
+        mask = torch.zeros(len(features), longest, dtype=torch.bool)
+        for i, f in enumerate(features):
+            x[i, :, : f.shape[1]] = f
+            mask[i, : f.shape[1]] = True
+        if self._input_layers == 1:
+            x = x[:, 0]
+        return x, mask
+
+    def probabilities(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[B, C]`` from the head for a padded batch."""
+        with torch.inference_mode():
+            return torch.softmax(self.model(x, mask).float(), dim=-1)
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, waveform: Any, sample_rate: int, *, source: str | None = None) -> Prediction:
+        """Recognise the emotion in one recording.
+
+        Args:
+            waveform: ``[N]`` or ``[N, C]`` samples (numpy array, tensor or list).
+            sample_rate: Rate of ``waveform`` in Hz (resampled if it differs from the
+                backbone's).
+            source: Optional name reported in the result.
+
+        Returns:
+            The overall label and probabilities, one entry per analysis window, timings.
+        """
+        start = time.perf_counter()
+        wave = self.prepare_waveform(waveform, sample_rate, source=source or "<waveform>")
+        windows = plan_windows(wave.size, self.sample_rate, self.window_s, self.hop_s)
+        backbone_s = 0.0
+        features = []
+        for s, e in windows:
+            t0 = time.perf_counter()
+            features.append(self.features(wave[s:e]))
+            backbone_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        x, mask = self.head_input(features)
+        probs = self.probabilities(x, mask)
+        head_s = time.perf_counter() - t0
+        # Duration-weighted mean: overlapping windows of equal length weigh the same, a
+        # lone short recording is its own single window.
+        weights = torch.tensor([e - s for s, e in windows], dtype=torch.float32)
+        overall = (probs * weights[:, None]).sum(0) / weights.sum()
+        segments = tuple(
+            SegmentPrediction(
+                start_s=s / self.sample_rate,
+                end_s=e / self.sample_rate,
+                label=self.labels[int(p.argmax())],
+                probabilities=self._named(p),
+            )
+            for (s, e), p in zip(windows, probs, strict=True)
+        )
+        total_s = time.perf_counter() - start
+        return Prediction(
+            label=self.labels[int(overall.argmax())],
+            probabilities=self._named(overall),
+            duration_s=wave.size / self.sample_rate,
+            timings=Timings(
+                backbone_ms=backbone_s * 1000,
+                head_ms=head_s * 1000,
+                total_ms=total_s * 1000,
+                audio_seconds=wave.size / self.sample_rate,
+            ),
+            segments=segments,
+            source=source,
+        )
+
+    def predict_file(self, path: str | Path) -> Prediction:
+        """Decode an audio file (any format libsndfile reads, any rate) and recognise it.
+
+        Raises:
+            AudioError: The file is missing, unreadable, silent, too short or too long.
+        """
+        from ptssnn.audio import load_audio
+
+        path = Path(path)
+        wave = load_audio(
+            path,
+            sample_rate=self.sample_rate,
+            max_seconds=self.max_seconds,
+            min_seconds=MIN_SECONDS,
+            long_policy="error",
+        )
+        return self.predict(wave, self.sample_rate, source=str(path))
+
+    def stream(self, *, chunk_s: float = 0.5, left_context_s: float = 2.0) -> StreamingSession:
+        """Start a streaming session (see :class:`ptssnn.inference.streaming.StreamingSession`).
+
+        Args:
+            chunk_s: Audio per update (seconds); a multiple of one frame (20 ms).
+            left_context_s: Audio before each chunk that the backbone sees again, so chunk
+                edges get (almost) the features of an offline pass.
+        """
+        from ptssnn.inference.streaming import StreamingSession
+
+        return StreamingSession(self, chunk_s=chunk_s, left_context_s=left_context_s)
+
+    def _named(self, probs: torch.Tensor) -> dict[str, float]:
+        return {label: float(p) for label, p in zip(self.labels, probs.tolist(), strict=True)}
+
+
+def _num_classes(model: torch.nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    value = getattr(config, "num_classes", None)
+    return int(value) if value is not None else None
+
+
+def _jsonable(value: Any) -> Any:
+    """Round-trip through JSON so that tuples/lists and int/str keys compare like the card."""
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
