@@ -62,3 +62,7 @@ class BackboneUnavailableError(PtssnnError):
 
 class CheckpointError(PtssnnError):
     """A model directory or checkpoint that is missing, incomplete or inconsistent."""
+
+
+class ModelConfigError(PtssnnError):
+    """An unknown model preset or an invalid model configuration value."""
