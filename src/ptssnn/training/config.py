@@ -1,0 +1,175 @@
+"""The one training configuration: every knob of a run, saved as JSON beside its results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptssnn.errors import PtssnnError
+
+
+class TrainConfigError(PtssnnError):
+    """A training configuration with an impossible value (negative rate, unknown layer mode)."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (defaults after paper.md and the 30-minute budget).
+
+    Attributes:
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW decoupled weight decay.
+        betas: AdamW moment coefficients.
+        max_epochs: Upper bound on epochs; the cosine schedule spans all of them.
+        patience: Stop after this many epochs without a better validation UA.
+        min_epochs: Never stop early before this epoch (1-based).
+        warmup_epochs: Linear warm-up length, in epochs (may be fractional).
+        batch_size: Utterances per optimiser step (per process under DDP).
+        eval_batch_size: Utterances per forward pass at validation/test time.
+        grad_clip: Max global gradient norm (0 disables clipping).
+        label_smoothing: Cross-entropy label smoothing.
+        class_balanced: Weight the loss by inverse class frequency of the training split.
+        time_masks: SpecAugment-style masks along time per training utterance.
+        time_mask_width: Max width of one time mask, in frames.
+        feature_masks: Masks along the feature axis per training utterance.
+        feature_mask_width: Max width of one feature mask, in channels.
+        max_train_frames: Random crop of longer training utterances (``None``: no crop);
+            validation and test always see the whole utterance.
+        length_jitter: Relative noise on lengths before bucketing, so batches differ per epoch.
+        layers: Which backbone hidden states the head reads: ``"auto"`` (chosen on the
+            validation speakers, see :func:`ptssnn.training.select_layers`), ``"all"``
+            (learned softmax-weighted sum, the model's ``input_layers``), ``"mean"`` (average
+            of all), ``"mean:a-b"`` (average of a..b) or one index such as ``"3"``.
+        seed: Seed of initialisation, batch order, augmentation and dropout.
+        num_threads: ``torch.set_num_threads`` for the run (``None``: leave as is).
+    """
+
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.98)
+    max_epochs: int = 30
+    patience: int = 8
+    min_epochs: int = 1
+    warmup_epochs: float = 2.0
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.1
+    class_balanced: bool = False
+    time_masks: int = 2
+    time_mask_width: int = 8
+    feature_masks: int = 2
+    feature_mask_width: int = 32
+    max_train_frames: int | None = 400
+    length_jitter: float = 0.1
+    layers: str = "auto"
+    seed: int = 0
+    num_threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`TrainConfigError` on a value no run could use."""
+        problems = []
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0 (got {self.lr})")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0 (got {self.weight_decay})")
+        if self.max_epochs < 1:
+            problems.append(f"max_epochs must be >= 1 (got {self.max_epochs})")
+        if self.patience < 1:
+            problems.append(f"patience must be >= 1 (got {self.patience})")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            problems.append("batch sizes must be >= 1")
+        if self.warmup_epochs < 0:
+            problems.append(f"warmup_epochs must be >= 0 (got {self.warmup_epochs})")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"label_smoothing must be in [0, 1) (got {self.label_smoothing})")
+        if self.max_train_frames is not None and self.max_train_frames < 1:
+            problems.append("max_train_frames must be >= 1 or None")
+        try:
+            parse_layer_mode(self.layers)
+        except TrainConfigError as error:
+            problems.append(str(error))
+        if problems:
+            raise TrainConfigError("invalid training config: " + "; ".join(problems))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field."""
+        data = dataclasses.asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise TrainConfigError(
+                f"unknown training config keys {unknown}; valid keys: {sorted(names)}"
+            )
+        values = dict(data)
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        """Write the config as indented JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a config written by :meth:`save`."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise TrainConfigError(f"cannot read training config {path}: {error}") from error
+        return cls.from_dict(data)
+
+
+def parse_layer_mode(mode: str) -> tuple[str, tuple[int, ...]]:
+    """Parse a ``layers`` value.
+
+    Args:
+        mode: ``"auto"``, ``"all"``, ``"mean"``, ``"mean:a-b"`` or a single index ``"k"``.
+
+    Returns:
+        ``(kind, indices)`` with kind in ``{"auto", "all", "mean", "single"}``; ``indices``
+        is empty for "all of them" and explicit otherwise.
+
+    Raises:
+        TrainConfigError: On anything else.
+    """
+    text = str(mode).strip().lower()
+    if text in ("auto", "all", "mean"):
+        return text, ()
+    if text.startswith("mean:"):
+        body = text[5:]
+        try:
+            if "-" in body:
+                first, last = (int(part) for part in body.split("-", 1))
+            else:
+                first = last = int(body)
+        except ValueError:
+            first, last = 0, -1
+        if first < 0 or last < first:
+            raise TrainConfigError(
+                f"bad layer range {mode!r}: use 'mean:a-b' with 0 <= a <= b"
+            )
+        return "mean", tuple(range(first, last + 1))
+    if text.isdigit():
+        return "single", (int(text),)
+    raise TrainConfigError(
+        f"bad layers value {mode!r}: use 'auto', 'all', 'mean', 'mean:a-b' or one index like '3'"
+    )

@@ -1,0 +1,183 @@
+"""fit: learning, determinism, exact resume after an interruption, schedule, checkpoints."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from ptssnn.errors import CheckpointError
+from ptssnn.training import LabelledFeatures, TrainConfig, TrainingError, fit, learning_rate
+from ptssnn.training.checkpoint import flatten_optimizer_state, unflatten_optimizer_state
+
+
+class MeanPoolHead(nn.Module):
+    """Small stand-in head with the model contract: (features [B,T,D], mask [B,T]) -> logits."""
+
+    def __init__(self, input_dim: int, num_classes: int, width: int = 16) -> None:
+        super().__init__()
+        self.proj = nn.Linear(input_dim, width)
+        self.drop = nn.Dropout(0.2)  # exercises the global RNG, which resume must restore
+        self.out = nn.Linear(width, num_classes)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.drop(torch.tanh(self.proj(features)))
+        weights = mask.unsqueeze(-1).float()
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return self.out(pooled)
+
+
+def make_table(n: int = 60, classes: int = 3, dim: int = 8, seed: int = 0) -> LabelledFeatures:
+    """Items [T, D] whose mean carries the class, lengths 10..30 frames."""
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(n):
+        label = i % classes
+        frames = int(torch.randint(10, 31, (1,), generator=g))
+        x = torch.randn(frames, dim, generator=g)
+        x[:, label] += 1.5
+        items.append((f"u{i:03d}", x.numpy(), f"c{label}"))
+    return LabelledFeatures.from_arrays(items, [f"c{k}" for k in range(classes)])
+
+
+def small_config(**changes) -> TrainConfig:
+    base = dict(max_epochs=6, patience=10, batch_size=8, warmup_epochs=1, lr=5e-3,
+                max_train_frames=20, time_mask_width=3, feature_mask_width=2, layers="0")
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def strip(history):
+    """Epoch records without wall-clock times."""
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def run(config: TrainConfig, **kwargs):
+    table = make_table()
+    train, val = table.subset(table.ids[:40]), table.subset(table.ids[40:])
+    torch.manual_seed(config.seed)
+    model = MeanPoolHead(8, 3)
+    result = fit(model, train, val, config, **kwargs)
+    return result, model
+
+
+def test_fit_learns_and_selects_best_validation_epoch():
+    result, _ = run(small_config())
+    assert result.epochs_run == 6
+    uas = [h["val_ua"] for h in result.history]
+    assert result.best_validation.ua == max(uas)
+    assert result.best_epoch == uas.index(max(uas)) + 1
+    assert result.best_validation.ua > 0.8  # the class offset is easy to learn
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_same_seed_gives_identical_results_and_weights():
+    first, model_a = run(small_config())
+    second, model_b = run(small_config())
+    assert strip(first.history) == strip(second.history)
+    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    third, _ = run(small_config(seed=1))
+    assert strip(third.history) != strip(first.history)
+
+
+@pytest.mark.parametrize("stop_after", [1, 3])
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, stop_after):
+    reference, ref_model = run(small_config(), checkpoint=tmp_path / "ref" / "state")
+
+    class Interrupt(Exception):
+        pass
+
+    def hook(record):
+        if record["epoch"] == stop_after:
+            raise Interrupt
+
+    stem = tmp_path / "run" / "state"
+    with pytest.raises(Interrupt):
+        run(small_config(), checkpoint=stem, epoch_hook=hook)
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    assert saved["epoch"] == stop_after
+    # Scramble the global RNGs: resume must restore them, not rely on them.
+    torch.manual_seed(12345)
+    resumed, model = run(small_config(), checkpoint=stem, resume=True)
+    assert strip(resumed.history) == strip(reference.history)
+    assert resumed.best_epoch == reference.best_epoch
+    assert resumed.best_validation == reference.best_validation
+    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_resume_of_finished_run_returns_without_training(tmp_path):
+    stem = tmp_path / "state"
+    first, _ = run(small_config(max_epochs=2), checkpoint=stem)
+    epochs = []
+    again, _ = run(small_config(max_epochs=2), checkpoint=stem, resume=True,
+                   epoch_hook=epochs.append)
+    assert epochs == []
+    assert again.best_validation == first.best_validation
+
+
+def test_resume_with_other_config_is_refused(tmp_path):
+    stem = tmp_path / "state"
+    run(small_config(max_epochs=1), checkpoint=stem)
+    with pytest.raises(CheckpointError, match="different training config"):
+        run(small_config(max_epochs=1, lr=1e-3), checkpoint=stem, resume=True)
+
+
+def test_torn_checkpoint_is_detected(tmp_path):
+    stem = tmp_path / "state"
+    run(small_config(max_epochs=1), checkpoint=stem)
+    data = json.loads(stem.with_suffix(".json").read_text())
+    data["token"] = "other"
+    stem.with_suffix(".json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="different saves"):
+        run(small_config(max_epochs=1), checkpoint=stem, resume=True)
+
+
+def test_early_stopping_uses_patience():
+    # lr tiny: validation UA stops improving after the first epoch or so.
+    result, _ = run(small_config(max_epochs=30, patience=2, lr=1e-9, warmup_epochs=0))
+    assert result.stopped_early
+    assert result.epochs_run == result.best_epoch + 2
+    assert result.epochs_run < 30
+
+
+def test_checkpoints_hold_no_pickle(tmp_path):
+    stem = tmp_path / "state"
+    run(small_config(max_epochs=1), checkpoint=stem)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.safetensors"]
+    json.loads(stem.with_suffix(".json").read_text())  # plain JSON
+
+
+def test_empty_split_is_a_typed_error():
+    table = make_table()
+    with pytest.raises(TrainingError, match="validation"):
+        fit(MeanPoolHead(8, 3), table, table.subset([]), small_config())
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    rates = [learning_rate(s, peak=1.0, warmup_steps=4, total_steps=20) for s in range(21)]
+    assert rates[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert rates[4] == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(rates[4:]))
+    assert rates[20] == pytest.approx(0.0, abs=1e-12)
+    assert rates[12] == pytest.approx(0.5)
+
+
+def test_optimizer_state_roundtrip():
+    model = MeanPoolHead(8, 3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98))
+    model(torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)).sum().backward()
+    optimizer.step()
+    tensors, meta = flatten_optimizer_state(optimizer.state_dict())
+    json.dumps(meta)
+    restored = unflatten_optimizer_state(tensors, json.loads(json.dumps(meta)))
+    other = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    other.load_state_dict(restored)
+    for key, values in optimizer.state_dict()["state"].items():
+        for name, value in values.items():
+            assert torch.equal(other.state_dict()["state"][key][name], value)
+    assert other.param_groups[0]["betas"] == (0.9, 0.98)
