@@ -11,9 +11,11 @@ def plan_windows(
     """Split ``num_samples`` of audio into overlapping analysis windows.
 
     A recording no longer than one window is a single window (the whole recording, so short
-    clips are analysed exactly as in training). Longer ones get windows of ``window_s``
-    every ``hop_s``; the last window is aligned to the end of the audio so that the tail is
-    covered by a full-length window rather than a short remainder.
+    clips are analysed exactly as in training). Longer ones get full windows of ``window_s``,
+    the first at the start, the last ending at the end of the audio (so the tail is seen by
+    a full-length window, not a short remainder), as few as keep the distance between
+    consecutive starts at most ``hop_s``, spread evenly (an exact multiple gets exactly
+    ``hop_s``).
 
     Args:
         num_samples: Length of the audio in samples (> 0).
@@ -38,6 +40,7 @@ def plan_windows(
     hop = max(1, round(hop_s * sample_rate))
     if num_samples <= window:
         return [(0, num_samples)]
-    count = math.ceil((num_samples - window) / hop) + 1
-    starts = [min(i * hop, num_samples - window) for i in range(count)]
-    return [(s, s + window) for s in sorted(set(starts))]
+    span = num_samples - window
+    gaps = math.ceil(span / hop)
+    starts = [round(i * span / gaps) for i in range(gaps + 1)]
+    return [(s, s + window) for s in starts]
