@@ -1,0 +1,37 @@
+"""The feature cache: each utterance goes through the frozen backbone once.
+
+``extract_features(utterances, backbone, layers, store) -> FeatureSet``;
+``FeatureSet.get(utt_id) -> [L_sel, T, D]`` float16 memory map. See :mod:`.store` for the
+on-disk layout and the cache key.
+"""
+
+from __future__ import annotations
+
+from ptssnn.features.distributed import ProcessGroup
+from ptssnn.features.extraction import AudioPolicy, extract_features
+from ptssnn.features.feature_set import ExtractionFailure, ExtractionReport, FeatureSet
+from ptssnn.features.store import (
+    CACHE_ENV,
+    Entry,
+    FeatureCacheError,
+    FeatureStore,
+    Namespace,
+    default_cache_dir,
+    file_sha256,
+)
+
+__all__ = [
+    "CACHE_ENV",
+    "AudioPolicy",
+    "Entry",
+    "ExtractionFailure",
+    "ExtractionReport",
+    "FeatureCacheError",
+    "FeatureSet",
+    "FeatureStore",
+    "Namespace",
+    "ProcessGroup",
+    "default_cache_dir",
+    "extract_features",
+    "file_sha256",
+]
