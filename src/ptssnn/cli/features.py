@@ -1,9 +1,199 @@
-"""CLI commands (placeholder until this concern lands)."""
+"""``ptssnn features``: extract frozen-backbone features into the cache, list backbones.
+
+``torchrun --nproc_per_node N -m ptssnn features extract ...`` shares the utterances across N
+processes (gloo); the cache is the same as with one process.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+features_app = typer.Typer(
+    name="features",
+    help="Frozen speech backbones and the feature cache.",
+    no_args_is_help=True,
+)
+
+
+class Padding(StrEnum):
+    none = "none"
+    thirty_seconds = "30s"
+
+
+class Verify(StrEnum):
+    checksum = "checksum"
+    size = "size"
+
+
+def _human_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000:
+            return f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+@features_app.command("extract")
+def extract(
+    corpus: Annotated[str, typer.Argument(help="Corpus name (casia, emovo, urdu, ...).")],
+    root: Annotated[Path, typer.Argument(help="The corpus folder in its original layout.")],
+    backbone: Annotated[
+        str, typer.Option("--backbone", "-b", help="Backbone name (see `features backbones`).")
+    ] = "whisper-base",
+    layers: Annotated[
+        str, typer.Option(help="Hidden states to keep: all, 3, 1,3,5 or mean:2-4.")
+    ] = "all",
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Cache folder (default $PTSSNN_CACHE or ~/.cache/ptssnn/features)."),
+    ] = None,
+    padding: Annotated[
+        Padding, typer.Option(help="Whisper input: unpadded (none) or padded to 30 s.")
+    ] = Padding.none,
+    dtype: Annotated[str, typer.Option(help="Storage dtype: float16 or float32.")] = "float16",
+    verify: Annotated[
+        Verify, typer.Option(help="How cache hits are checked: CRC-32 checksum or size only.")
+    ] = Verify.checksum,
+    threads: Annotated[
+        int | None, typer.Option(help="Torch CPU threads per process (default: torch's).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N utterances (by id); for trials.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", help="Also write the summary as JSON here.")
+    ] = None,
+) -> None:
+    """Extract every utterance of a corpus once; later runs hit the cache."""
+    import torch
+
+    from ptssnn.backbones import LayerSpec, load_backbone
+    from ptssnn.corpora import scan_corpus
+    from ptssnn.features import FeatureStore, ProcessGroup, extract_features
+
+    started = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+    spec = LayerSpec.parse(layers)
+    scan = scan_corpus(corpus, root)
+    utterances = scan.utterances[:limit] if limit else scan.utterances
+    model = load_backbone(backbone, padding=padding.value)
+    store = FeatureStore(cache)
+    group = ProcessGroup.from_environment()
+    console = Console(stderr=True)
+    try:
+        features = extract_features(
+            utterances,
+            model,
+            spec,
+            store,
+            progress=progress,
+            dtype=dtype,
+            verify=verify.value,
+            process_group=group,
+            console=console,
+        )
+    finally:
+        group.close()
+    if group.rank != 0:
+        return
+    report = features.report
+    summary = {
+        "corpus": corpus,
+        "root": str(root),
+        "backbone": model.name,
+        "padding": padding.value,
+        "layers": features.layers,
+        "cache": str(features.namespace.path),
+        "scan_problems": len(scan.problems),
+        **report.to_dict(),
+        "total_seconds": round(time.perf_counter() - started, 3),
+        "shape": [features.num_layers, "T", features.hidden_size],
+    }
+    out = Console()
+    out.print(
+        f"[bold]{corpus}[/] with [bold]{model.name}[/] (layers {features.layers}, "
+        f"padding {padding.value}, {report.processes} process(es))"
+    )
+    out.print(
+        f"  utterances: {report.total} — extracted {report.extracted}, cached {report.cached}, "
+        f"failed {report.failed}" + (f", rebuilt {report.rebuilt}" if report.rebuilt else "")
+    )
+    if scan.problems:
+        out.print(f"  files the corpus scan could not use: {len(scan.problems)}")
+    for failure in features.failures[:10]:
+        out.print(f"  [yellow]skipped[/] {failure.id}: {failure.reason}", highlight=False)
+    if len(features.failures) > 10:
+        out.print(f"  ... and {len(features.failures) - 10} more")
+    speed = (
+        f", {report.real_time_factor:.1f}× real time"
+        if report.extracted
+        else " (all from the cache)"
+    )
+    out.print(
+        f"  time: {report.wall_seconds:.1f} s for {report.audio_seconds / 60:.1f} min of audio"
+        f"{speed}; total with loading {summary['total_seconds']:.1f} s"
+    )
+    out.print(
+        f"  cache: {_human_bytes(report.cache_bytes)} ({_human_bytes(report.bytes_per_hour)} per "
+        f"hour of audio, {features.dtype}) in {features.namespace.path}",
+        highlight=False,
+    )
+    if summary_json:
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        summary_json.write_text(json.dumps(summary, indent=2))
+
+
+@features_app.command("backbones")
+def backbones() -> None:
+    """List the backbones and whether each can be loaded here."""
+    from ptssnn.backbones import list_backbones
+
+    table = Table("name", "available", "description", "install")
+    for info in list_backbones():
+        table.add_row(
+            info.name,
+            "yes" if info.available else "[red]no[/]",
+            info.description,
+            "" if info.available else info.requirement,
+        )
+    Console().print(table)
+
+
+@features_app.command("cache")
+def cache_info(
+    cache: Annotated[
+        Path | None, typer.Option(help="Cache folder (default $PTSSNN_CACHE or ~/.cache/...).")
+    ] = None,
+) -> None:
+    """List what the feature cache holds: one row per backbone/layers/dtype namespace."""
+    from ptssnn.features import FeatureStore
+
+    store = FeatureStore(cache)
+    table = Table("backbone", "padding", "layers", "dtype", "entries", "size", "folder")
+    for found in store.namespaces():
+        table.add_row(
+            str(found["backbone"].get("name")),
+            str(found["backbone"].get("padding", "-")),
+            found["layers"],
+            found["dtype"],
+            str(found["entries"]),
+            _human_bytes(found["bytes"]),
+            Path(found["path"]).name,
+        )
+    Console().print(f"feature cache {store.root}")
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add the ``features`` sub-app to the main app."""
+    app.add_typer(features_app, name="features")
