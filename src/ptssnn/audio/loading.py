@@ -91,7 +91,9 @@ def probe_audio(path: str | Path) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        raise UnreadableAudioError(path, f"cannot be decoded as audio ({error})") from error
+        # libsndfile's own text, without the path it repeats (the error names the file).
+        why = getattr(error, "error_string", None) or str(error)
+        raise UnreadableAudioError(path, f"cannot be decoded as audio ({why})") from error
     missing = _missing_wav_bytes(path)
     if missing:
         raise UnreadableAudioError(
@@ -210,7 +212,8 @@ def load_audio(
     try:
         data, _ = sf.read(str(info.path), frames=frames_to_read, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:
-        raise UnreadableAudioError(info.path, f"cannot be decoded ({error})") from error
+        why = getattr(error, "error_string", None) or str(error)
+        raise UnreadableAudioError(info.path, f"is truncated or corrupt ({why})") from error
     if data.shape[0] < frames_to_read:
         raise UnreadableAudioError(
             info.path,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from ptssnn.corpora import casia, emovo, urdu
+from ptssnn.corpora import casia, emodb, emovo, iemocap, ravdess, urdu
 from ptssnn.corpora.corpus import Corpus
 from ptssnn.errors import CorpusError
 
-CORPORA: dict[str, Corpus] = {module.CORPUS.name: module.CORPUS for module in (casia, emovo, urdu)}
+CORPORA: dict[str, Corpus] = {
+    module.CORPUS.name: module.CORPUS for module in (casia, emodb, emovo, iemocap, ravdess, urdu)
+}
 
 
 def get_corpus(name: str | Corpus) -> Corpus:
