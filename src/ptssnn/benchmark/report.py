@@ -1,0 +1,239 @@
+"""``results.json`` and ``report.md`` (a table per corpus, plots linked) from benchmark results."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+SYNTHETIC_BANNER = (
+    "> **SYNTHETIC DATA.** These numbers come from a generated emotional-prosody corpus "
+    "(harmonic tones whose pitch contour, energy, tempo and jitter differ per class), not "
+    "from real speech. They show that the pipeline works, nothing about emotion recognition."
+)
+
+
+def _pct(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("mean") is None or math.isnan(entry["mean"]):
+        return "n/a"
+    return f"{100 * entry['mean']:.1f} ± {100 * entry['std']:.1f}"
+
+
+def _num(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(value, fmt)
+
+
+def _params(count: int) -> str:
+    if count >= 1_000_000:
+        return f"{count / 1e6:.2f} M"
+    if count >= 1_000:
+        return f"{count / 1e3:.1f} k"
+    return str(count)
+
+
+def _firing(eff: dict[str, Any] | None, key: str, condition: str = "calibrated") -> str:
+    if not eff or condition not in eff or key not in eff[condition]:
+        return "–"
+    return f"{100 * eff[condition][key]:.1f}"
+
+
+def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[str]]) -> str:
+    """The Markdown section of one corpus."""
+    from ptssnn.benchmark.runner import MODEL_ORDER
+
+    lines = []
+    tag = " — SYNTHETIC" if entry.get("synthetic") else ""
+    lines.append(f"## {corpus}{tag}")
+    lines.append("")
+    folds = entry["folds"]
+    policies = sorted({f["validation_policy"] for f in folds})
+    lines.append(
+        f"{entry['num_utterances']} utterances, {entry['num_speakers']} speakers, "
+        f"{len(entry['label_names'])} classes ({', '.join(entry['label_names'])}); protocol "
+        f"`{entry['protocol']}`, {len(folds)} folds; validation: {', '.join(policies)}."
+    )
+    lines.append("")
+    lines.append("| model | WA % | UA % | macro-F1 % | weighted-F1 % | params | head energy "
+                 "mJ/sample | firing rate % | silent % | saturated % | silent / saturated % "
+                 "without calibration | layers | best epoch |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    models = sorted(entry["models"], key=lambda m: (MODEL_ORDER.index(m)
+                                                    if m in MODEL_ORDER else 99, m))
+    for model in models:
+        m = entry["models"][model]
+        metrics = m["metrics"]
+        eff = m.get("efficiency")
+        energy = _num(eff.get("energy_mj_per_sample") if eff else None, ".4f")
+        uncal = "–"
+        if eff and "uncalibrated" in eff:
+            uncal = (f"{_firing(eff, 'silent_fraction', 'uncalibrated')} / "
+                     f"{_firing(eff, 'saturated_fraction', 'uncalibrated')}")
+        epochs = m.get("epochs", {})
+        lines.append(
+            f"| {model} | {_pct(metrics['wa'])} | {_pct(metrics['ua'])} | "
+            f"{_pct(metrics['macro_f1'])} | {_pct(metrics['weighted_f1'])} | "
+            f"{_params(m['num_parameters'])} | {energy} | {_firing(eff, 'mean_rate')} | "
+            f"{_firing(eff, 'silent_fraction')} | {_firing(eff, 'saturated_fraction')} | "
+            f"{uncal} | {', '.join(m['layers'])} | {_num(epochs.get('mean'), '.1f')} |"
+        )
+    backbone = entry.get("backbone_energy", {})
+    if backbone:
+        lines.append("")
+        lines.append(
+            f"Backbone (frozen, not in the head energy): {backbone['macs_per_sample'] / 1e9:.2f} "
+            f"GMAC/sample × 4.6 pJ = {backbone['energy_mj_per_sample']:.2f} mJ/sample "
+            "(mean over test utterances)."
+        )
+    lines.append("")
+    lines.append("Per-fold UA % (mean over seeds):")
+    lines.append("")
+    names = [f["name"] for f in folds]
+    lines.append("| model | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---|" * len(names))
+    for model in models:
+        runs = entry["models"][model].get("runs", {})
+        cells = []
+        for name in names:
+            values = [f["test"]["ua"] for run in runs.values() for f in run["folds"]
+                      if f["fold"] == name]
+            cells.append(f"{100 * sum(values) / len(values):.1f}" if values else "–")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    links = plot_links.get(corpus, [])
+    if links:
+        lines.append("")
+        lines.append("Plots: " + " · ".join(links))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | None = None
+                  ) -> str:
+    """``report.md`` text."""
+    plot_links = plot_links or {}
+    settings = results["settings"]
+    train = settings["train"]
+    env = results["environment"]
+    lines = ["# PTS-SNN benchmark report", ""]
+    if results.get("synthetic"):
+        lines += [SYNTHETIC_BANNER, ""]
+    backbone = results.get("backbone", {}).get("name", settings["backbone"])
+    lines.append(
+        f"Backbone `{backbone}`; seeds {settings['seeds']}; heads "
+        f"{', '.join(settings['models'])}. Mean ± std over all folds × seeds (population std)."
+    )
+    lines.append("")
+    lines.append(f"Validation policy: {results['validation_policy']}.")
+    lines.append("")
+    lines.append(
+        f"Training: AdamW lr {train['lr']}, weight decay {train['weight_decay']}, batch "
+        f"{train['batch_size']}, ≤ {train['max_epochs']} epochs, patience {train['patience']}, "
+        f"warm-up {train['warmup_epochs']} epochs + cosine, label smoothing "
+        f"{train['label_smoothing']}, layers `{train['layers']}`."
+    )
+    lines.append("")
+    timings = results.get("timings", {})
+    total = timings.get("total_s")
+    if total is not None:
+        lines.append(
+            f"Wall time {total / 60:.1f} min on {env['cpu_count']} CPU threads "
+            f"({env['platform']}); peak memory {results.get('peak_memory_mb', 0):.0f} MiB; "
+            f"torch {env['torch']}, scikit-learn {env['scikit_learn']}, ptssnn {env['ptssnn']}."
+        )
+        lines.append("")
+    lines.append("Command: `" + " ".join(results.get("command", [])) + "`")
+    lines.append("")
+    for corpus, entry in results["corpora"].items():
+        lines.append(corpus_table(corpus, entry, plot_links))
+    return "\n".join(lines)
+
+
+def write_plots(results: dict[str, Any], out: Path) -> dict[str, list[str]]:
+    """Draw every figure; returns Markdown links per corpus (relative to ``out``)."""
+    from ptssnn.evaluation.plots import (
+        plot_confusion,
+        plot_firing_rates,
+        plot_histograms,
+        plot_training_curves,
+    )
+
+    links: dict[str, list[str]] = {}
+    plot_dir = out / "plots"
+    for corpus, entry in results["corpora"].items():
+        for model, m in entry["models"].items():
+            stem = f"{corpus}-{model}"
+            made = []
+            path = plot_confusion(m["confusion"], entry["label_names"],
+                                  plot_dir / f"{stem}-confusion.png",
+                                  title=f"{corpus} · {model}: confusion (all folds, seeds)")
+            made.append(("confusion", path))
+            first = next(iter(m.get("runs", {}).values()), None)
+            histories = {f["fold"]: f["fit"]["history"] for f in (first or {}).get("folds", [])
+                         if f.get("fit", {}).get("history")}
+            if histories:
+                path = plot_training_curves(histories, plot_dir / f"{stem}-curves.png",
+                                            title=f"{corpus} · {model}: training (seed 0)")
+                made.append(("curves", path))
+            eff = m.get("efficiency") or {}
+            rates = {cond: eff[cond]["layers"] for cond in ("calibrated", "uncalibrated")
+                     if cond in eff and eff[cond].get("layers")}
+            if rates:
+                names = {"calibrated": "as trained", "uncalibrated": "calibration zeroed"}
+                path = plot_firing_rates({names[k]: v for k, v in rates.items()},
+                                         plot_dir / f"{stem}-firing.png",
+                                         title=f"{corpus} · {model}: firing rate per layer")
+                made.append(("firing rates", path))
+            hists = eff.get("histograms") or {}
+            for quantity, hist in hists.items():
+                if not hist:
+                    continue
+                path = plot_histograms(
+                    hist, plot_dir / f"{stem}-{quantity}.png",
+                    threshold=eff.get("threshold", 1.0),
+                    title=f"{corpus} · {model}: {quantity.replace('_', ' ')}",
+                    xlabel=quantity.replace("_", " "),
+                )
+                made.append((quantity.replace("_", " "), path))
+            links.setdefault(corpus, []).extend(
+                f"[{model} {kind}]({p.relative_to(out).as_posix()})" for kind, p in made
+            )
+    return links
+
+
+def write_outputs(results: dict[str, Any], out: str | Path, *, plots: bool = True) -> None:
+    """Write ``results.json``, the plots (optional) and ``report.md`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1, default=_json_default))
+    tmp.replace(out / "results.json")
+    links = write_plots(results, out) if plots else {}
+    (out / "report.md").write_text(render_report(results, links))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def results_table(results: dict[str, Any]) -> list[dict[str, str]]:
+    """Rows (corpus, model, WA, UA, macro-F1, params, energy) for printing in the terminal."""
+    rows = []
+    for corpus, entry in results["corpora"].items():
+        for model, m in entry["models"].items():
+            eff = m.get("efficiency") or {}
+            rows.append({
+                "corpus": corpus + (" (SYNTHETIC)" if entry.get("synthetic") else ""),
+                "model": model,
+                "WA %": _pct(m["metrics"]["wa"]),
+                "UA %": _pct(m["metrics"]["ua"]),
+                "macro-F1 %": _pct(m["metrics"]["macro_f1"]),
+                "params": _params(m["num_parameters"]),
+                "mJ/sample": _num(eff.get("energy_mj_per_sample"), ".4f"),
+            })
+    return rows
