@@ -1,0 +1,273 @@
+"""ONNX export of the whole head: ``(features, mask) → logits`` for onnxruntime on a CPU.
+
+The graph has dynamic batch and time axes. The only recurrence in the head is the PLIF
+membrane update; a traced Python loop would be unrolled into a fixed number of steps, so
+during export the multi-step PLIF is swapped for a TorchScript loop (:func:`_plif_loop`),
+which the exporter turns into one ONNX ``Loop`` node whose trip count is the input's time
+length. The loop evaluates exactly the expressions of :func:`ptssnn.snn.plif.plif_step`,
+in the same order, so spikes match PyTorch's bit for bit on the same inputs.
+
+Everything else in the head (LayerNorm, tanh saturation, temporal shift, linear attention,
+calibration bias, pooling, classifier) is ordinary tensor algebra and is traced as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ptssnn.errors import PtssnnError
+
+#: Default opset; 17 has LayerNormalization and everything the head needs.
+DEFAULT_OPSET = 17
+
+
+class ExportError(PtssnnError):
+    """A model that cannot be exported as asked (missing package, unsupported layer)."""
+
+
+@torch.jit.script
+def _plif_loop(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    q: torch.Tensor,
+    mask: torch.Tensor,
+    v_threshold: float,
+    reset: float,
+    soft_reset: bool,
+    decay_input: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PLIF over time as a scripted loop (becomes an ONNX ``Loop``).
+
+    Args:
+        x: Input current ``[T, B, N]``.
+        v: Initial membrane ``[B, N]``.
+        q: ``1/τ`` (0-d).
+        mask: ``[T, B]`` float in {0, 1}.
+        v_threshold: Firing threshold.
+        reset: Reset voltage (0 for soft reset).
+        soft_reset: Subtract the threshold instead of resetting to ``reset``.
+        decay_input: Divide the input by τ as well.
+
+    Returns:
+        ``(spikes [T, B, N], v_final [B, N])``.
+    """
+    spikes: list[torch.Tensor] = []
+    for t in range(x.size(0)):
+        xt = x[t]
+        h = v + (xt - (v - reset)) * q if decay_input else v - (v - reset) * q + xt
+        m = mask[t].unsqueeze(-1)
+        h = torch.where(m > 0.5, h, v)
+        s = (h - v_threshold >= 0).to(x.dtype) * m
+        v = h - s * v_threshold if soft_reset else s * reset + (1.0 - s) * h
+        spikes.append(s)
+    return torch.stack(spikes), v
+
+
+def _exportable_plif_multi_step(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    w: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    v_threshold: float = 1.0,
+    v_reset: float | None = 0.0,
+    decay_input: bool = True,
+    detach_reset: bool = False,
+    surrogate: str = "sigmoid",
+    alpha: float = 4.0,
+    backend: str = "fused",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop-in for ``ptssnn.snn.plif.plif_multi_step`` (inference only) built on the loop."""
+    steps, batch = x.shape[0], x.shape[1]
+    flat = x.reshape(steps, batch, -1)
+    v0 = v.to(x.dtype).expand_as(x[0]).reshape(batch, -1)
+    m = (
+        torch.ones(x.shape[:2], dtype=x.dtype, device=x.device)
+        if mask is None
+        else mask.to(x.dtype)
+    )
+    reset = 0.0 if v_reset is None else float(v_reset)
+    spikes, v_last = _plif_loop(
+        flat,
+        v0,
+        torch.sigmoid(w).to(x.dtype),
+        m,
+        float(v_threshold),
+        reset,
+        v_reset is None,
+        bool(decay_input),
+    )
+    return spikes.reshape(x.shape), v_last.reshape(x.shape[1:])
+
+
+@contextlib.contextmanager
+def exportable_plif() -> Iterator[None]:
+    """Within the block, every ``ptssnn`` module sees the scripted PLIF loop.
+
+    Rebinds the name ``plif_multi_step`` wherever a ``ptssnn`` module imported it, and
+    restores the originals on exit (also on error).
+    """
+    from ptssnn.snn import plif as plif_module
+
+    original = plif_module.plif_multi_step
+    patched: list[tuple[Any, str]] = []
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("ptssnn") or module is None:
+            continue
+        for attribute, value in list(vars(module).items()):
+            if value is original:
+                setattr(module, attribute, _exportable_plif_multi_step)
+                patched.append((module, attribute))
+    try:
+        yield
+    finally:
+        for module, attribute in patched:
+            setattr(module, attribute, original)
+
+
+def example_inputs(
+    model: torch.nn.Module, batch: int = 2, frames: int = 50, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random inputs in the head's layout (second item half padded) for tracing and checks.
+
+    Returns:
+        ``features [B, T, D]`` (or ``[B, L, T, D]`` for a multi-layer head) and ``mask [B, T]``.
+    """
+    config = model.config  # type: ignore[attr-defined]
+    generator = torch.Generator().manual_seed(seed)
+    layers = int(getattr(config, "input_layers", 1) or 1)
+    shape = (batch, frames, config.input_dim)
+    if layers > 1:
+        shape = (batch, layers, frames, config.input_dim)
+    features = torch.randn(shape, generator=generator)
+    mask = torch.ones(batch, frames, dtype=torch.bool)
+    if batch > 1:
+        mask[-1, frames // 2 :] = False
+    return features, mask
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    path: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    metadata: Mapping[str, Any] | None = None,
+    check: bool = True,
+) -> dict[str, Any]:
+    """Export the head to an ONNX file and (by default) check it against PyTorch.
+
+    Args:
+        model: A ``ptssnn.models.PTSSNN`` (any preset).
+        path: Output ``.onnx`` file.
+        opset: ONNX opset version.
+        metadata: Model-directory metadata (labels, backbone...); stored as JSON in the ONNX
+            model's ``metadata_props`` (key ``ptssnn``) so the file is self-describing.
+        check: Run onnxruntime on random inputs of two lengths and batch sizes and report
+            the largest absolute logit difference.
+
+    Returns:
+        A JSON-ready report: path, opset, input/output names and shapes, size in bytes and,
+        with ``check``, ``max_abs_diff``.
+
+    Raises:
+        ExportError: ``onnx``/``onnxruntime`` missing, or the check finds a difference above
+            1e-4.
+    """
+    try:
+        import onnx
+    except ImportError as error:  # pragma: no cover - exercised only without the extra
+        raise ExportError("ONNX export needs `pip install 'ptssnn[export]'`") from error
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    features, mask = example_inputs(model)
+    time_axis = features.dim() - 2
+    with exportable_plif(), torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript-based exporter warns about its own deprecation and about traced
+        # shape arithmetic; the check below is what tells whether the graph is right.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (features, mask),
+            str(path),
+            dynamo=False,
+            input_names=["features", "mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "features": {0: "batch", time_axis: "time"},
+                "mask": {0: "batch", 1: "time"},
+                "logits": {0: "batch"},
+            },
+            opset_version=opset,
+        )
+    proto = onnx.load(str(path))
+    if metadata is not None:
+        onnx.helper.set_model_props(
+            proto, {"ptssnn": json.dumps(dict(metadata), sort_keys=True, default=str)}
+        )
+        onnx.save(proto, str(path))
+    onnx.checker.check_model(proto)
+    report: dict[str, Any] = {
+        "format": "onnx",
+        "path": str(path),
+        "opset": opset,
+        "inputs": {
+            "features": ["batch", "layers", "time", "dim"]
+            if features.dim() == 4
+            else ["batch", "time", "dim"],
+            "mask": ["batch", "time"],
+        },
+        "outputs": {"logits": ["batch", "classes"]},
+        "bytes": path.stat().st_size,
+    }
+    if check:
+        worst = 0.0
+        for batch, frames, seed in ((1, 37, 1), (3, 123, 2)):
+            x, m = example_inputs(model, batch=batch, frames=frames, seed=seed)
+            worst = max(
+                worst, float(np.abs(run_onnx(path, x, m) - _torch_logits(model, x, m)).max())
+            )
+        report["max_abs_diff"] = worst
+        if worst > 1e-4:
+            raise ExportError(
+                f"the exported graph differs from PyTorch by {worst:.3g} (> 1e-4); "
+                "please report this with the model's config"
+            )
+    return report
+
+
+def _torch_logits(model: torch.nn.Module, features: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    with torch.inference_mode():
+        return model(features, mask).float().numpy()
+
+
+def run_onnx(path: str | Path, features: Any, mask: Any) -> np.ndarray:
+    """Logits from an exported head with onnxruntime (CPU).
+
+    Args:
+        path: The ``.onnx`` file.
+        features: ``[B, T, D]`` (or ``[B, L, T, D]``) float32 array or tensor.
+        mask: ``[B, T]`` bool array or tensor.
+
+    Returns:
+        ``[B, C]`` float32 logits.
+    """
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {
+        "features": np.asarray(features, dtype=np.float32),
+        "mask": np.asarray(mask, dtype=bool),
+    }
+    names = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v for k, v in feed.items() if k in names})[0]

@@ -1,0 +1,290 @@
+"""``train_recognizer``: train a deployable model directory on whole corpora.
+
+Unlike the benchmark (which tests every fold), this trains one head on every speaker of the
+given corpora except a held-out validation set used for model selection and early stopping,
+and writes a self-contained model directory (:func:`ptssnn.inference.save_recognizer`).
+
+Validation speakers, per corpus (speaker-disjoint from training, as in the benchmark):
+
+* ``validation_speakers`` given: exactly those.
+* otherwise the corpus's default speaker-independent folds (``make_folds(corpus, all
+  utterances, seed=seed)``) are consulted: if the excluded speakers of that corpus are
+  exactly one fold's test speakers, that fold's validation split is used, so "train on
+  CASIA without speaker X" reproduces the benchmark's fold X bit for bit (same train,
+  same validation, same seed, same trainer); otherwise the validation split of the first
+  fold whose validation speakers are not excluded.
+
+Multi-corpus training uses the harmonised labels (``Utterance.label``): the label set is
+the sorted union over the corpora's training utterances.
+
+Layers: ``"auto"`` picks one hidden state or the average of all with a linear probe on the
+validation speakers (:func:`ptssnn.training.select_layers`), like the benchmark.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import ptssnn
+from ptssnn.errors import PtssnnError
+from ptssnn.inference.card import ModelCard, save_recognizer
+
+
+@dataclass(frozen=True)
+class _Split:
+    """Fold-like split over several corpora (``ptssnn.training.select_layers`` reads it)."""
+
+    name: str
+    train: tuple[str, ...]
+    validation: tuple[str, ...]
+    test: tuple[str, ...]
+
+
+def trainer_mode_to_layer_spec(mode: str) -> str:
+    """Translate a resolved trainer layer mode into a :class:`LayerSpec` string.
+
+    ``"all"`` → ``"all"`` (a multi-layer head), ``"mean"`` → ``"mean:all"``,
+    ``"mean:a-b"`` → ``"mean:a-b"``, ``"k"`` → ``"k"``.
+    """
+    from ptssnn.training import parse_layer_mode
+
+    kind, indices = parse_layer_mode(mode)
+    if kind == "auto":
+        raise ValueError("resolve the 'auto' layer mode before saving it")
+    if kind == "all":
+        return "all"
+    if kind == "mean":
+        return "mean:all" if not indices else f"mean:{indices[0]}-{indices[-1]}"
+    return str(indices[0])
+
+
+def _corpus_root(data_root: Path, corpus: str, count: int) -> Path:
+    candidate = data_root / corpus
+    if candidate.is_dir():
+        return candidate
+    if count == 1 and data_root.is_dir():
+        return data_root  # --data-root pointing at the corpus folder itself
+    raise PtssnnError(
+        f"corpus {corpus!r} not found: expected the folder {candidate} (point --data-root at "
+        "the folder that holds one sub-folder per corpus)"
+    )
+
+
+def _choose_validation(
+    corpus: str,
+    utterances: Sequence[Any],
+    excluded: set[str],
+    requested: set[str],
+    seed: int,
+) -> tuple[set[str], str]:
+    """Validation utterance ids of one corpus, and how they were chosen."""
+    from ptssnn.corpora import make_folds
+
+    if requested:
+        ids = {u.id for u in utterances if u.speaker in requested}
+        return ids, f"speakers {sorted({u.speaker for u in utterances if u.id in ids})}"
+    folds = make_folds(corpus, list(utterances), seed=seed)
+    by_id = {u.id: u for u in utterances}
+    corpus_excluded = excluded & {u.speaker for u in utterances}
+    for fold in folds:
+        test_speakers = {by_id[i].speaker for i in fold.test}
+        if corpus_excluded and test_speakers == corpus_excluded:
+            return set(fold.validation), f"fold {fold.name} of the default protocol"
+    for fold in folds:
+        val_speakers = {by_id[i].speaker for i in fold.validation}
+        if fold.validation and not val_speakers & excluded:
+            return set(fold.validation), f"validation of fold {fold.name}"
+    raise PtssnnError(f"cannot carve validation speakers from {corpus}: give --validation-speakers")
+
+
+def train_recognizer(
+    corpora: Sequence[str],
+    *,
+    data_root: str | Path,
+    out: str | Path,
+    backbone: str = "whisper-base",
+    preset: str = "pts-snn",
+    epochs: int | None = None,
+    exclude_speakers: Sequence[str] = (),
+    validation_speakers: Sequence[str] = (),
+    layers: str = "auto",
+    cache_dir: str | Path | None = None,
+    seed: int = 0,
+    config_overrides: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train a head on whole corpora and write a model directory.
+
+    Args:
+        corpora: Corpus registry names (``casia``, ``emovo``...); several = multi-corpus.
+        data_root: Folder with one sub-folder per corpus (or, for one corpus, its folder).
+        out: Model directory to write.
+        backbone: Backbone registry name.
+        preset: Model preset (``ptssnn.models.list_presets()``).
+        epochs: Maximum epochs (default: :class:`ptssnn.training.TrainConfig`'s).
+        exclude_speakers: Speakers left out of training and validation altogether; their
+            utterances (if any) are scored as a held-out test set in the summary.
+        validation_speakers: Force these speakers as the validation set.
+        layers: Trainer layer mode (``auto``, ``all``, ``mean``, ``mean:a-b``, ``k``).
+        cache_dir: Feature cache (default ``$PTSSNN_CACHE`` or ``~/.cache/ptssnn/features``).
+        seed: Seed of the validation choice, initialisation and training.
+        config_overrides: Extra :class:`TrainConfig` fields.
+        model_overrides: Extra model config fields for ``create_model``.
+        progress: Show extraction progress bars.
+
+    Returns:
+        The training summary (also written to ``out/training_summary.json``).
+
+    Raises:
+        PtssnnError: Unknown corpus/speaker, missing folders, empty splits.
+    """
+    from ptssnn.backbones import load_backbone
+    from ptssnn.corpora import scan_corpus
+    from ptssnn.features import extract_features
+    from ptssnn.models import create_model
+    from ptssnn.training import (
+        LabelledFeatures,
+        TrainConfig,
+        evaluate,
+        fit,
+        select_layers,
+    )
+    from ptssnn.training.crossval import LayerViews
+
+    started = time.perf_counter()
+    if not corpora:
+        raise PtssnnError("name at least one corpus to train on")
+    data_root = Path(data_root)
+    excluded = set(exclude_speakers)
+    requested = set(validation_speakers)
+    if excluded & requested:
+        raise PtssnnError(f"speakers {sorted(excluded & requested)} both excluded and validation")
+
+    utterances: list[Any] = []
+    train_ids: list[str] = []
+    val_ids: list[str] = []
+    test_ids: list[str] = []
+    per_corpus: dict[str, Any] = {}
+    all_speakers: set[str] = set()
+    for corpus in corpora:
+        scan = scan_corpus(corpus, _corpus_root(data_root, corpus, len(corpora)))
+        utts = list(scan.utterances)
+        speakers = {u.speaker for u in utts}
+        all_speakers |= speakers
+        validation, how = _choose_validation(corpus, utts, excluded, requested, seed)
+        kept = [u for u in utts if u.speaker not in excluded]
+        c_train = [u.id for u in kept if u.id not in validation]
+        c_val = [u.id for u in kept if u.id in validation]
+        c_test = [u.id for u in utts if u.speaker in excluded]
+        utterances.extend(utts)
+        train_ids += c_train
+        val_ids += c_val
+        test_ids += c_test
+        by_id = {u.id: u for u in utts}
+        per_corpus[corpus] = {
+            "utterances": len(utts),
+            "problems": len(scan.problems),
+            "train_speakers": sorted({by_id[i].speaker for i in c_train}),
+            "validation_speakers": sorted({by_id[i].speaker for i in c_val}),
+            "held_out_speakers": sorted({by_id[i].speaker for i in c_test}),
+            "validation_choice": how,
+        }
+    unknown = (excluded | requested) - all_speakers
+    if unknown:
+        raise PtssnnError(
+            f"unknown speakers {sorted(unknown)}; the corpora have {sorted(all_speakers)}"
+        )
+    if not train_ids or not val_ids:
+        raise PtssnnError(
+            f"{len(train_ids)} training and {len(val_ids)} validation utterances: "
+            "exclude fewer speakers"
+        )
+
+    by_id = {u.id: u for u in utterances}
+    labels = tuple(sorted({by_id[i].label for i in train_ids}))
+    # Held-out or validation clips of a class never seen in training cannot be scored.
+    val_ids = [i for i in val_ids if by_id[i].label in labels]
+    test_ids = [i for i in test_ids if by_id[i].label in labels]
+
+    encoder = load_backbone(backbone)
+    used = [by_id[i] for i in (*train_ids, *val_ids, *test_ids)]
+    feature_set = extract_features(used, encoder, "all", cache_dir, progress=progress)
+    failed = sorted(f"{f.id}: {f.reason}" for f in feature_set.failures)
+    train_ids = [i for i in train_ids if i in feature_set]
+    val_ids = [i for i in val_ids if i in feature_set]
+    test_ids = [i for i in test_ids if i in feature_set]
+    table = LabelledFeatures.from_feature_set(
+        feature_set, [by_id[i] for i in (*train_ids, *val_ids, *test_ids)], labels
+    )
+    views = LayerViews(table)
+    split = _Split("deploy", tuple(train_ids), tuple(val_ids), tuple(test_ids))
+
+    config = TrainConfig(layers=layers, seed=seed, **(config_overrides or {}))
+    if epochs is not None:
+        config = config.replace(
+            max_epochs=epochs,
+            patience=min(config.patience, epochs),
+            min_epochs=min(config.min_epochs, epochs),
+        )
+    mode, layer_scores = select_layers(views, split, config.layers, seed=config.seed)
+    view = views.view(mode)
+    train, val = view.subset(split.train), view.subset(split.validation)
+    input_layers = view.num_layers if view.features[0].dim() == 3 else 1
+    torch.manual_seed(config.seed)
+    overrides = dict(model_overrides or {})
+    if input_layers > 1:
+        overrides["input_layers"] = input_layers
+    model = create_model(preset, input_dim=view.feature_dim, num_classes=len(labels), **overrides)
+    result = fit(model, train, val, config)
+    model.eval()
+    held_out = None
+    if split.test:
+        metrics, _ = evaluate(model, view.subset(split.test), config.eval_batch_size)
+        held_out = metrics.to_dict()
+
+    card = ModelCard(
+        labels=labels,
+        backbone=encoder.name,
+        backbone_options={},
+        backbone_identity=_jsonable(encoder.identity()),
+        layers=trainer_mode_to_layer_spec(mode),
+        sample_rate=encoder.sample_rate,
+        frame_rate=encoder.frame_rate,
+        preset=preset,
+    )
+    summary: dict[str, Any] = {
+        "corpora": per_corpus,
+        "labels": list(labels),
+        "backbone": encoder.name,
+        "layers": {"mode": mode, "spec": card.layers, "scores": layer_scores},
+        "preset": preset,
+        "num_train": len(train_ids),
+        "num_validation": len(val_ids),
+        "num_held_out": len(test_ids),
+        "excluded_speakers": sorted(excluded),
+        "failed_utterances": failed,
+        "train_config": config.to_dict(),
+        "fit": result.to_dict(),
+        "validation": result.best_validation.to_dict(),
+        "held_out": held_out,
+        "seconds": round(time.perf_counter() - started, 2),
+        "ptssnn_version": ptssnn.__version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+    }
+    save_recognizer(model, out, card, summary)
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
