@@ -15,7 +15,7 @@ Validation speakers, per corpus (speaker-disjoint from training, as in the bench
   fold whose validation speakers are not excluded.
 
 Multi-corpus training uses the harmonised labels (``Utterance.label``): the label set is
-the sorted union over the corpora's training utterances.
+the union over the corpora's training utterances, in the corpus registry's label order.
 
 Layers: ``"auto"`` picks one hidden state or the average of all with a linear probe on the
 validation speakers (:func:`ptssnn.training.select_layers`), like the benchmark.
@@ -147,7 +147,7 @@ def train_recognizer(
         PtssnnError: Unknown corpus/speaker, missing folders, empty splits.
     """
     from ptssnn.backbones import load_backbone
-    from ptssnn.corpora import scan_corpus
+    from ptssnn.corpora import get_corpus, scan_corpus
     from ptssnn.features import extract_features
     from ptssnn.models import create_model
     from ptssnn.training import (
@@ -209,7 +209,12 @@ def train_recognizer(
         )
 
     by_id = {u.id: u for u in utterances}
-    labels = tuple(sorted({by_id[i].label for i in train_ids}))
+    # The registry's label order (as the benchmark uses), corpus by corpus: the same classes
+    # in the same order give the same head initialisation as the benchmark's fold.
+    present = {by_id[i].label for i in train_ids}
+    labels = tuple(
+        dict.fromkeys(x for c in corpora for x in get_corpus(c).labels if x in present)
+    )
     # Held-out or validation clips of a class never seen in training cannot be scored.
     val_ids = [i for i in val_ids if by_id[i].label in labels]
     test_ids = [i for i in test_ids if by_id[i].label in labels]
