@@ -45,6 +45,11 @@ class WhisperEncoderConfig:
     num_heads: int = 8
     num_layers: int = 6
     num_positions: int = 1500
+    ffn_width: int = 0  # 0: 4 × width, as in every OpenAI Whisper
+
+    def __post_init__(self) -> None:
+        if self.ffn_width == 0:
+            object.__setattr__(self, "ffn_width", 4 * self.width)
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -53,15 +58,15 @@ class WhisperEncoderConfig:
 class WhisperBlock(nn.Module):
     """Pre-norm residual block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``."""
 
-    def __init__(self, width: int, num_heads: int) -> None:
+    def __init__(self, width: int, num_heads: int, ffn_width: int) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.attn_ln = nn.LayerNorm(width, eps=1e-5)
         self.qkv = nn.Linear(width, 3 * width)  # fused Q, K, V as CTranslate2 stores them
         self.out = nn.Linear(width, width)
         self.mlp_ln = nn.LayerNorm(width, eps=1e-5)
-        self.fc1 = nn.Linear(width, 4 * width)
-        self.fc2 = nn.Linear(4 * width, width)
+        self.fc1 = nn.Linear(width, ffn_width)
+        self.fc2 = nn.Linear(ffn_width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x ``[B, T, D]``. Returns: ``[B, T, D]``."""
@@ -84,7 +89,8 @@ class WhisperEncoder(nn.Module):
         self.conv2 = nn.Conv1d(width, width, kernel_size=3, stride=2, padding=1)
         self.register_buffer("positions", torch.zeros(config.num_positions, width))
         self.blocks = nn.ModuleList(
-            WhisperBlock(width, config.num_heads) for _ in range(config.num_layers)
+            WhisperBlock(width, config.num_heads, config.ffn_width)
+            for _ in range(config.num_layers)
         )
         self.ln_post = nn.LayerNorm(width, eps=1e-5)
 
@@ -187,8 +193,9 @@ class WhisperEncoder(nn.Module):
         c = self.config
         steps = (mel_frames + 1) // 2
         convs = mel_frames * c.width * c.n_mels * 3 + steps * c.width * c.width * 3
-        # Per block: Q, K, V and output projections (4 d²), MLP (8 d²), scores and mixing (2 T d).
-        per_block = steps * (12 * c.width * c.width) + 2 * steps * steps * c.width
+        # Per block: Q, K, V and output projections (4 d²), MLP (2 d f), scores and mixing (2 T d).
+        per_block = steps * (4 * c.width * c.width + 2 * c.width * c.ffn_width)
+        per_block += 2 * steps * steps * c.width
         return convs + c.num_layers * per_block
 
 
@@ -382,6 +389,7 @@ def model_encoder_config(model: CTranslate2Model) -> WhisperEncoderConfig:
         num_heads=int(model.get("encoder/num_heads").reshape(())),
         num_layers=num_layers,
         num_positions=int(positions.shape[0]),
+        ffn_width=int(model.get("encoder/layer_0/ffn/linear_0/weight").shape[0]),
     )
 
 
@@ -438,12 +446,18 @@ def load_hugging_face_whisper(source: str, *, padding: str = "none") -> WhisperB
             "holding config.json and the weights, or a hub id on a machine with hub access"
         ) from error
     hf_config = model.config
+    if hf_config.activation_function != "gelu":
+        raise BackboneUnavailableError(
+            f"{source!r} uses activation {hf_config.activation_function!r}; only Whisper's "
+            "exact GELU is supported"
+        )
     config = WhisperEncoderConfig(
         n_mels=hf_config.num_mel_bins,
         width=hf_config.d_model,
         num_heads=hf_config.encoder_attention_heads,
         num_layers=hf_config.encoder_layers,
         num_positions=hf_config.max_source_positions,
+        ffn_width=hf_config.encoder_ffn_dim,
     )
     encoder = WhisperEncoder(config)
     encoder.load_hugging_face(model.get_encoder())
