@@ -203,3 +203,13 @@ def test_emodb_tree_builder_is_reusable(tmp_path):
     first = build_emodb_tree(tmp_path / "a")
     second = build_emodb_tree(tmp_path / "b")
     assert first.ids == second.ids and first.problems == second.problems
+
+
+def test_iemocap_bad_evaluation_line_is_a_problem_not_fatal(tmp_path):
+    tree = BUILDERS["iemocap"](tmp_path / "iemocap", sessions=2)
+    evaluation = tree.root / "Session2" / "dialog" / "EmoEvaluation" / "Ses02F_impro01.txt"
+    evaluation.write_text(evaluation.read_text() + "[garbled line\n")
+    scan = scan_corpus("iemocap", tree.root)
+    (bad,) = [p for p in scan.problems if p.path == evaluation]
+    assert "is not a turn line" in bad.reason
+    assert {u.id for u in scan.utterances} == tree.ids

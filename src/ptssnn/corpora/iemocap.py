@@ -18,7 +18,6 @@ from pathlib import Path
 
 from ptssnn.corpora.corpus import Candidate, Corpus, files_at_depth
 from ptssnn.corpora.records import Problem
-from ptssnn.errors import CorpusError
 
 LABEL_MAP = {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad"}
 OTHER_LABELS = frozenset({"fru", "sur", "fea", "dis", "oth", "xxx"})
@@ -31,13 +30,15 @@ _UTTERANCE = re.compile(r"^Ses(?P<session>\d{2})[FM]_(?P<dialog_rest>.+)_(?P<gen
 _SESSION_FOLDER = re.compile(r"^Session(\d+)$")
 
 
-def read_evaluations(folder: Path) -> dict[str, dict[str, object]]:
-    """Parse every ``EmoEvaluation/*.txt`` of a session: utterance id -> label and VAD.
+def read_evaluations(folder: Path) -> tuple[dict[str, dict[str, object]], list[Problem]]:
+    """Parse every ``EmoEvaluation/*.txt`` of a session.
 
-    Raises:
-        CorpusError: A line that starts like a label line but does not parse.
+    Returns:
+        (utterance id -> {emotion, start, end, vad}, problems): a line that starts like a
+        turn line (``[``) but does not parse is a problem of that file, not a fatal error.
     """
     labels: dict[str, dict[str, object]] = {}
+    problems: list[Problem] = []
     for path in sorted(folder.glob("*.txt")):
         if path.name.startswith("."):
             continue
@@ -46,7 +47,8 @@ def read_evaluations(folder: Path) -> dict[str, dict[str, object]]:
                 continue
             match = _LINE.match(line)
             if match is None:
-                raise CorpusError(f"{path}:{number}: unreadable EmoEvaluation line {line!r}")
+                problems.append(Problem(path, f"line {number} is not a turn line: {line!r}"))
+                continue
             try:
                 vad = [float(v) for v in match["vad"].split(",")]
             except ValueError:
@@ -57,7 +59,7 @@ def read_evaluations(folder: Path) -> dict[str, dict[str, object]]:
                 "end": float(match["end"]),
                 "vad": vad,
             }
-    return labels
+    return labels, problems
 
 
 def find(root: Path) -> Iterator[Candidate | Problem]:
@@ -71,7 +73,8 @@ def find(root: Path) -> Iterator[Candidate | Problem]:
         wav_root = session_folder / "sentences" / "wav"
         if not wav_root.is_dir():
             continue
-        evaluations = read_evaluations(session_folder / "dialog" / "EmoEvaluation")
+        evaluations, bad_lines = read_evaluations(session_folder / "dialog" / "EmoEvaluation")
+        yield from bad_lines
         for path in files_at_depth(wav_root, 2):
             match = _UTTERANCE.match(path.stem)
             if match is None:
