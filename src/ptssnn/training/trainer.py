@@ -95,6 +95,11 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     # No decay on biases, norms, neuron time constants and bias voltages (1-D tensors).
     decay, plain = [], []
@@ -122,9 +127,10 @@ def predict_logits(model: nn.Module, data: LabelledFeatures, batch_size: int = 6
     """
     was_training = model.training
     model.eval()
+    device = _device_of(model)
     out: np.ndarray | None = None
     for batch in iterate_eval_batches(data, batch_size):
-        logits = model(batch.features, batch.mask).float()
+        logits = model(batch.features.to(device), batch.mask.to(device)).float().cpu()
         if out is None:
             out = np.zeros((len(data), logits.shape[-1]), dtype=np.float32)
         out[batch.indices.numpy()] = logits.numpy()
@@ -192,16 +198,19 @@ def fit(
     generators = {"order": order_rng, "augment": augment_rng}
     torch.manual_seed(config.seed + 7919 * rank)
 
+    device = _device_of(model)
     network: nn.Module = model
     if world > 1:
-        network = nn.parallel.DistributedDataParallel(model)
+        # CPU (gloo): no device ids; GPU (nccl): this process's device.
+        ids = [device.index] if device.type == "cuda" else None
+        network = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     optimizer = torch.optim.AdamW(
         _parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas
     )
     weight = None
     if config.class_balanced:
         counts = train_data.class_counts().float().clamp(min=1)
-        weight = counts.sum() / (num_classes * counts)
+        weight = (counts.sum() / (num_classes * counts)).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
 
     num_batches = -(-len(train_data) // config.batch_size)
@@ -232,7 +241,7 @@ def fit(
                     "delete it or run without --resume"
                 )
             try:
-                model.load_state_dict(state["model"])
+                model.load_state_dict({k: v.to(device) for k, v in state["model"].items()})
             except RuntimeError as error:
                 raise CheckpointError(
                     f"checkpoint {stem} does not fit this model ({error}); delete it"
@@ -274,8 +283,8 @@ def fit(
                                  total_steps=total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = rate
-            logits = network(batch.features, batch.mask)
-            loss = loss_fn(logits, batch.labels)
+            logits = network(batch.features.to(device), batch.mask.to(device))
+            loss = loss_fn(logits, batch.labels.to(device))
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"loss became {loss.item()} at epoch {epoch + 1}; lower TrainConfig.lr or "

@@ -1,0 +1,141 @@
+"""cross_validate: layer selection on validation, fold records, resume across folds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ptssnn.training import LabelledFeatures, TrainConfig, cross_validate, select_layers
+from ptssnn.training.crossval import LayerViews
+
+
+class MeanPoolHead(nn.Module):
+    """Stand-in head: optional learned layer sum, linear, masked mean, linear."""
+
+    def __init__(self, input_dim: int, num_classes: int, input_layers: int = 1) -> None:
+        super().__init__()
+        self.layer_logits = nn.Parameter(torch.zeros(input_layers)) if input_layers > 1 else None
+        self.proj = nn.Linear(input_dim, 16)
+        self.out = nn.Linear(16, num_classes)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.layer_logits is not None:
+            weights = self.layer_logits.softmax(0).view(1, -1, 1, 1)
+            features = (features * weights).sum(1)
+        hidden = torch.tanh(self.proj(features))
+        m = mask.unsqueeze(-1).float()
+        return self.out((hidden * m).sum(1) / m.sum(1).clamp(min=1))
+
+
+def factory(input_dim: int, num_classes: int, input_layers: int) -> nn.Module:
+    return MeanPoolHead(input_dim, num_classes, input_layers)
+
+
+@dataclass(frozen=True)
+class Fold:
+    name: str
+    train: tuple[str, ...]
+    validation: tuple[str, ...]
+    test: tuple[str, ...]
+
+
+def corpus(speakers: int = 4, per: int = 12, layers: int = 3, informative: int = 2):
+    """Items [L, T, D]; only hidden state `informative` carries the class."""
+    rng = np.random.default_rng(0)
+    items, spk = [], {}
+    for s in range(speakers):
+        for i in range(per):
+            label = i % 3
+            x = rng.standard_normal((layers, int(rng.integers(8, 20)), 6)).astype(np.float32)
+            x[informative, :, label] += 2.0
+            utt = f"s{s}-{i:02d}"
+            items.append((utt, x, f"c{label}"))
+            spk[utt] = s
+    table = LabelledFeatures.from_arrays(items, ["c0", "c1", "c2"])
+    folds = []
+    for s in range(speakers):
+        v = (s + 1) % speakers
+        folds.append(Fold(
+            f"loso-{s}",
+            tuple(u for u in table.ids if spk[u] not in (s, v)),
+            tuple(u for u in table.ids if spk[u] == v),
+            tuple(u for u in table.ids if spk[u] == s),
+        ))
+    return table, folds
+
+
+def config(**changes) -> TrainConfig:
+    base = dict(max_epochs=4, patience=5, batch_size=8, lr=5e-3, warmup_epochs=0.5,
+                layers="auto", time_masks=0, feature_masks=0)
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def test_auto_picks_the_informative_layer_on_validation():
+    table, folds = corpus()
+    mode, scores = select_layers(LayerViews(table), folds[0], "auto")
+    assert mode == "2"
+    assert set(scores) == {"0", "1", "2", "mean"}
+    assert scores["2"] > scores["0"]
+    assert select_layers(LayerViews(table), folds[0], "all") == ("all", {})
+
+
+def test_cross_validate_reports_every_fold(tmp_path):
+    table, folds = corpus()
+    result = cross_validate(table, folds, factory, config(), out_dir=tmp_path)
+    assert [f.fold for f in result.folds] == [f.name for f in folds]
+    for fold_result, fold in zip(result.folds, folds, strict=True):
+        assert fold_result.layers == "2"
+        assert fold_result.predictions["ids"] == list(fold.test)
+        assert fold_result.test.num_samples == len(fold.test)
+        assert (tmp_path / fold.name / "result.json").exists()
+        assert not (tmp_path / fold.name / "train_state.safetensors").exists()
+    assert result.summary["ua"].mean > 0.8
+    assert (tmp_path / "config.json").exists()
+
+
+def test_weighted_layer_sum_head_gets_all_layers():
+    table, folds = corpus()
+    seen = []
+
+    def spy(input_dim, num_classes, input_layers):
+        seen.append((input_dim, num_classes, input_layers))
+        return factory(input_dim, num_classes, input_layers)
+
+    cross_validate(table, folds[:1], spy, config(layers="all", max_epochs=1))
+    assert seen == [(6, 3, 3)]
+
+
+def test_resume_across_folds_matches_uninterrupted(tmp_path):
+    table, folds = corpus()
+    reference = cross_validate(table, folds, factory, config(), out_dir=tmp_path / "ref")
+
+    class Interrupt(Exception):
+        pass
+
+    calls = {"n": 0}
+
+    def hook(record):
+        calls["n"] += 1
+        if calls["n"] == 4 + 2:  # second epoch of the second fold
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        cross_validate(table, folds, factory, config(), out_dir=tmp_path / "run",
+                       epoch_hook=hook)
+    assert (tmp_path / "run" / folds[0].name / "result.json").exists()
+    assert (tmp_path / "run" / folds[1].name / "train_state.json").exists()
+
+    epochs = []
+    resumed = cross_validate(table, folds, factory, config(), out_dir=tmp_path / "run",
+                             resume=True, epoch_hook=epochs.append)
+    # fold 1 skipped, fold 2 continues at epoch 3, folds 3-4 in full
+    assert [r["epoch"] for r in epochs] == [3, 4, 1, 2, 3, 4, 1, 2, 3, 4]
+    for a, b in zip(resumed.folds, reference.folds, strict=True):
+        assert a.test == b.test
+        assert a.predictions == b.predictions
+        assert a.fit["best_epoch"] == b.fit["best_epoch"]
