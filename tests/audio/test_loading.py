@@ -77,6 +77,14 @@ def test_ogg_vorbis_decodes(tmp_path):
     assert wave.shape == (8000,) and np.abs(wave).max() > 0.3
 
 
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile built without MP3")
+def test_mp3_decodes_full_length(tmp_path):
+    data = tone(1.0, 44100)
+    path = write(tmp_path / "a.mp3", data, 44100, format="MP3", subtype="MPEG_LAYER_III")
+    wave = load_audio(path)
+    assert wave.shape == (16000,) and np.abs(wave).max() > 0.3
+
+
 def test_hot_float_file_is_scaled_to_peak_one_not_clipped(tmp_path):
     data = tone(0.5, 16000, amplitude=2.0)
     wave = load_audio(write(tmp_path / "hot.wav", data, 16000, subtype="FLOAT"))

@@ -121,3 +121,16 @@ def test_emobox_urdu_falls_back_to_stratified_validation(scans):
     label = {u.id: u.label for u in scan.utterances}
     counts = Counter(label[i] for i in fold.validation)
     assert len(counts) == 4 and max(counts.values()) - min(counts.values()) <= 1
+
+
+def test_original_format_samples_scan_as_their_corpus(shared_data):
+    originals = shared_data / "original-format-samples"
+    if not originals.is_dir():
+        pytest.skip("no original-format samples in the shared data")
+    emovo = scan_corpus("emovo", originals / "emovo", strict=True)
+    assert [u.id for u in emovo.utterances] == ["emovo-gio-f1-b1", "emovo-rab-f1-b1",
+                                                "emovo-tri-f1-n1"]  # fmt: skip
+    assert {(u.sample_rate, u.channels) for u in emovo.utterances} == {(48000, 2), (48000, 1)}
+    urdu = scan_corpus("urdu", originals / "urdu", strict=True)
+    assert {u.sample_rate for u in urdu.utterances} == {44100}
+    assert {u.speaker for u in urdu.utterances} == {"M1"}
