@@ -213,3 +213,11 @@ def test_iemocap_bad_evaluation_line_is_a_problem_not_fatal(tmp_path):
     (bad,) = [p for p in scan.problems if p.path == evaluation]
     assert "is not a turn line" in bad.reason
     assert {u.id for u in scan.utterances} == tree.ids
+
+
+def test_casia_emotion_folder_case_is_normalised(tmp_path):
+    write_tone(tmp_path / "wangzhe" / "Angry" / "201.wav")
+    (utterance,) = scan_corpus("casia", tmp_path).utterances
+    assert (utterance.id, utterance.raw_label, utterance.label) == (
+        "casia-201-wangzhe-angry", "angry", "angry",
+    )  # fmt: skip

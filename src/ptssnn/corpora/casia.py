@@ -34,7 +34,8 @@ GENDERS = {
 def find(root: Path) -> Iterator[Candidate | Problem]:
     """Yield one candidate or problem per file at ``<speaker>/<emotion>/<file>``."""
     for path in files_at_depth(root, 3):
-        speaker, emotion = path.parent.parent.name, path.parent.name
+        # Folder case varies between copies; EmoBox keys use the lower-case emotion.
+        speaker, emotion = path.parent.parent.name, path.parent.name.lower()
         if not path.stem.isdigit():
             yield Problem(path, f"file name {path.name!r} is not a sentence number like 201.wav")
             continue
