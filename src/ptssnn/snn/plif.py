@@ -95,10 +95,7 @@ def plif_step(
     """
     q = torch.sigmoid(w)
     reset = 0.0 if v_reset is None else v_reset
-    if decay_input:
-        h = v + (x - (v - reset)) * q
-    else:
-        h = v - (v - reset) * q + x
+    h = v + (x - (v - reset)) * q if decay_input else v - (v - reset) * q + x
     m = None
     if mask is not None:
         m = _expand_mask(mask, x.dim(), x.dtype)

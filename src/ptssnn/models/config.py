@@ -1,0 +1,202 @@
+"""Model configuration and the preset registry (the ablation ladder of the paper).
+
+Every design number of ``paper.md`` "Our reconstruction" is a field here with its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ptssnn.errors import ModelConfigError
+from ptssnn.snn.neurons import NEURONS
+from ptssnn.snn.surrogate import check_surrogate
+
+__all__ = ["PRESETS", "PTSSNNConfig", "get_preset", "list_presets"]
+
+CONTEXT_MODES = ("none", "readout", "bias")
+CALIBRATION_CONTEXTS = ("global", "causal")
+POOLINGS = ("spikes", "membrane")
+
+
+@dataclass
+class PTSSNNConfig:
+    """Configuration of a PTS-SNN head (and of its ablations and ANN twin).
+
+    Attributes:
+        input_dim: feature width D_in of the frozen backbone.
+        num_classes: number of emotion classes C.
+        input_layers: L; when > 1 the features are ``[B, L, T, D_in]`` and a learned
+            softmax-weighted sum over layers is taken first.
+        width: channel width D of the spiking encoder (paper default 256).
+        num_blocks: number of spiking temporal-shift blocks (2).
+        block_hidden: hidden width of each block's MLP. 672 puts the default model at
+            1.16 M (D_in 512) / 1.22 M (D_in 768) trainable parameters, the paper's 1.19 M ±3%.
+        saturation: soft saturation ``tanh(ξ·LayerNorm(x))`` of the input features.
+        saturation_xi: ξ.
+        shift_later: fraction of channels shifted one step later (1/8, as TSM).
+        shift_earlier: fraction of channels shifted one step earlier (1/8).
+        context: ``"none"``; ``"readout"`` (SSLA context of the soft prompts added to the pooled
+            read-out: the ``+ssla`` rung); ``"bias"`` (context-driven bias voltages for the
+            blocks' input neurons: full PTS-SNN).
+        calibration_context: ``"global"`` (whole utterance, as the paper) or ``"causal"``
+            (running context up to each frame; streaming then equals ``forward`` exactly).
+        num_prompts: M soft prompts (4).
+        attention_heads: SSLA heads.
+        pooling: masked mean over time of the output ``"spikes"`` or of the ``"membrane"``
+            (the residual membrane stream feeding the output neurons).
+        neuron: ``"plif"`` or ``"gelu"`` (the ANN baseline).
+        init_tau, v_threshold, v_reset, decay_input, detach_reset: PLIF options
+            (``v_reset=None`` = soft reset).
+        surrogate: ``"sigmoid"`` (α = 4) or ``"atan"`` (α = 2); ``surrogate_alpha`` overrides α.
+        plif_backend: ``"fused"`` (custom autograd) or ``"loop"`` (reference).
+        dropout: dropout before the classifier.
+        seed: parameters are initialised from this seed (deterministic construction).
+        preset: name of the preset this config came from (informational).
+    """
+
+    input_dim: int = 768
+    num_classes: int = 4
+    input_layers: int = 1
+    width: int = 256
+    num_blocks: int = 2
+    block_hidden: int = 672
+    saturation: bool = True
+    saturation_xi: float = 1.0
+    shift_later: float = 0.125
+    shift_earlier: float = 0.125
+    context: str = "bias"
+    calibration_context: str = "global"
+    num_prompts: int = 4
+    attention_heads: int = 8
+    pooling: str = "spikes"
+    neuron: str = "plif"
+    init_tau: float = 2.0
+    v_threshold: float = 1.0
+    v_reset: float | None = 0.0
+    decay_input: bool = True
+    detach_reset: bool = False
+    surrogate: str = "sigmoid"
+    surrogate_alpha: float | None = None
+    plif_backend: str = "fused"
+    dropout: float = 0.1
+    seed: int = 0
+    preset: str = "custom"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field.
+
+        Raises:
+            ModelConfigError: a value out of range or an unknown option, with the allowed ones.
+        """
+        positive = ("input_dim", "num_classes", "input_layers", "width", "block_hidden",
+                    "num_prompts", "attention_heads")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ModelConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
+            raise ModelConfigError(f"num_blocks must be >= 0, got {self.num_blocks!r}")
+        choices = {"context": CONTEXT_MODES, "calibration_context": CALIBRATION_CONTEXTS,
+                   "pooling": POOLINGS, "neuron": NEURONS, "plif_backend": ("fused", "loop")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ModelConfigError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.context == "bias" and self.num_blocks == 0:
+            raise ModelConfigError("context='bias' calibrates the blocks: needs num_blocks >= 1")
+        if self.width % self.attention_heads:
+            raise ModelConfigError(
+                f"width {self.width} must be divisible by attention_heads {self.attention_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ModelConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.init_tau > 1.0:
+            raise ModelConfigError(f"init_tau must be > 1, got {self.init_tau}")
+        if self.v_reset is not None and not self.v_reset < self.v_threshold:
+            raise ModelConfigError("v_reset must be below v_threshold (or None for soft reset)")
+        if self.shift_later < 0 or self.shift_earlier < 0 or \
+                self.shift_later + self.shift_earlier > 1:
+            raise ModelConfigError("shift fractions must be >= 0 and sum to <= 1")
+        if not self.saturation_xi > 0:
+            raise ModelConfigError(f"saturation_xi must be positive, got {self.saturation_xi}")
+        check_surrogate(self.surrogate, self.surrogate_alpha)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PTSSNNConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ModelConfigError: unknown keys (e.g. a config from a newer version).
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelConfigError(
+                f"unknown model config field(s): {', '.join(unknown)}; "
+                f"known fields: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> PTSSNNConfig:
+        """A copy with ``changes`` applied (validated).
+
+        Raises:
+            ModelConfigError: unknown field names.
+        """
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ModelConfigError(
+                f"unknown model option(s): {', '.join(unknown)}; "
+                f"known options: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class _Preset:
+    description: str
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+# The ablation ladder: each rung adds one component to the previous one.
+PRESETS: dict[str, _Preset] = {
+    "vanilla-snn": _Preset(
+        "projection + PLIF blocks: no saturation, no temporal shift, no calibration",
+        {"saturation": False, "shift_later": 0.0, "shift_earlier": 0.0, "context": "none"}),
+    "+saturation": _Preset(
+        "vanilla-snn + soft saturation tanh(ξ·LayerNorm(x))",
+        {"shift_later": 0.0, "shift_earlier": 0.0, "context": "none"}),
+    "+shift": _Preset(
+        "+saturation + temporal shift in the blocks", {"context": "none"}),
+    "+ssla": _Preset(
+        "+shift + SSLA context of the soft prompts added to the read-out", {"context": "readout"}),
+    "pts-snn": _Preset(
+        "full PTS-SNN: SSLA context sets the bias voltages of the blocks' neurons", {}),
+    "ann": _Preset(
+        "pts-snn architecture with GELU units instead of PLIF neurons (non-spiking baseline)",
+        {"neuron": "gelu"}),
+}
+
+
+def list_presets() -> dict[str, str]:
+    """Preset names → one-line descriptions, in ladder order."""
+    return {name: preset.description for name, preset in PRESETS.items()}
+
+
+def get_preset(name: str, **changes: Any) -> PTSSNNConfig:
+    """The config of preset ``name`` with ``changes`` applied.
+
+    Raises:
+        ModelConfigError: unknown preset (the message lists the known ones) or option.
+    """
+    if name not in PRESETS:
+        raise ModelConfigError(
+            f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PTSSNNConfig(preset=name).replace(**{**PRESETS[name].changes, **changes})

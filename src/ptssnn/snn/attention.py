@@ -1,0 +1,162 @@
+"""Spiking Sparse Linear Attention (SSLA): prompt queries gather the context of a spike sequence.
+
+Design choice: **Q(KᵀV)-style linear attention, evaluated query-first**, rather than the
+Spike-driven Transformer's SDSA ``Q ⊙ SN(Σ_t K ⊙ V)``.
+
+- SDSA mixes no channels: every query would read the same per-channel K–V co-firing vector,
+  gated only by its own spikes, so M prompts could not ask M different questions.
+  ``Q(KᵀV)`` gives each prompt its own read of the head-wise K–V co-firing matrix.
+- No softmax: with binary Q, K, V the products are AND-and-count, i.e. additions only (the
+  "sparse" in SSLA: work scales with the number of spikes).
+- Cost linear in T. The queries are M learned prompts (M = 4), so the query-first order
+  ``a[t] = Q·K[t]ᵀ`` (``[M, H]`` per frame) then ``Σ_t a[t]·V[t]`` costs ``O(T·M·D)``: less than
+  forming ``KᵀV`` (``O(T·D·D/H)``) whenever ``M < D/H``; the result is the same.
+- Causal form for streaming: the context is a running sum ``Σ_{τ≤t} a[τ]·V[τ]`` divided by
+  the running count of real frames, a ``[B, M, D]`` state; the offline ("global") form is the
+  same sum over the whole utterance. Normalising by the frame count (a mean, not a sum) keeps
+  the scale independent of the utterance length.
+
+Shapes: sequence ``x [T, B, D]`` (spikes), queries ``[M, D]`` (shared) , mask ``[T, B]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ptssnn.errors import ModelConfigError
+from ptssnn.snn.neurons import make_neuron
+from ptssnn.snn.surrogate import spike_function
+
+__all__ = ["SpikingSparseLinearAttention"]
+
+
+class SpikingSparseLinearAttention(nn.Module):
+    """Softmax-free spiking attention of M query tokens over a spike sequence.
+
+    ``K = SN(LN(W_K x))``, ``V = SN(LN(W_V x))`` per frame (SN = the neuron layer, PLIF by
+    default), ``Q = H(LN(W_Q queries))`` (a threshold unit at 0: the queries are static
+    learned tokens, one step, no membrane to integrate), per head ``h`` of width ``d``:
+    ``context[m, h] = mean_t (Q[m,h]·K[t,h] / d) · V[t,h]`` over real frames, then
+    ``out = LN(W_O context)``.
+
+    Args:
+        dim: channel width D.
+        heads: number of heads H (D must be divisible by H).
+        neuron: ``"plif"`` (spikes) or ``"gelu"`` (the ANN twin; Q then uses GELU too).
+        neuron_options: keyword arguments for the PLIF neurons.
+
+    Set ``record = True`` to accumulate the attention's operation counts in ``op_counts``
+    (``{"qk": [dense, active], "av": [dense, active]}`` over real frames; ``active`` counts
+    accumulations triggered by a K or V spike). ``binary`` says whether K and V are spikes.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 8,
+        neuron: str = "plif",
+        neuron_options: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ModelConfigError(f"width {dim} is not divisible by attention_heads {heads}")
+        options = neuron_options or {}
+        self.dim, self.heads, self.neuron_kind = dim, heads, neuron
+        self.query = nn.Linear(dim, dim)
+        self.query_norm = nn.LayerNorm(dim)
+        self.key = nn.Linear(dim, dim)
+        self.key_norm = nn.LayerNorm(dim)
+        self.key_neuron = make_neuron(neuron, **options)
+        self.value = nn.Linear(dim, dim)
+        self.value_norm = nn.LayerNorm(dim)
+        self.value_neuron = make_neuron(neuron, **options)
+        self.out = nn.Linear(dim, dim)
+        self.out_norm = nn.LayerNorm(dim)
+        # Per-utterance layers (not applied per frame), for the energy accounting.
+        for layer in (self.query, self.out):
+            layer.per_utterance = True  # type: ignore[attr-defined]
+        for layer in (self.key, self.value):
+            layer.fed_by_spikes = neuron == "plif"  # type: ignore[attr-defined]
+        self.record = False
+        self.op_counts: dict[str, list[int]] = {}
+        self.binary = neuron == "plif"
+
+    def queries_to_spikes(self, queries: torch.Tensor) -> torch.Tensor:
+        """``[M, D]`` query tokens → ``[M, D]`` spike (or GELU) queries."""
+        q = self.query_norm(self.query(queries))
+        if self.neuron_kind == "gelu":
+            return F.gelu(q)
+        return spike_function(q, "sigmoid", 4.0)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        queries: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
+        state: dict[str, torch.Tensor | None] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+        """Aggregate the sequence's context into the queries.
+
+        Args:
+            x: spike sequence ``[T, B, D]``.
+            queries: query tokens ``[M, D]``.
+            mask: ``[T, B]`` bool, True = real frame.
+            causal: return the running context after every frame instead of the total.
+            state: running sums from the previous chunk of a stream (``None`` = start).
+
+        Returns:
+            ``(out, state)``: ``out`` is ``[B, M, D]`` (context of all frames seen so far, this
+            chunk included) or ``[T, B, M, D]`` when ``causal``; ``state`` holds the K/V
+            membranes, the running sum ``[B, M, D]`` and the real-frame count ``[B]``.
+        """
+        steps, batch, _ = x.shape
+        state = state or {}
+        k, k_state = self.key_neuron(self.key_norm(self.key(x)), mask=mask,
+                                     v=state.get("key"), return_state=True)
+        v, v_state = self.value_neuron(self.value_norm(self.value(x)), mask=mask,
+                                       v=state.get("value"), return_state=True)
+        q = self.queries_to_spikes(queries)
+        m_count, d = q.shape[0], self.dim // self.heads
+        kh = k.reshape(steps, batch, self.heads, d)
+        vh = v.reshape(steps, batch, self.heads, d)
+        qh = q.reshape(m_count, self.heads, d)
+        scores = torch.einsum("tbhd,mhd->tbmh", kh, qh) / d
+        if mask is not None:
+            scores = scores * mask.to(scores.dtype)[:, :, None, None]
+            frames = mask.to(x.dtype)
+        else:
+            frames = torch.ones(steps, batch, dtype=x.dtype, device=x.device)
+        total = state.get("sum")
+        count = state.get("count")
+        if total is None:
+            total = x.new_zeros(batch, m_count, self.dim)
+            count = x.new_zeros(batch)
+        if causal:
+            per_frame = (scores[..., None] * vh[:, :, None]).reshape(steps, batch, m_count, -1)
+            sums = total + per_frame.cumsum(0)
+            counts = count + frames.cumsum(0)
+            context = sums / counts.clamp(min=1.0)[:, :, None, None]
+            new_total, new_count = sums[-1], counts[-1]
+        else:
+            new_total = total + torch.einsum("tbmh,tbhd->bmhd", scores, vh).reshape(
+                batch, m_count, self.dim)
+            new_count = count + frames.sum(0)
+            context = new_total / new_count.clamp(min=1.0)[:, None, None]
+        if self.record:
+            self._record(k, v, mask, m_count)
+        out = self.out_norm(self.out(context))
+        new_state = {"key": k_state, "value": v_state, "sum": new_total, "count": new_count}
+        return out, new_state
+
+    def _record(self, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                m_count: int) -> None:
+        real = k.shape[0] * k.shape[1] if mask is None else int(mask.sum())
+        dense = real * m_count * self.dim
+        for name, spikes in (("qk", k), ("av", v)):
+            active = int(torch.count_nonzero(spikes.detach())) * m_count  # padded steps are 0
+            counts = self.op_counts.setdefault(name, [0, 0])
+            counts[0] += dense
+            counts[1] += active

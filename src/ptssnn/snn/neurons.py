@@ -1,0 +1,56 @@
+"""Neuron layers behind one interface, so that a model can swap PLIF for GELU (the ANN twin).
+
+Both take ``x [T, B, *N]`` plus an optional bias voltage and padding mask, and return the
+output sequence (and, on request, the state to carry to the next chunk of a stream).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ptssnn.errors import ModelConfigError
+from ptssnn.snn.plif import PLIF
+
+__all__ = ["NEURONS", "GELUNeuron", "make_neuron"]
+
+NEURONS: tuple[str, ...] = ("plif", "gelu")
+
+
+class GELUNeuron(nn.Module):
+    """Stateless GELU with the :class:`PLIF` call signature (the non-spiking baseline).
+
+    Padded steps output 0, like a PLIF that does not fire on them.
+    """
+
+    record = False
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        v: torch.Tensor | None = None,
+        return_state: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, None]:
+        """``x [T, B, *N]`` (+ bias ``[B, *N]`` or ``[T, B, *N]``) → ``GELU(x + bias)·mask``."""
+        if bias is not None:
+            x = x + (bias.unsqueeze(0) if bias.dim() == x.dim() - 1 else bias)
+        out = F.gelu(x)
+        if mask is not None:
+            out = out * mask.to(out.dtype).reshape(*mask.shape, *([1] * (x.dim() - 2)))
+        return (out, None) if return_state else out
+
+
+def make_neuron(kind: str, **plif_options: object) -> nn.Module:
+    """Build a neuron layer: ``"plif"`` (:class:`PLIF` with ``plif_options``) or ``"gelu"``.
+
+    Raises:
+        ModelConfigError: unknown kind.
+    """
+    if kind == "plif":
+        return PLIF(**plif_options)  # type: ignore[arg-type]
+    if kind == "gelu":
+        return GELUNeuron()
+    raise ModelConfigError(f"unknown neuron {kind!r}; choose one of {', '.join(NEURONS)}")
