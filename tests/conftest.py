@@ -23,3 +23,29 @@ def shared_data() -> Path:
     if not root.is_dir():
         pytest.skip(f"research data not found at {root} (set PTSSNN_DATA to its location)")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A deployable model directory: fbank backbone + a small random-weight pts-snn head.
+
+    Three labels (angry, neutral, sad). Used by the inference, export, serve and CLI tests.
+    """
+    import torch
+
+    from ptssnn.backbones import load_backbone
+    from ptssnn.inference import ModelCard, save_recognizer
+    from ptssnn.models import create_model
+
+    torch.manual_seed(0)
+    backbone = load_backbone("fbank")
+    model = create_model("pts-snn", input_dim=backbone.hidden_size, num_classes=3, width=64,
+                         block_hidden=128)
+    card = ModelCard(
+        labels=("angry", "neutral", "sad"),
+        backbone=backbone.name,
+        backbone_identity=backbone.identity(),
+        layers="0",
+        preset="pts-snn",
+    )
+    return save_recognizer(model, tmp_path_factory.mktemp("tiny-model"), card, {"note": "random"})
