@@ -167,7 +167,8 @@ class Namespace:
         Raises:
             FeatureCacheError: The values overflow the storage dtype.
         """
-        stored = np.ascontiguousarray(array, dtype=self.dtype)
+        with np.errstate(over="ignore"):  # overflow is reported below, with the fix
+            stored = np.ascontiguousarray(array, dtype=self.dtype)
         if not np.isfinite(stored).all():
             raise FeatureCacheError(
                 f"features of {utt_id} are not finite in {self.dtype} (overflow?); extract "
