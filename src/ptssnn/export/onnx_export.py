@@ -14,6 +14,7 @@ calibration bias, pooling, classifier) is ordinary tensor algebra and is traced 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from ptssnn.errors import PtssnnError
+from ptssnn.snn.shift import shift_channels as _shift_channels
 
 #: Default opset; 17 has LayerNormalization and everything the head needs.
 DEFAULT_OPSET = 17
@@ -33,7 +35,6 @@ class ExportError(PtssnnError):
     """A model that cannot be exported as asked (missing package, unsupported layer)."""
 
 
-@torch.jit.script
 def _plif_loop(
     x: torch.Tensor,
     v: torch.Tensor,
@@ -71,6 +72,16 @@ def _plif_loop(
     return torch.stack(spikes), v
 
 
+@functools.cache
+def _scripted_plif_loop() -> Any:
+    """:func:`_plif_loop` compiled by TorchScript once, on first export (not at import)."""
+    with warnings.catch_warnings():
+        # TorchScript is deprecated in favour of torch.export, which cannot yet express a
+        # loop over a dynamic time axis; the legacy exporter still turns it into ONNX Loop.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(_plif_loop)
+
+
 def _exportable_plif_multi_step(
     x: torch.Tensor,
     v: torch.Tensor,
@@ -95,7 +106,7 @@ def _exportable_plif_multi_step(
         else mask.to(x.dtype)
     )
     reset = 0.0 if v_reset is None else float(v_reset)
-    spikes, v_last = _plif_loop(
+    spikes, v_last = _scripted_plif_loop()(
         flat,
         v0,
         torch.sigmoid(w).to(x.dtype),
@@ -108,29 +119,43 @@ def _exportable_plif_multi_step(
     return spikes.reshape(x.shape), v_last.reshape(x.shape[1:])
 
 
+def _static_shift_channels(channels: Any, later: float, earlier: float) -> tuple[int, int]:
+    """``shift_channels`` for traced sizes: the channel count is static, so make it an int."""
+    return _shift_channels(int(channels), later, earlier)
+
+
 @contextlib.contextmanager
 def exportable_plif() -> Iterator[None]:
-    """Within the block, every ``ptssnn`` module sees the scripted PLIF loop.
+    """Within the block, the head's Python-level loops and sizes are export-friendly.
 
-    Rebinds the name ``plif_multi_step`` wherever a ``ptssnn`` module imported it, and
-    restores the originals on exit (also on error).
+    * ``plif_multi_step`` → the scripted loop (one ONNX ``Loop`` over time);
+    * ``shift_channels`` gets an ``int`` width (the tracer hands out sizes as tensors, which
+      Python's ``round`` rejects; the width is static anyway).
+
+    The names are rebound wherever a ``ptssnn`` module imported them and restored on exit
+    (also on error).
     """
     from ptssnn.snn import plif as plif_module
+    from ptssnn.snn import shift as shift_module
 
-    original = plif_module.plif_multi_step
-    patched: list[tuple[Any, str]] = []
+    replacements = {
+        id(plif_module.plif_multi_step): _exportable_plif_multi_step,
+        id(shift_module.shift_channels): _static_shift_channels,
+    }
+    patched: list[tuple[Any, str, Any]] = []
     for name, module in list(sys.modules.items()):
-        if not name.startswith("ptssnn") or module is None:
+        # Not this module: it keeps the originals that the replacements call.
+        if not name.startswith("ptssnn") or module is None or name == __name__:
             continue
         for attribute, value in list(vars(module).items()):
-            if value is original:
-                setattr(module, attribute, _exportable_plif_multi_step)
-                patched.append((module, attribute))
+            if id(value) in replacements and callable(value):
+                setattr(module, attribute, replacements[id(value)])
+                patched.append((module, attribute, value))
     try:
         yield
     finally:
-        for module, attribute in patched:
-            setattr(module, attribute, original)
+        for module, attribute, value in patched:
+            setattr(module, attribute, value)
 
 
 def example_inputs(
