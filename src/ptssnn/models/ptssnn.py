@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ptssnn.errors import ModelConfigError
 from ptssnn.models.config import PTSSNNConfig
 from ptssnn.snn.calibration import MembraneCalibration
 from ptssnn.snn.neurons import make_neuron
@@ -173,12 +174,12 @@ class PTSSNN(nn.Module):
             if features.dim() == 4 and features.shape[1] == 1:
                 return features[:, 0]
             if features.dim() != 3:
-                raise ValueError(
+                raise ModelConfigError(
                     f"features must be [B, T, D] (got {tuple(features.shape)}); build the model "
                     "with input_layers=L for [B, L, T, D] features")
             return features
         if features.dim() != 4 or features.shape[1] != self.layer_weights.numel():
-            raise ValueError(
+            raise ModelConfigError(
                 f"features must be [B, {self.layer_weights.numel()}, T, D] for this model "
                 f"(input_layers={self.layer_weights.numel()}), got {tuple(features.shape)}")
         weights = torch.softmax(self.layer_weights, 0).to(features.dtype)
@@ -194,13 +195,13 @@ class PTSSNN(nn.Module):
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = self._combine_layers(features)
         if x.shape[-1] != self.config.input_dim:
-            raise ValueError(
+            raise ModelConfigError(
                 f"features have {x.shape[-1]} channels, the model expects input_dim="
                 f"{self.config.input_dim}")
         x = x.transpose(0, 1).to(self.projection.weight.dtype)
         m = None if mask is None else mask.transpose(0, 1).to(torch.bool)
         if m is not None and m.shape != x.shape[:2]:
-            raise ValueError(f"mask must be [B, T] = {tuple(x.shape[1::-1])}, "
+            raise ModelConfigError(f"mask must be [B, T] = {tuple(x.shape[1::-1])}, "
                              f"got {tuple(mask.shape)}")
         return x, m
 

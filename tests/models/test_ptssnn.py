@@ -1,0 +1,170 @@
+"""PTSSNN: parameter budget, presets, masking, determinism, learning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from ptssnn.errors import ModelConfigError
+from ptssnn.models import PTSSNN, create_model, list_presets
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The CI machine is small and shared: one intra-op thread keeps these tests fast."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+PAPER_PARAMETERS = 1.19e6
+
+
+@pytest.mark.parametrize("input_dim", [512, 768])
+def test_default_preset_has_the_papers_parameter_count(input_dim):
+    model = create_model("pts-snn", input_dim=input_dim, num_classes=4)
+    total = model.num_trainable_parameters()
+    assert abs(total - PAPER_PARAMETERS) <= 0.10 * PAPER_PARAMETERS, total
+    counts = model.parameter_counts()
+    assert sum(counts.values()) == total
+    assert {"projection", "calibration", "blocks.0", "blocks.1", "classifier"} <= set(counts)
+    assert counts["projection"] == input_dim * 256 + 256
+
+
+def _batch(batch=4, steps=18, dim=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, steps, dim, generator=g) * 3
+    mask = torch.ones(batch, steps, dtype=torch.bool)
+    mask[1, 12:] = False
+    mask[3, 5:] = False
+    return x, mask
+
+
+SMALL = dict(width=32, block_hidden=48, attention_heads=4)
+
+
+@pytest.mark.parametrize("preset", list(list_presets()))
+def test_every_preset_runs_and_ignores_padding(preset):
+    model = create_model(preset, 24, 5, **SMALL).eval()
+    x, mask = _batch()
+    logits = model(x, mask)
+    assert logits.shape == (4, 5) and torch.isfinite(logits).all()
+    poisoned = x.clone()
+    poisoned[~mask] = 1e4
+    torch.testing.assert_close(model(poisoned, mask), logits)
+    # Padding a clip changes nothing either.
+    padded = torch.cat([x, torch.randn(4, 6, 24)], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(4, 6, dtype=torch.bool)], dim=1)
+    torch.testing.assert_close(model(padded, padded_mask), logits)
+
+
+def test_ladder_components():
+    models = {p: create_model(p, 24, 3, **SMALL) for p in list_presets()}
+    assert models["vanilla-snn"].saturation is None
+    assert models["+saturation"].saturation is not None
+    assert models["+saturation"].config.shift_later == 0 and models["+shift"].config.shift_later
+    assert models["+shift"].calibration is None and models["+ssla"].calibration is not None
+    assert models["+ssla"].config.context == "readout"
+    assert models["pts-snn"].config.context == "bias"
+    assert models["ann"].config.neuron == "gelu"
+    # The ANN twin has the same architecture: same parameters up to the PLIF time constants.
+    ann, snn = models["ann"].parameter_counts(), models["pts-snn"].parameter_counts()
+    assert set(ann) - {"output_neuron"} == set(snn) - {"output_neuron"}
+
+
+def test_weighted_layer_sum_input():
+    model = create_model("pts-snn", 24, 3, input_layers=3, **SMALL).eval()
+    x, mask = _batch()
+    layers = torch.stack([x, x * 0.5, -x], dim=1)  # [B, L, T, D]
+    assert model(layers, mask).shape == (4, 3)
+    with torch.no_grad():  # a one-hot layer weighting selects that layer
+        model.layer_weights.copy_(torch.tensor([0.0, 50.0, 0.0]))
+    single = create_model("pts-snn", 24, 3, **SMALL).eval()
+    single.load_state_dict({k: v for k, v in model.state_dict().items() if k != "layer_weights"})
+    torch.testing.assert_close(model(layers, mask), single(x * 0.5, mask), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ModelConfigError, match="input_layers"):
+        model(x, mask)
+
+
+def test_input_errors_are_typed():
+    model = create_model("pts-snn", 24, 3, **SMALL)
+    with pytest.raises(ModelConfigError, match="input_dim"):
+        model(torch.randn(2, 5, 10))
+    with pytest.raises(ModelConfigError, match="mask"):
+        model(torch.randn(2, 5, 24), torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_deterministic_given_a_seed():
+    a = create_model("pts-snn", 24, 3, seed=7, **SMALL)
+    torch.manual_seed(123)  # the global RNG must not matter
+    b = create_model("pts-snn", 24, 3, seed=7, **SMALL)
+    c = create_model("pts-snn", 24, 3, seed=8, **SMALL)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    assert not torch.equal(a.projection.weight, c.projection.weight)
+    x, mask = _batch()
+    a.eval(), b.eval()
+    assert torch.equal(a(x, mask), b(x, mask))
+
+
+def test_fused_and_loop_backends_agree_on_the_model():
+    x, mask = _batch()
+    fused = create_model("pts-snn", 24, 3, **SMALL)
+    loop = create_model("pts-snn", 24, 3, plif_backend="loop", **SMALL)
+    loop.load_state_dict(fused.state_dict())
+    fused.eval(), loop.eval()
+    out_f, out_l = fused(x, mask), loop(x, mask)
+    torch.testing.assert_close(out_f, out_l, rtol=1e-5, atol=1e-5)
+    out_f.sum().backward()
+    out_l.sum().backward()
+    for (name, pf), pl in zip(fused.named_parameters(), loop.parameters(), strict=True):
+        torch.testing.assert_close(pf.grad, pl.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_full_model_overfits_a_tiny_batch():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 30, 64, generator=g)
+    y = torch.arange(16) % 4
+    mask = torch.ones(16, 30, dtype=torch.bool)
+    mask[::3, 20:] = False
+    model = create_model("pts-snn", 64, 4, seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(60):
+        model.train()
+        optimizer.zero_grad()
+        F.cross_entropy(model(x, mask), y).backward()
+        optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            logits = model(x, mask)
+        if F.cross_entropy(logits, y) < 0.1:
+            break
+    assert (logits.argmax(1) == y).all()
+    assert F.cross_entropy(logits, y) < 0.1
+    # The calibration has left its zero start: the bias voltages are being used.
+    assert model.calibration.projection.weight.abs().sum() > 0
+
+
+@pytest.mark.parametrize("preset", list(list_presets()))
+def test_every_preset_trains(preset):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 16, 24, generator=g) * 2
+    y = torch.arange(8) % 3
+    model = create_model(preset, 24, 3, dropout=0.0, **SMALL)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert sum(losses[-3:]) < sum(losses[:3]), losses
+
+
+def test_model_is_a_plain_module():
+    model = PTSSNN(create_model("pts-snn", 24, 3, **SMALL).config)
+    assert isinstance(model, torch.nn.Module)
+    assert "PLIF" in repr(model)

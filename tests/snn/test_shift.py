@@ -1,0 +1,55 @@
+"""TemporalShift: channel bookkeeping, zero fill, no parameters, no leak from padded frames."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ptssnn.errors import ModelConfigError
+from ptssnn.snn.shift import TemporalShift, shift_channels
+
+
+def test_default_fractions_move_one_eighth_each_way():
+    steps, channels = 5, 16
+    x = torch.arange(1, steps + 1, dtype=torch.float32)[:, None, None].expand(steps, 1, channels)
+    out = TemporalShift()(x)[:, 0]
+    assert list(TemporalShift().parameters()) == []
+    assert shift_channels(channels, 0.125, 0.125) == (2, 2)
+    # Channels 0-1 come from the previous frame (zero at t=0), 2-3 from the next (zero at end).
+    assert out[:, 0].tolist() == [0, 1, 2, 3, 4]
+    assert out[:, 2].tolist() == [2, 3, 4, 5, 0]
+    assert torch.equal(out[:, 4:], x[:, 0, 4:])
+
+
+def test_configurable_fractions():
+    x = torch.randn(4, 2, 8)
+    out = TemporalShift(later=0.25, earlier=0.0)(x)
+    assert torch.equal(out[1:, :, :2], x[:-1, :, :2]) and out[0, :, :2].abs().sum() == 0
+    assert torch.equal(out[..., 2:], x[..., 2:])
+    assert torch.equal(TemporalShift(0.0, 0.0)(x), x)
+    with pytest.raises(ModelConfigError):
+        TemporalShift(later=0.7, earlier=0.5)
+
+
+def test_padded_frames_never_leak_into_real_frames():
+    steps, batch, channels = 9, 3, 16
+    x = torch.randn(steps, batch, channels)
+    mask = torch.ones(steps, batch, dtype=torch.bool)
+    mask[6:, 0] = False   # trailing padding
+    mask[3, 1] = False    # a gap
+    poisoned = x.clone()
+    poisoned[~mask] = 1e6
+    shift = TemporalShift()
+    out = shift(x, mask)
+    out_poisoned = shift(poisoned, mask)
+    assert torch.equal(out, out_poisoned)
+    assert out[~mask].abs().sum() == 0
+    # Real frame next to a padded one receives zeros from it, as at a sequence edge.
+    assert out[5, 0, 2:4].abs().sum() == 0
+    assert out[4, 1, 0:2].abs().sum() == 0 and out[2, 1, 2:4].abs().sum() == 0
+
+
+def test_spikes_stay_binary():
+    s = (torch.rand(7, 2, 16) > 0.5).float()
+    out = TemporalShift()(s)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
