@@ -6,6 +6,7 @@ A thin layer over :mod:`ptssnn.inference`, :mod:`ptssnn.export` and :mod:`ptssnn
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -208,17 +209,20 @@ def predict_command(
 
     if not jsonl:
         out = Console()
-        grid = Table(title=f"{len(records)} predictions ({'streaming' if stream else 'offline'})")
-        for column in ("file", "label", "confidence", "duration (s)", "segments"):
-            grid.add_column(column, justify="left" if column in ("file", "label") else "right")
+        # Paths relative to the files' common folder keep the table narrow.
+        common = Path(os.path.commonpath([str(p.parent.resolve()) for p in files]))
+        grid = Table(
+            title=f"{len(records)} predictions ({'streaming' if stream else 'offline'}) in {common}"
+        )
+        grid.add_column("file", overflow="fold")
+        grid.add_column("label")
+        for column in ("confidence", "duration (s)", "segments"):
+            grid.add_column(column, justify="right")
         for r in records:
             pieces = len(r.get("segments", r.get("updates", []))) or "-"
+            name = os.path.relpath(Path(r["source"]).resolve(), common)
             grid.add_row(
-                r["source"],
-                r["label"],
-                f"{r['confidence']:.3f}",
-                f"{r['duration_s']:.2f}",
-                str(pieces),
+                name, r["label"], f"{r['confidence']:.3f}", f"{r['duration_s']:.2f}", str(pieces)
             )
         out.print(grid)
     audio = sum(r["duration_s"] for r in records)
