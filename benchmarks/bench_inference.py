@@ -2,11 +2,18 @@
 
     .venv/bin/python benchmarks/bench_inference.py [--model-dir DIR] [--clips 12] \
         [--out benchmarks/results/inference.json]
+    .venv/bin/python benchmarks/bench_inference.py --model-dir DIR --agreement FOLDER \
+        [--cli-jsonl FILE] [--http URL] [--out benchmarks/results/agreement.json]
 
 * End to end, 5 s clips: audio → whisper-base (unpadded) → head → probabilities, via
   ``EmotionRecognizer.predict``; reported as × real time with the backbone/head split.
 * Streaming: ``EmotionRecognizer.stream`` (0.5 s chunks, 2 s left context) over 10 s
   recordings; latency per chunk (mean, p50, p95, max) and the real-time factor.
+
+``--agreement FOLDER`` instead scores every audio file under FOLDER (label = the parent
+folder's name, e.g. CASIA's ``<speaker>/<emotion>/*.flac``): offline accuracy, streaming vs
+offline label agreement, and, when given, agreement with ``ptssnn predict --jsonl`` output
+and with a running ``ptssnn serve``.
 
 Audio: real CASIA clips from ``../shared/data`` (or ``$PTSSNN_DATA``) joined to the needed
 length, else a synthetic voiced signal. Without ``--model-dir`` a randomly initialised
@@ -87,6 +94,90 @@ def random_model_dir(backbone_name: str, preset: str) -> Path:
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
+
+
+def agreement(args: argparse.Namespace) -> dict:
+    """Offline accuracy, streaming/offline agreement and Python = CLI = HTTP on a folder."""
+    from ptssnn.audio import load_audio
+    from ptssnn.cli.use import find_audio_files
+    from ptssnn.inference import EmotionRecognizer
+
+    recognizer = EmotionRecognizer.load(args.model_dir)
+    files = find_audio_files([args.agreement])
+    cli = {}
+    if args.cli_jsonl:
+        for line in args.cli_jsonl.read_text().splitlines():
+            record = json.loads(line)
+            cli[str(Path(record["source"]).resolve())] = record
+    client = None
+    if args.http:
+        import httpx
+
+        client = httpx.Client(base_url=args.http, timeout=120)
+    rows = []
+    latencies: list[float] = []
+    audio_s = processing_s = 0.0
+    for path in files:
+        offline = recognizer.predict_file(path)
+        session = recognizer.stream(chunk_s=args.chunk, left_context_s=args.left_context)
+        wave = load_audio(path)
+        updates = session.run(wave, RATE)
+        latencies += [u.latency_ms for u in updates]
+        audio_s += wave.size / RATE
+        processing_s += sum(u.latency_ms for u in updates) / 1000
+        row = {
+            "file": str(path),
+            "reference": path.parent.name.lower(),
+            "offline": offline.label,
+            "streaming": updates[-1].label,
+            "offline_probabilities": offline.probabilities,
+        }
+        record = cli.get(str(path.resolve()))
+        if record is not None:
+            row["cli"] = record["label"]
+            row["cli_max_abs_diff"] = max(
+                abs(record["probabilities"][k] - v) for k, v in offline.probabilities.items()
+            )
+        if client is not None:
+            body = client.post("/predict", files={"file": (path.name, path.read_bytes())}).json()
+            row["http"] = body["label"]
+            row["http_max_abs_diff"] = max(
+                abs(body["probabilities"][k] - v) for k, v in offline.probabilities.items()
+            )
+        rows.append(row)
+    n = len(rows)
+    scored = [r for r in rows if r["reference"] in recognizer.labels]
+    result = {
+        "benchmark": "agreement",
+        "model_dir": str(args.model_dir),
+        "folder": str(args.agreement),
+        "clips": n,
+        "offline_accuracy": sum(r["offline"] == r["reference"] for r in scored)
+        / max(len(scored), 1),
+        "streaming_accuracy": sum(r["streaming"] == r["reference"] for r in scored)
+        / max(len(scored), 1),
+        "streaming_offline_agreement": sum(r["streaming"] == r["offline"] for r in rows) / n,
+        "streaming": {
+            "chunk_s": args.chunk,
+            "left_context_s": args.left_context,
+            "latency_ms_mean": statistics.fmean(latencies),
+            "latency_ms_p95": percentile(latencies, 95),
+            "real_time_factor": processing_s / audio_s,
+        },
+        "threads": torch.get_num_threads(),
+    }
+    if cli:
+        with_cli = [r for r in rows if "cli" in r]
+        result["cli_clips"] = len(with_cli)
+        result["cli_label_agreement"] = sum(r["cli"] == r["offline"] for r in with_cli) / max(
+            len(with_cli), 1
+        )
+        result["cli_max_abs_diff"] = max((r["cli_max_abs_diff"] for r in with_cli), default=None)
+    if client is not None:
+        result["http_label_agreement"] = sum(r["http"] == r["offline"] for r in rows) / n
+        result["http_max_abs_diff"] = max(r["http_max_abs_diff"] for r in rows)
+    result["rows"] = [{k: v for k, v in r.items() if k != "offline_probabilities"} for r in rows]
+    return result
 
 
 def main() -> None:
