@@ -9,7 +9,6 @@ duration-weighted mean of the windows' probabilities.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,9 +95,6 @@ class EmotionRecognizer:
                 f"the head reads one hidden state but layer spec {card.layers!r} selects "
                 f"{selected}; use a single layer or 'mean:...' when training"
             )
-        # Serialises predictions when a caller shares one recogniser between threads and
-        # wants them one at a time (the service does, to keep CPU use bounded).
-        self.lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
