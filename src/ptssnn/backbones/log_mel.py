@@ -124,7 +124,8 @@ class MelPowerSpectrogram(nn.Module):
             pad_mode="reflect",
             return_complex=True,
         )
-        power = stft[..., :-1].abs() ** 2
+        # |X|² as re² + im²: no square root (abs) followed by a square.
+        power = torch.view_as_real(stft[..., :-1]).square().sum(-1)
         return self.filters @ power
 
 

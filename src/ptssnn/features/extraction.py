@@ -271,10 +271,14 @@ def _extract_shard(
             record(utt, entry)
             result.cached += 1
             return True
-        lock = namespace.lock(audio_hash) if wait else namespace.try_lock(audio_hash)
-        if lock is None:
-            return False
-        with lock:
+        if wait:
+            lock = namespace.lock(audio_hash)
+            lock.acquire()
+        else:
+            lock = namespace.try_lock(audio_hash)  # acquired, or None if busy
+            if lock is None:
+                return False
+        try:
             # Another process may have written it while we looked or waited.
             entry = namespace.read(audio_hash, verify)
             if entry is not None:
@@ -284,6 +288,8 @@ def _extract_shard(
             if _entry_files_exist(namespace, audio_hash):
                 result.rebuilt += 1
             compute(utt, audio_hash)
+        finally:
+            lock.release()
         return True
 
     deferred: list[tuple[UtteranceLike, str]] = []

@@ -118,6 +118,7 @@ class Namespace:
         label = re.sub(r"[^A-Za-z0-9._-]+", "_", str(description["backbone"].get("name", "x")))
         self.path = root / f"{label[-40:]}-{self.key}"
         self.dtype = np.dtype(description["dtype"])
+        self._made: set[Path] = set()  # entry folders known to exist (saves a mkdir per write)
 
     def ensure(self) -> None:
         """Create the folder and its ``namespace.json`` (first writer wins; same content)."""
@@ -178,7 +179,9 @@ class Namespace:
         np.save(buffer, stored, allow_pickle=False)
         data = buffer.getvalue()
         array_path, meta_path = self.files(audio_hash)
-        array_path.parent.mkdir(parents=True, exist_ok=True)
+        if array_path.parent not in self._made:
+            array_path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(array_path.parent)
         _atomic_write_bytes(array_path, data)
         meta = {
             "shape": list(stored.shape),
