@@ -77,6 +77,7 @@ class SpikingSparseLinearAttention(nn.Module):
         # Per-utterance layers (not applied per frame), for the energy accounting.
         for layer in (self.query, self.out):
             layer.per_utterance = True  # type: ignore[attr-defined]
+            layer.fed_by_spikes = False  # type: ignore[attr-defined]
         for layer in (self.key, self.value):
             layer.fed_by_spikes = neuron == "plif"  # type: ignore[attr-defined]
         self.record = False

@@ -60,6 +60,7 @@ class MembraneCalibration(nn.Module):
         self.attention = SpikingSparseLinearAttention(dim, heads, neuron, options)
         self.projection = nn.Linear(dim, dim)
         self.projection.per_utterance = True  # type: ignore[attr-defined]
+        self.projection.fed_by_spikes = False  # type: ignore[attr-defined]
         nn.init.zeros_(self.projection.weight)
         nn.init.zeros_(self.projection.bias)
         self.mixing = nn.Parameter(torch.full((num_targets, num_prompts), 1.0 / num_prompts))

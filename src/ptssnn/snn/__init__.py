@@ -1,0 +1,43 @@
+"""Spiking primitives. Every tensor here is time first: ``[T, B, ...]``; masks are ``[T, B]``.
+
+- :mod:`ptssnn.snn.plif`: PLIF dynamics as pure functions (:func:`plif_step`,
+  :func:`plif_multi_step`), a fused whole-sequence autograd function, and the :class:`PLIF`
+  module.
+- :class:`TemporalShift`: parameter-free channel shift along time, mask-aware.
+- :class:`SpikingSparseLinearAttention`: softmax-free spiking attention of prompt queries over
+  a spike sequence, linear in T, with a causal (streaming) form.
+- :class:`MembraneCalibration`: soft prompts → SSLA context → per-channel bias voltages.
+- :class:`GELUNeuron` / :func:`make_neuron`: the same call signature for the ANN twin.
+"""
+
+from ptssnn.snn.attention import SpikingSparseLinearAttention
+from ptssnn.snn.calibration import MembraneCalibration
+from ptssnn.snn.neurons import GELUNeuron, make_neuron
+from ptssnn.snn.plif import (
+    PLIF,
+    FusedPLIF,
+    init_w,
+    plif_multi_step,
+    plif_multi_step_fused,
+    plif_multi_step_loop,
+    plif_step,
+)
+from ptssnn.snn.shift import TemporalShift
+from ptssnn.snn.surrogate import spike_function, surrogate_gradient
+
+__all__ = [
+    "PLIF",
+    "FusedPLIF",
+    "GELUNeuron",
+    "MembraneCalibration",
+    "SpikingSparseLinearAttention",
+    "TemporalShift",
+    "init_w",
+    "make_neuron",
+    "plif_multi_step",
+    "plif_multi_step_fused",
+    "plif_multi_step_loop",
+    "plif_step",
+    "spike_function",
+    "surrogate_gradient",
+]
