@@ -103,7 +103,7 @@ def test_reads_dtypes_aliases_and_split_parts(tmp_path: Path) -> None:
     np.testing.assert_array_equal(model.get("a/f32"), values)
     np.testing.assert_array_equal(model.get("alias/x"), values)
     assert model.get("a/f16").dtype == np.float16
-    # bfloat16 keeps the top 16 bits of float32: relative error below 2^-7 (7 mantissa bits, truncated).
+    # bfloat16 keeps the top 16 bits of float32 (7 mantissa bits, truncated): error below 2^-7.
     np.testing.assert_allclose(model.get("a/bf16"), values, rtol=2**-7)
     assert model.get("a/scalar").shape == () and int(model.get("a/scalar")) == 7
 

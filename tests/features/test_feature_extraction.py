@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from feature_helpers import Utt, make_utterances, write_speechlike
 
+from features.feature_helpers import Utt, make_utterances, write_speechlike
 from ptssnn.audio import load_audio
 from ptssnn.backbones import LayerSpec, load_backbone
 from ptssnn.features import FeatureCacheError, FeatureStore, extract_features
