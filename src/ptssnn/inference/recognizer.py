@@ -1,8 +1,8 @@
 """``EmotionRecognizer``: a trained model directory as a ready-to-use emotion recogniser.
 
 Pipeline per recording: audio (any rate, mono or multi-channel) → resample to the backbone's
-rate (soxr "HQ") → analysis windows (:func:`ptssnn.inference.windows.plan_windows`) →
-frozen backbone per window → layer selection (the model card's ``LayerSpec``) → spiking head,
+rate (soxr, the loader's quality) → analysis windows (:func:`~ptssnn.inference.plan_windows`)
+→ frozen backbone per window → layer selection (the model card's ``LayerSpec``) → spiking head,
 all windows in one padded, masked batch → softmax per window → overall probabilities = the
 duration-weighted mean of the windows' probabilities.
 """
@@ -224,9 +224,12 @@ class EmotionRecognizer:
         if sample_rate != self.sample_rate:
             import soxr
 
-            wave = soxr.resample(wave, sample_rate, self.sample_rate, quality="HQ").astype(
-                np.float32
-            )
+            from ptssnn.audio import RESAMPLE_QUALITY
+
+            # The loader's quality, so a waveform and its file give the same features.
+            wave = soxr.resample(
+                wave, sample_rate, self.sample_rate, quality=RESAMPLE_QUALITY
+            ).astype(np.float32)
         seconds = wave.size / self.sample_rate
         if seconds < MIN_SECONDS:
             raise TooShortAudioError(

@@ -142,8 +142,10 @@ class StreamingSession:
         import soxr
 
         if self._resampler is None:
+            from ptssnn.audio import RESAMPLE_QUALITY
+
             self._resampler = soxr.ResampleStream(
-                rate, self.recognizer.sample_rate, 1, dtype="float32", quality="HQ"
+                rate, self.recognizer.sample_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY
             )
             self._resampler_rate = rate
         elif rate != self._resampler_rate:

@@ -212,9 +212,7 @@ def train_recognizer(
     # The registry's label order (as the benchmark uses), corpus by corpus: the same classes
     # in the same order give the same head initialisation as the benchmark's fold.
     present = {by_id[i].label for i in train_ids}
-    labels = tuple(
-        dict.fromkeys(x for c in corpora for x in get_corpus(c).labels if x in present)
-    )
+    labels = tuple(dict.fromkeys(x for c in corpora for x in get_corpus(c).labels if x in present))
     # Held-out or validation clips of a class never seen in training cannot be scored.
     val_ids = [i for i in val_ids if by_id[i].label in labels]
     test_ids = [i for i in test_ids if by_id[i].label in labels]
