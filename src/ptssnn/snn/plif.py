@@ -337,21 +337,15 @@ class FusedPLIF(torch.autograd.Function):
 
         def reset_minus_v(start: int, stop: int) -> torch.Tensor:
             """``V_reset - V[t-1]`` for steps start..stop-1, recomputed from H and spikes."""
-            out = torch.empty_like(H[start:stop])
-            if start == 0:
-                out[0] = v0
-                out[0].neg_()
-            if negated:  # -V = threshold(nH, -V_th, -V_reset), exactly as in the forward
-                lo = max(start, 1)
-                if lo < stop:
-                    out[lo - start:] = torch.threshold(H[lo - 1:stop - 1], -v_threshold, -reset)
-                return out.add_(reset)
             lo = max(start, 1)
-            if lo < stop:
-                prev = _after_reset(H[lo - 1:stop - 1], spikes[lo - 1:stop - 1].bool(),
-                                    v_threshold, v_reset)
-                out[lo - start:] = prev.neg_()
-            return out.add_(reset)
+            if negated:  # -V = threshold(nH, -V_th, -V_reset), exactly as in the forward
+                out = torch.threshold(H[lo - 1:stop - 1], -v_threshold, -reset)
+            else:
+                out = _after_reset(H[lo - 1:stop - 1], spikes[lo - 1:stop - 1].bool(),
+                                   v_threshold, v_reset).neg_()
+            if start == 0:
+                out = torch.cat([torch.neg(v0.to(H.dtype))[None], out])
+            return out.add_(reset) if reset != 0.0 else out
 
         for stop in range(steps, 0, -chunk):
             start = max(0, stop - chunk)
@@ -367,19 +361,34 @@ class FusedPLIF(torch.autograd.Function):
             else:
                 R = torch.sub(1.0, s)
                 if not detach_reset:  # + (V_reset - H)·σ'
-                    R.addcmul_(torch.add(h, reset) if negated else torch.sub(reset, h), sg)
-            A = sg.mul_(grad_spikes[start:stop]) if grad_spikes is not None else None
+                    if negated:
+                        R.addcmul_(h if reset == 0.0 else torch.add(h, reset), sg)
+                    else:
+                        R.addcmul_(torch.sub(reset, h), sg)
+            A = sg.mul_(grad_spikes[start:stop]) if grad_spikes is not None \
+                else torch.zeros_like(h)
             a = None if mc is None else torch.mul(mc, -q).add_(1.0)
+            n = stop - start
             gH = torch.empty_like(h)
-            for i in range(stop - start - 1, -1, -1):
-                g = gH[i]
-                if R is None:
-                    torch.add(A[i], carry, out=g) if A is not None else g.copy_(carry)
-                elif A is not None:
-                    torch.addcmul(A[i], carry, R[i], out=g)
+            # The chunk's last step takes the gradient arriving from the next chunk.
+            if R is None:
+                torch.add(A[n - 1], carry, out=gH[n - 1])
+            else:
+                torch.addcmul(A[n - 1], carry, R[n - 1], out=gH[n - 1])
+            if n > 1:
+                # ∂L/∂H[i] = A[i] + ∂L/∂H[i+1]·a[i+1]·R[i]: one kernel per step.
+                gHs, As = gH.unbind(0), A.unbind(0)
+                if a is None and R is not None:  # a = 1 - q, a constant: fold it into `value`
+                    Rs, value = R.unbind(0), float(one_minus_q)
+                    for i in range(n - 2, -1, -1):
+                        torch.addcmul(As[i], gHs[i + 1], Rs[i], value=value, out=gHs[i])
                 else:
-                    torch.mul(carry, R[i], out=g)
-                carry = torch.mul(g, one_minus_q if a is None else a[i])
+                    decay = one_minus_q.expand(h[:-1].shape) if a is None else a[1:]
+                    c = decay.expand(h[:-1].shape) if R is None else R[:-1] * decay
+                    cs = c.unbind(0)
+                    for i in range(n - 2, -1, -1):
+                        torch.addcmul(As[i], gHs[i + 1], cs[i], out=gHs[i])
+            carry = gH[0] * (one_minus_q if a is None else a[0])
             if want_x:
                 scale = q if mc is None else mc * q
                 torch.mul(gH, scale if decay_input else (1.0 if mc is None else mc),

@@ -50,7 +50,7 @@ def surrogate_gradient(x: torch.Tensor, name: str, alpha: float) -> torch.Tensor
     """
     if name == "sigmoid":
         s = torch.sigmoid(alpha * x)
-        return alpha * s * (1.0 - s)
+        return torch.addcmul(s, s, s, value=-1.0).mul_(alpha)  # α·(s - s²)
     if name == "atan":
         return (alpha / 2.0) / (1.0 + (math.pi / 2.0 * alpha * x).square())
     raise ModelConfigError(f"unknown surrogate {name!r}; choose one of {', '.join(SURROGATES)}")
