@@ -320,11 +320,19 @@ def train_command(
         cache_dir=cache,
         seed=seed,
         progress=sys.stderr.isatty(),
+        log=lambda line: Console(stderr=True).print(line, highlight=False),
     )
+    held_out = summary["held_out"]
     Console(stderr=True).print(
         f"model written to {out}: {summary['num_train']} training / {summary['num_validation']}"
         f" validation utterances, validation UA {summary['validation']['ua']:.3f}, "
-        f"labels {', '.join(summary['labels'])}",
+        f"labels {', '.join(summary['labels'])}"
+        + (
+            f"; held-out speakers ({summary['num_held_out']} utterances): WA "
+            f"{held_out['wa']:.4f}, UA {held_out['ua']:.4f}"
+            if held_out
+            else ""
+        ),
         highlight=False,
     )
 

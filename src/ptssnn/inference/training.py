@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,7 @@ def train_recognizer(
     config_overrides: dict[str, Any] | None = None,
     model_overrides: dict[str, Any] | None = None,
     progress: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train a head on whole corpora and write a model directory.
 
@@ -139,6 +140,7 @@ def train_recognizer(
         config_overrides: Extra :class:`TrainConfig` fields.
         model_overrides: Extra model config fields for ``create_model``.
         progress: Show extraction progress bars.
+        log: Called with one line per stage and per epoch (``None``: silent).
 
     Returns:
         The training summary (also written to ``out/training_summary.json``).
@@ -246,7 +248,19 @@ def train_recognizer(
     if input_layers > 1:
         overrides["input_layers"] = input_layers
     model = create_model(preset, input_dim=view.feature_dim, num_classes=len(labels), **overrides)
-    result = fit(model, train, val, config)
+    say = log or (lambda line: None)
+    say(
+        f"training {preset} on {len(train_ids)} utterances ({', '.join(corpora)}), validating on "
+        f"{len(val_ids)}; layers {mode}; up to {config.max_epochs} epochs"
+    )
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        say(
+            f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  val UA "
+            f"{record['val_ua']:.4f}  WA {record['val_wa']:.4f}  ({record['seconds']:.1f} s)"
+        )
+
+    result = fit(model, train, val, config, epoch_hook=on_epoch)
     model.eval()
     held_out = None
     if split.test:
