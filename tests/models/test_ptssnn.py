@@ -168,3 +168,15 @@ def test_model_is_a_plain_module():
     model = PTSSNN(create_model("pts-snn", 24, 3, **SMALL).config)
     assert isinstance(model, torch.nn.Module)
     assert "PLIF" in repr(model)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_forward_is_traceable():
+    # ONNX export traces the forward: it must run with plain operators and give the same result.
+    model = create_model("pts-snn", 24, 3, **SMALL).eval()
+    with torch.no_grad():
+        model.calibration.projection.weight.normal_()
+    x, mask = _batch()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, (x, mask))
+        torch.testing.assert_close(traced(x, mask), model(x, mask))

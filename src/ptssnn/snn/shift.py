@@ -28,6 +28,7 @@ def shift_channels(channels: int, later: float, earlier: float) -> tuple[int, in
         raise ModelConfigError(
             f"shift fractions must be >= 0 and sum to <= 1 (got later={later}, earlier={earlier})"
         )
+    channels = int(channels)  # a traced shape is a tensor; the channel count is static
     n_later = round(channels * later)
     n_earlier = min(round(channels * earlier), channels - n_later)
     return n_later, n_earlier
