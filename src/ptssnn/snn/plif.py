@@ -351,9 +351,9 @@ class FusedPLIF(torch.autograd.Function):
             start = max(0, stop - chunk)
             h, s = H[start:stop], spikes[start:stop]
             mc = None if m is None else m[start:stop]
-            # -(nH + V_th) is exactly H - V_th (negation is exact in IEEE arithmetic).
-            sg = surrogate_gradient(torch.add(h, v_threshold).neg_() if negated
-                                    else h - v_threshold, surrogate, alpha)
+            # σ' is even: nH + V_th = -(H - V_th) gives the same derivative.
+            sg = surrogate_gradient(torch.add(h, v_threshold) if negated
+                                    else h - v_threshold, surrogate, alpha, inplace=True)
             if mc is not None:
                 sg.mul_(mc)
             if v_reset is None:
