@@ -235,26 +235,34 @@ def _fused_forward_hard(
     NHs = NH.unbind(0)
     nv = torch.neg(v0.to(x.dtype))
     tmp = torch.empty_like(nv)
-    for t in range(steps):
-        nh = NHs[t]
-        if decay_input:
-            if v_reset == 0.0:
-                torch.add(xs[t], nv, out=tmp)  # X - V
+    neg_threshold, neg_reset = -v_threshold, -v_reset
+    if decay_input and v_reset == 0.0:  # the default neuron: a tight loop
+        for xt, qt, nh in zip(xs, qs, NHs, strict=True):
+            torch.add(xt, nv, out=tmp)  # X - V
+            torch.mul(tmp, qt, out=tmp)
+            torch.sub(nv, tmp, out=nh)  # -(V + (X - V)·q)
+            nv = torch.threshold(nh, neg_threshold, neg_reset)
+    else:
+        for t in range(steps):
+            nh = NHs[t]
+            if decay_input:
+                if v_reset == 0.0:
+                    torch.add(xs[t], nv, out=tmp)  # X - V
+                else:
+                    torch.add(nv, v_reset, out=tmp)
+                    torch.add(xs[t], tmp, out=tmp)  # X - (V - V_reset)
+                torch.mul(tmp, qs[t], out=tmp)
+                torch.sub(nv, tmp, out=nh)  # -(V + (X - (V - V_reset))·q)
             else:
-                torch.add(nv, v_reset, out=tmp)
-                torch.add(xs[t], tmp, out=tmp)  # X - (V - V_reset)
-            torch.mul(tmp, qs[t], out=tmp)
-            torch.sub(nv, tmp, out=nh)  # -(V + (X - (V - V_reset))·q)
-        else:
-            if v_reset == 0.0:
-                torch.mul(nv, qs[t], out=tmp)  # -(V·q)
-            else:
-                torch.add(nv, v_reset, out=tmp)
-                torch.mul(tmp, qs[t], out=tmp)  # -((V - V_reset)·q)
-            torch.sub(nv, tmp, out=nh)  # -(V - (V - V_reset)·q)
-            nh.sub_(xs[t])  # -(V - (V - V_reset)·q + X)
-        nv = torch.threshold(nh, -v_threshold, -v_reset)
-    spikes = torch.le(NH, -v_threshold, out=torch.empty_like(NH))
+                if v_reset == 0.0:
+                    torch.mul(nv, qs[t], out=tmp)  # -(V·q)
+                else:
+                    torch.add(nv, v_reset, out=tmp)
+                    torch.mul(tmp, qs[t], out=tmp)  # -((V - V_reset)·q)
+                torch.sub(nv, tmp, out=nh)  # -(V - (V - V_reset)·q)
+                nh.sub_(xs[t])  # -(V - (V - V_reset)·q + X)
+            nv = torch.threshold(nh, neg_threshold, neg_reset)
+    spikes = torch.le(NH, neg_threshold, out=torch.empty_like(NH))
     return spikes, NH, torch.neg(nv)
 
 
@@ -569,8 +577,11 @@ class PLIF(nn.Module):
         """
         if bias is not None:
             x = x + (bias.unsqueeze(0) if bias.dim() == x.dim() - 1 else bias)
+        empty = not _tracing() and x.shape[0] == 0  # an empty chunk of a stream
         if v is None:
-            v = self.initial_state(x[0])
+            v = self.initial_state(x.new_zeros(x.shape[1:]) if empty else x[0])
+        if empty:
+            return (x.clone(), v) if return_state else x.clone()
         spikes, v_final = plif_multi_step(
             x, v, self.w, mask=mask, backend=self.backend, **self._options()
         )
