@@ -119,3 +119,13 @@ def test_spec_augment_masks_only_real_frames():
                  feature_mask_width=4, generator=torch.Generator().manual_seed(0))
     channels = (other.features == 0).all(1)  # [B, D]: channel zero in every frame
     assert channels.any() and ((other.features == 0).any(1) == channels).all()
+
+
+def test_pool_frames_averages_groups_and_keeps_the_tail():
+    x = np.arange(7, dtype=np.float32).reshape(7, 1) * np.ones((1, 2), dtype=np.float32)
+    t = LabelledFeatures.from_arrays([("u", x, "a")], ["a"], dtype=torch.float32)
+    pooled = t.pool_frames(3).features[0]
+    assert pooled[:, 0].tolist() == [1.0, 4.0, 6.0]  # (0+1+2)/3, (3+4+5)/3, 6/1
+    assert t.pool_frames(1) is t
+    layered = table().pool_frames(2)
+    assert layered.features[1].shape == (3, 5, 2)  # 9 frames -> 5 groups, layers kept

@@ -282,7 +282,8 @@ def run_probe_folds(
             test_rows = views.rows(fold.test)
             probe = run_probe(stats, labels, candidates, views.rows(fold.train),
                               views.rows(fold.validation), test_rows,
-                              len(views.table.label_names), seed=seed)
+                              len(views.table.label_names), seed=seed,
+                              scores=views.layer_scores(fold))
             result = FoldResult(
                 fold=str(fold.name),
                 layers=probe.layer,
@@ -571,7 +572,8 @@ def run_benchmark(
                     else:
                         runs[seed] = cross_validate(
                             views, task.folds,
-                            _model_factory(model, settings.model_overrides), config,
+                            _model_factory(model, {"seed": seed, **settings.model_overrides}),
+                            config,
                             out_dir=run_dir, resume=settings.resume, epoch_hook=on_epoch,
                             fold_hook=on_fold,
                             analyse=make_analyser(model, settings.analysis_items),

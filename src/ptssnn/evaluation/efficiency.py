@@ -41,11 +41,15 @@ def zero_calibration(model: nn.Module) -> nn.Module | None:
     """A copy of ``model`` whose calibration bias voltages are exactly zero.
 
     Returns:
-        The copy, or ``None`` when the model has no :class:`MembraneCalibration` (nothing to
-        zero: the statistics "without calibration" are then the same as with).
+        The copy, or ``None`` when the model's calibration does not drive bias voltages (no
+        :class:`MembraneCalibration`, or one whose context feeds the read-out, as in the
+        ``+ssla`` rung): nothing to zero.
     """
     from ptssnn.snn.calibration import MembraneCalibration
 
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "context", "bias") != "bias":
+        return None
     if not any(isinstance(m, MembraneCalibration) for m in model.modules()):
         return None
     clone = copy.deepcopy(model)

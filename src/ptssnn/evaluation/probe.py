@@ -150,6 +150,7 @@ def run_probe(
     *,
     c: float = 1.0,
     seed: int = 0,
+    scores: dict[str, float] | None = None,
 ) -> ProbeResult:
     """Choose the layer on validation, train on the training rows, score the test rows.
 
@@ -157,7 +158,7 @@ def run_probe(
         stats: ``[N, K, F]`` pooled statistics of a whole corpus (:func:`pooled_statistics`).
         labels: ``[N]`` class indices.
         candidates: Names of the K rows.
-        train_rows / val_rows / test_rows: Row indices of the fold's three splits.
+        train_rows, val_rows, test_rows: Row indices of the fold's three splits.
         num_classes: C.
     """
     scores = probe_layer_scores(stats[train_rows], labels[train_rows], stats[val_rows],

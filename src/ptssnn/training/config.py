@@ -39,6 +39,10 @@ class TrainConfig:
         max_train_frames: Random crop of longer training utterances (``None``: no crop);
             validation and test always see the whole utterance.
         length_jitter: Relative noise on lengths before bucketing, so batches differ per epoch.
+        frame_pool: Average groups of this many backbone frames before the head (4: 50 Hz →
+            12.5 Hz), applied once when a corpus is prepared by :func:`cross_validate`;
+            ``fit`` itself takes features as given. It divides the head's training cost and
+            energy by about the factor; a head trained so must be fed features pooled alike.
         layers: Which backbone hidden states the head reads: ``"auto"`` (chosen on the
             validation speakers, see :func:`ptssnn.training.select_layers`), ``"all"``
             (learned softmax-weighted sum, the model's ``input_layers``), ``"mean"`` (average
@@ -65,6 +69,7 @@ class TrainConfig:
     feature_mask_width: int = 32
     max_train_frames: int | None = 400
     length_jitter: float = 0.1
+    frame_pool: int = 1
     layers: str = "auto"
     seed: int = 0
     num_threads: int | None = None
@@ -91,6 +96,8 @@ class TrainConfig:
             problems.append(f"warmup_epochs must be >= 0 (got {self.warmup_epochs})")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"label_smoothing must be in [0, 1) (got {self.label_smoothing})")
+        if self.frame_pool < 1:
+            problems.append(f"frame_pool must be >= 1 (got {self.frame_pool})")
         if self.max_train_frames is not None and self.max_train_frames < 1:
             problems.append("max_train_frames must be >= 1 or None")
         try:

@@ -61,13 +61,15 @@ class LayerViews:
         self.table = table
         self._views: dict[str, LabelledFeatures] = {}
         self._stats: tuple[np.ndarray, tuple[str, ...]] | None = None
+        self._layer_scores: dict[tuple, dict[str, float]] = {}
         self._rows = {utt_id: i for i, utt_id in enumerate(table.ids)}
 
-    def view(self, mode: str) -> LabelledFeatures:
-        """The table under a resolved layer mode."""
-        if mode not in self._views:
-            self._views[mode] = self.table.with_layers(mode)
-        return self._views[mode]
+    def view(self, mode: str, frame_pool: int = 1) -> LabelledFeatures:
+        """The table under a resolved layer mode, frames pooled by ``frame_pool``."""
+        key = f"{mode}|{frame_pool}"
+        if key not in self._views:
+            self._views[key] = self.table.with_layers(mode).pool_frames(frame_pool)
+        return self._views[key]
 
     def pooled(self) -> tuple[np.ndarray, tuple[str, ...]]:
         """Pooled statistics of every item (for probes and ``"auto"``), computed once."""
@@ -76,6 +78,21 @@ class LayerViews:
 
             self._stats = pooled_statistics(self.table)
         return self._stats
+
+    def layer_scores(self, fold: FoldLike, seed: int = 0) -> dict[str, float]:
+        """Validation UA of a linear probe per layer candidate for one fold (cached: every
+        head and the probe baseline of a fold share one ranking)."""
+        key = (tuple(fold.train), tuple(fold.validation), seed)
+        if key not in self._layer_scores:
+            from ptssnn.evaluation.probe import probe_layer_scores
+
+            stats, candidates = self.pooled()
+            labels = self.table.labels.numpy()
+            train_rows, val_rows = self.rows(fold.train), self.rows(fold.validation)
+            self._layer_scores[key] = probe_layer_scores(
+                stats[train_rows], labels[train_rows], stats[val_rows], labels[val_rows],
+                candidates, len(self.table.label_names), seed=seed)
+        return self._layer_scores[key]
 
     def rows(self, ids: Sequence[str]) -> np.ndarray:
         """Row indices of these ids in the table."""
@@ -98,14 +115,10 @@ def select_layers(views: LayerViews, fold: FoldLike, mode: str, *, seed: int = 0
         return mode, {}
     if views.table.num_layers == 1:
         return "0", {}
-    from ptssnn.evaluation.probe import best_candidate, probe_layer_scores
+    from ptssnn.evaluation.probe import best_candidate
 
-    stats, candidates = views.pooled()
-    labels = views.table.labels.numpy()
-    train_rows, val_rows = views.rows(fold.train), views.rows(fold.validation)
-    scores = probe_layer_scores(stats[train_rows], labels[train_rows], stats[val_rows],
-                                labels[val_rows], candidates, len(views.table.label_names),
-                                seed=seed)
+    # The probe's seed only matters for ties in lbfgs; one ranking per fold serves all seeds.
+    scores = views.layer_scores(fold)
     return best_candidate(scores), scores
 
 
@@ -236,7 +249,7 @@ def train_fold(
             return finished, None
     started = time.perf_counter()
     mode, scores = select_layers(views, fold, config.layers, seed=config.seed)
-    table = views.view(mode)
+    table = views.view(mode, config.frame_pool)
     train, val, test = (table.subset(fold.train), table.subset(fold.validation),
                         table.subset(fold.test))
     input_layers = table.num_layers if table.features[0].dim() == 3 else 1

@@ -73,7 +73,8 @@ class LabelledFeatures:
                     f"utterance {utt_id!r} has label {label!r}, not among {list(label_names)}"
                 )
             ids.append(utt_id)
-            feats.append(torch.as_tensor(np.asarray(array)).to(dtype))
+            # A copy: feature-store arrays are read-only memory maps; the table lives in RAM.
+            feats.append(torch.from_numpy(np.array(array)).to(dtype))
             labels.append(index[label])
         return cls(tuple(ids), tuple(feats), torch.tensor(labels, dtype=torch.long),
                    tuple(label_names))
@@ -168,6 +169,27 @@ class LabelledFeatures:
                 f[list(chosen)].float().mean(0).to(f.dtype) for f in self.features
             )
         return LabelledFeatures(self.ids, feats, self.labels, self.label_names)
+
+    def pool_frames(self, factor: int) -> LabelledFeatures:
+        """Average non-overlapping groups of ``factor`` frames (50 Hz → 50/factor Hz).
+
+        A last, shorter group is averaged over the frames it has, so no frame is dropped or
+        diluted by padding. ``factor`` 1 returns ``self``.
+        """
+        if factor <= 1:
+            return self
+        pooled = []
+        for item in self.features:
+            frames = item.shape[-2]
+            groups = -(-frames // factor)
+            padded = torch.zeros((*item.shape[:-2], groups * factor, item.shape[-1]),
+                                 dtype=torch.float32)
+            padded[..., :frames, :] = item.float()
+            sums = padded.reshape(*item.shape[:-2], groups, factor, item.shape[-1]).sum(-2)
+            counts = torch.full((groups, 1), float(factor))
+            counts[-1] = frames - (groups - 1) * factor
+            pooled.append((sums / counts).to(item.dtype))
+        return LabelledFeatures(self.ids, tuple(pooled), self.labels, self.label_names)
 
     def class_counts(self) -> torch.Tensor:
         """``[C]`` items per class."""
