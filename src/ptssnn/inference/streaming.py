@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ptssnn.errors import NonFiniteAudioError, UnsupportedChannelsError
 from ptssnn.inference.results import StreamUpdate
 
 if TYPE_CHECKING:
@@ -99,14 +100,22 @@ class StreamingSession:
 
         Returns:
             One update per chunk completed by this call (possibly none).
+
+        Raises:
+            NonFiniteAudioError: NaN or infinite samples.
+            UnsupportedChannelsError: Samples that are neither ``[N]`` nor ``[N, C]``.
+            ValueError: A change of sample rate within the stream.
         """
         wave = np.asarray(samples, dtype=np.float32)
         if wave.ndim == 2:
             wave = wave.mean(axis=1)
         if wave.ndim != 1:
-            raise ValueError(f"push takes [N] or [N, C] samples, got shape {wave.shape}")
+            raise UnsupportedChannelsError(
+                "<stream>",
+                f"got samples of shape {wave.shape}; push [samples] or [samples, channels]",
+            )
         if not np.isfinite(wave).all():
-            raise ValueError("the stream contains NaN or infinite samples")
+            raise NonFiniteAudioError("<stream>")
         rate = sample_rate or self.recognizer.sample_rate
         if rate != self.recognizer.sample_rate:
             wave = self._resample(wave, rate, last=False)

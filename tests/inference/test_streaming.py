@@ -1,0 +1,97 @@
+"""Streaming: chunked backbone with left context, carried spiking state, running label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ptssnn.errors import NonFiniteAudioError
+from ptssnn.inference import EmotionRecognizer
+
+
+def voiced(seconds: float, rate: int = 16000, seed: int = 0, f0: float = 140.0) -> np.ndarray:
+    """A speech-like test signal: a harmonic tone with a moving pitch, an envelope and noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = f0 * (1 + 0.2 * np.sin(2 * np.pi * 1.3 * t + seed))
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 8))
+    wave = wave * (0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t) ** 2)
+    wave = wave + 0.05 * rng.standard_normal(t.size)
+    return (0.3 * wave / np.abs(wave).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_model_dir: Path) -> EmotionRecognizer:
+    torch.set_num_threads(1)
+    return EmotionRecognizer.load(tiny_model_dir)
+
+
+def test_chunk_must_be_whole_frames(recognizer: EmotionRecognizer) -> None:
+    with pytest.raises(ValueError, match="multiple of one frame"):
+        recognizer.stream(chunk_s=0.013)
+    with pytest.raises(ValueError):
+        recognizer.stream(chunk_s=0.5, left_context_s=-1.0)
+    session = recognizer.stream(chunk_s=0.5, left_context_s=1.01)
+    assert session.left_context_s == pytest.approx(1.0)  # floored to whole frames
+
+
+def test_head_receives_the_offline_frames_except_at_chunk_edges(
+    recognizer: EmotionRecognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With left context, every chunk's frames equal the offline frames (fbank: all but the
+    last frame of each chunk, whose analysis window reaches past the chunk's end)."""
+    wave = voiced(3.1, seed=4)
+    offline = recognizer.features(wave)[0]  # [T, D]
+    received: list[torch.Tensor] = []
+    original = recognizer.model.stream_step
+
+    def spy(chunk: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        received.append(chunk[0].clone())
+        return original(chunk, state)
+
+    monkeypatch.setattr(recognizer.model, "stream_step", spy)
+    updates = recognizer.stream(chunk_s=0.4, left_context_s=0.6).run(wave, 16000)
+    streamed = torch.cat(received)
+    assert streamed.shape == offline.shape  # no frame lost or repeated
+    assert len(updates) == len(received) == 8  # 7 × 0.4 s + the 0.3 s tail
+    ends = np.cumsum([c.shape[0] for c in received]) - 1
+    interior = np.setdiff1d(np.arange(offline.shape[0]), ends)
+    torch.testing.assert_close(streamed[interior], offline[interior], atol=1e-4, rtol=1e-4)
+    assert (streamed[ends[:-1]] - offline[ends[:-1]]).abs().max() > 1e-4  # the known edge effect
+
+
+def test_single_chunk_stream_equals_offline(recognizer: EmotionRecognizer) -> None:
+    wave = voiced(1.6, seed=9)
+    updates = recognizer.stream(chunk_s=2.0).run(wave, 16000)
+    assert len(updates) == 1  # everything arrives in the flushed last chunk
+    offline = recognizer.predict(wave, 16000)
+    assert updates[0].probabilities == pytest.approx(offline.probabilities, abs=1e-5)
+    assert updates[0].end_s == pytest.approx(1.6)
+
+
+def test_running_label_resampling_and_latency(recognizer: EmotionRecognizer) -> None:
+    import soxr
+
+    wave = soxr.resample(voiced(2.0, seed=2), 16000, 44100).astype(np.float32)
+    session = recognizer.stream(chunk_s=0.5, left_context_s=1.0)
+    updates = []
+    for start in range(0, wave.size, 3001):  # odd block sizes, as from a sound card
+        updates += session.push(wave[start : start + 3001], 44100)
+    last = session.flush()
+    if last is not None:
+        updates.append(last)
+    assert [round(u.end_s, 2) for u in updates[:4]] == [0.5, 1.0, 1.5, 2.0]
+    assert session.label == updates[-1].label
+    for update in updates:
+        assert sum(update.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert update.latency_ms >= update.backbone_ms > 0
+        assert update.real_time_factor > 0
+        assert set(update.to_dict()) >= {"label", "latency_ms", "real_time_factor"}
+    with pytest.raises(ValueError, match="cannot change"):
+        session.push(wave[:1000], 48000)
+    with pytest.raises(NonFiniteAudioError):
+        recognizer.stream().push(np.full(100, np.nan, np.float32))
