@@ -143,6 +143,8 @@ def test_export_commands(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert nir_file.stat().st_size > 0
     bad = runner.invoke(app, ["export", str(tiny_model_dir), "--format", "tflite"])
     assert isinstance(bad.exception, PtssnnError)
+    missing = runner.invoke(app, ["export", str(tmp_path / "nothing"), "--format", "nir"])
+    assert isinstance(missing.exception, PtssnnError)
 
 
 def _free_port() -> int:

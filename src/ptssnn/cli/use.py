@@ -239,25 +239,30 @@ def predict_command(
 
 def export_command(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by `ptssnn train`.")],
-    format: Annotated[str, typer.Option("--format", help="onnx or nir.")] = "onnx",
-    out: Annotated[Path, typer.Option("--out", help="Output file.")] = Path("model.onnx"),
+    kind: Annotated[str, typer.Option("--format", help="onnx or nir.")] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output file (default: head.onnx / head.nir).")
+    ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
 ) -> None:
-    """Export the head: ONNX (features + mask → logits) or NIR (the spiking subgraph)."""
+    """Export the head: ONNX (features + mask → logits) or NIR (the spiking subgraph).
+
+    Prints a JSON report (file, shapes or NIR nodes, and the round-trip difference).
+    """
     from ptssnn.export import export_nir, export_onnx
     from ptssnn.models import load_pretrained
 
-    if not Path(model_dir).is_dir():
-        raise PtssnnError(f"{model_dir}: no such model directory")
+    kind = kind.lower()
+    if kind not in ("onnx", "nir"):
+        raise PtssnnError(f"unknown export format {kind!r}: use onnx or nir")
     model, metadata = load_pretrained(model_dir)
-    kind = format.lower()
+    out = out or Path(f"head.{kind}")
     if kind == "onnx":
         report = export_onnx(model, out, opset=opset, metadata=metadata)
-    elif kind == "nir":
-        report = export_nir(model, out, metadata=metadata)
     else:
-        raise PtssnnError(f"unknown export format {format!r}: use onnx or nir")
-    Console().print_json(json.dumps(report))
+        report = export_nir(model, out, metadata=metadata)
+    # Plain print: a rich console would wrap long paths and break the JSON.
+    print(json.dumps(report, indent=2))
 
 
 def serve_command(
