@@ -6,6 +6,7 @@ Every design number of ``paper.md`` "Our reconstruction" is a field here with it
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,12 +96,16 @@ class PTSSNNConfig:
         """
         positive = ("input_dim", "num_classes", "input_layers", "width", "block_hidden",
                     "num_prompts", "attention_heads")
-        for name in positive:
+        for name in (*positive, "num_blocks", "seed"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ModelConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
-            raise ModelConfigError(f"num_blocks must be >= 0, got {self.num_blocks!r}")
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise ModelConfigError(f"{name} must be an integer, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy integers → int (JSON-safe)
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ModelConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.num_blocks < 0:
+            raise ModelConfigError(f"num_blocks must be >= 0, got {self.num_blocks}")
         choices = {"context": CONTEXT_MODES, "calibration_context": CALIBRATION_CONTEXTS,
                    "pooling": POOLINGS, "neuron": NEURONS, "plif_backend": ("fused", "loop")}
         for name, allowed in choices.items():
