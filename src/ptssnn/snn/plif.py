@@ -18,11 +18,17 @@ Shapes: time first, ``x`` is ``[T, B, *N]`` (``N`` neuron dims), state ``v`` is 
 Two multi-step implementations compute the same function:
 
 - :func:`plif_multi_step_loop`: a Python loop of :func:`plif_step`, differentiated by autograd.
-- :class:`FusedPLIF`: a custom autograd function. Forward runs the loop with four in-place
-  kernels per step and keeps ``H`` and ``V``; backward is written by hand: the surrogate
-  derivative and reset Jacobian are computed for all steps at once, leaving a single
-  ``addcmul`` per step for the backward-through-time recursion
-  ``∂L/∂H[t] = A[t] + ∂L/∂H[t+1] · c[t]``.
+- :class:`FusedPLIF`: a custom autograd function. Forward runs the loop with four kernels
+  per step (hard reset: on the negated membrane, so fire-and-reset is one ``threshold``)
+  into preallocated buffers and keeps only ``H`` and the spikes; backward is written by hand:
+  the surrogate derivative and reset Jacobian are computed for chunks of steps at once,
+  leaving a single ``addcmul`` per step for the backward-through-time recursion
+  ``∂L/∂H[t] = A[t] + ∂L/∂H[t+1] · c[t]``. At T=256, B=32, D=256 on one CPU thread it is
+  4.5× (min; 3.1× median) faster than SpikingJelly's CPU path and 20× faster than the loop
+  (``benchmarks/README.md``).
+
+Without autograd (inference) the fused forward runs alone; under tracing / ONNX export the
+plain loop runs, so exported graphs contain standard operators only.
 """
 
 from __future__ import annotations
@@ -300,7 +306,7 @@ class FusedPLIF(torch.autograd.Function):
     chunk it computes the surrogate derivative, the reset Jacobian ``R = ∂V/∂H`` and the
     spike term for all its steps at once, then runs the recursion
     ``∂L/∂H[t] = ∂L/∂S[t]·σ'[t] + (∂L/∂H[t+1]·a[t+1]) · R[t]`` (``a = ∂H[t+1]/∂V[t] = 1 - q``)
-    with two small kernels per step, and finally the input and ``w`` gradients of the chunk.
+    with one kernel per step, and finally the input and ``w`` gradients of the chunk.
     """
 
     @staticmethod
