@@ -122,3 +122,30 @@ def test_namespaces_listing(tmp_path: Path) -> None:
     namespace.write("ab" * 32, np.zeros((3, 4, 5), np.float32), seconds=0.1, utt_id="u")
     (listing,) = store.namespaces()
     assert listing["entries"] == 1 and listing["layers"] == "0,1,2" and listing["bytes"] > 120
+
+
+def test_entry_lock_excludes_other_processes_and_dies_with_its_holder(tmp_path: Path) -> None:
+    namespace = _namespace(FeatureStore(tmp_path))
+    namespace.ensure()
+    lock_file = namespace.lock("ab" * 32).path
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+            str(lock_file),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert namespace.try_lock("ab" * 32) is None
+        assert namespace.try_lock("cd" * 32) is not None  # another stripe is free
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = namespace.try_lock("ab" * 32)  # the kernel released the dead holder's lock
+    assert lock is not None
+    lock.release()

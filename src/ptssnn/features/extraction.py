@@ -315,8 +315,8 @@ def _extract_shard(
 
 
 def _entry_files_exist(namespace: Namespace, audio_hash: str) -> bool:
-    array_path, meta_path = namespace.files(audio_hash)
-    return array_path.exists() or meta_path.exists()
+    # The sidecar is written last: without it there was never a complete entry here.
+    return os.path.exists(namespace.files(audio_hash)[1])
 
 
 def cpu_threads_hint() -> int:
