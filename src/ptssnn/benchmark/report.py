@@ -83,8 +83,8 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
     if backbone:
         lines.append("")
         lines.append(
-            f"Backbone (frozen, not in the head energy): {backbone['macs_per_sample'] / 1e9:.2f} "
-            f"GMAC/sample × 4.6 pJ = {backbone['energy_mj_per_sample']:.2f} mJ/sample "
+            f"Backbone (frozen, not in the head energy): {backbone['macs_per_sample'] / 1e6:,.1f} "
+            f"M MAC/sample × 4.6 pJ = {backbone['energy_mj_per_sample']:.4g} mJ/sample "
             "(mean over test utterances)."
         )
     lines.append("")

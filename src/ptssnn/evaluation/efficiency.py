@@ -25,7 +25,9 @@ from torch import nn
 
 from ptssnn.training.data import Batch, LabelledFeatures, bucketed_batches, collate
 
-#: A neuron firing at this rate or above (spikes per real step) counts as saturated.
+#: Below this rate (spikes per real step) a neuron counts as silent, above the other as
+#: saturated: the thresholds of ``ptssnn.energy``'s neuron statistics.
+SILENT_RATE = 0.01
 SATURATED_RATE = 0.99
 #: Histogram range of input currents (threshold 1.0 sits inside); outliers go to the end bins.
 HISTOGRAM_EDGES = tuple(float(x) for x in np.linspace(-4.0, 4.0, 81))
@@ -85,8 +87,8 @@ def firing_statistics(model: nn.Module, batches: Sequence[Batch],
 
     Returns:
         ``{}`` for a head without spiking neurons, else ``mean_rate`` (spikes per neuron per
-        real step, over all layers), ``silent_fraction`` (neurons that never fired),
-        ``saturated_fraction`` (rate ≥ :data:`SATURATED_RATE`), ``layers`` (rate per layer),
+        real step, over all layers), ``silent_fraction`` (rate < :data:`SILENT_RATE`),
+        ``saturated_fraction`` (rate > :data:`SATURATED_RATE`), ``layers`` (rate per layer),
         ``histogram`` (``edges``, ``counts`` of input current + bias over real steps).
     """
     layers = _plif_layers(model)
@@ -135,8 +137,8 @@ def firing_statistics(model: nn.Module, batches: Sequence[Batch],
     every = torch.cat(rates)
     return {
         "mean_rate": float(every.mean()),
-        "silent_fraction": float((every == 0).double().mean()),
-        "saturated_fraction": float((every >= SATURATED_RATE).double().mean()),
+        "silent_fraction": float((every < SILENT_RATE).double().mean()),
+        "saturated_fraction": float((every > SATURATED_RATE).double().mean()),
         "num_neurons": int(every.numel()),
         "layers": per_layer,
         "histogram": {"edges": [float(e) for e in edges_t], "counts": counts.tolist()},

@@ -1,0 +1,111 @@
+"""Benchmark runner pieces and the report, without training (the end-to-end runs are in
+tests/cli/test_run_cli.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from ptssnn.benchmark import BenchmarkError, limit_utterances, render_report, results_table
+from ptssnn.benchmark.runner import average_analyses, find_corpus_root, validate_models
+
+
+@dataclass(frozen=True)
+class Utt:
+    id: str
+    speaker: str
+    label: str
+
+
+def test_limit_keeps_first_ids_per_speaker_and_label():
+    utts = [Utt(f"{s}-{e}-{i}", s, e) for s in "ab" for e in ("x", "y") for i in range(5)]
+    kept = limit_utterances(list(reversed(utts)), 2)
+    assert len(kept) == 8
+    assert {u.id for u in kept if u.speaker == "a" and u.label == "x"} == {"a-x-0", "a-x-1"}
+    with pytest.raises(BenchmarkError):
+        limit_utterances(utts, 0)
+
+
+def test_unknown_model_names_the_valid_ones():
+    assert validate_models(["pts-snn", "probe", "pts-snn"]) == ("pts-snn", "probe")
+    with pytest.raises(BenchmarkError, match="vanilla-snn"):
+        validate_models(["transformer"])
+
+
+def test_corpus_root_resolution(tmp_path):
+    (tmp_path / "casia").mkdir()
+    assert find_corpus_root(tmp_path, "casia") == tmp_path / "casia"
+    with pytest.raises(BenchmarkError, match="emovo"):
+        find_corpus_root(tmp_path, "emovo")
+    lone = tmp_path / "my-copy"
+    lone.mkdir()
+    assert find_corpus_root(lone, "emovo") == lone  # the corpus folder itself
+
+
+def test_average_analyses_means_numbers_and_lists():
+    merged = average_analyses([
+        {"energy": 1.0, "calibrated": {"mean_rate": 0.2, "layers": {"a": 0.1}},
+         "histograms": {"x": {"counts": [1, 3]}}},
+        {"energy": 3.0, "calibrated": {"mean_rate": 0.4, "layers": {"a": 0.3}},
+         "histograms": {"x": {"counts": [3, 5]}}},
+    ])
+    assert merged["energy"] == 2.0
+    assert merged["calibrated"]["mean_rate"] == pytest.approx(0.3)
+    assert merged["calibrated"]["layers"]["a"] == pytest.approx(0.2)
+    assert merged["histograms"]["x"]["counts"] == [2.0, 4.0]
+
+
+def fake_results(synthetic: bool) -> dict:
+    fold = {"fold": "loso-a", "test": {"ua": 0.5, "wa": 0.6}, "fit": {}}
+    metric = {"mean": 0.5, "std": 0.1, "values": [0.4, 0.6]}
+    return {
+        "synthetic": synthetic,
+        "settings": {"backbone": "fbank", "seeds": [0], "models": ["pts-snn", "probe"],
+                     "train": {"lr": 5e-4, "weight_decay": 0.05, "batch_size": 32,
+                               "max_epochs": 3, "patience": 2, "warmup_epochs": 1,
+                               "label_smoothing": 0.1, "layers": "auto", "frame_pool": 4}},
+        "validation_policy": "validation speakers",
+        "environment": {"cpu_count": 2, "platform": "x", "torch": "t", "scikit_learn": "s",
+                        "ptssnn": "p"},
+        "timings": {"total_s": 120.0},
+        "peak_memory_mb": 500.0,
+        "command": ["ptssnn", "benchmark", "casia"],
+        "corpora": {"casia": {
+            "synthetic": synthetic, "num_utterances": 10, "num_speakers": 2,
+            "label_names": ["angry", "sad"], "protocol": "loso",
+            "folds": [{"name": "loso-a", "validation_policy": "speakers"}],
+            "backbone_energy": {"macs_per_sample": 2.5e9, "energy_mj_per_sample": 11.5},
+            "models": {
+                name: {"metrics": {k: metric for k in ("wa", "ua", "macro_f1", "weighted_f1")},
+                       "num_parameters": params, "layers": ["3"], "epochs": {"mean": 2.0},
+                       "efficiency": eff, "runs": {"0": {"folds": [fold]}}}
+                for name, params, eff in [
+                    ("probe", 966, None),
+                    ("pts-snn", 1_160_150, {"energy_mj_per_sample": 0.0123,
+                                            "calibrated": {"mean_rate": 0.1,
+                                                           "silent_fraction": 0.05,
+                                                           "saturated_fraction": 0.0},
+                                            "uncalibrated": {"silent_fraction": 0.4,
+                                                             "saturated_fraction": 0.1}}),
+                ]},
+        }},
+    }
+
+
+def test_report_has_one_row_per_model_in_ladder_order():
+    text = render_report(fake_results(False), {"casia": ["[x](plots/x.png)"]})
+    rows = [line for line in text.splitlines() if line.startswith("| pts-snn") or
+            line.startswith("| probe")]
+    assert rows[0].startswith("| pts-snn") and rows[1].startswith("| probe")
+    assert "50.0 ± 10.0" in rows[0] and "1.16 M" in rows[0] and "0.0123" in rows[0]
+    assert "40.0 / 10.0" in rows[0]  # silent / saturated without calibration
+    assert "SYNTHETIC" not in text
+    assert "2,500.0 M MAC/sample" in text and "[x](plots/x.png)" in text
+    assert "SYNTHETIC DATA" in render_report(fake_results(True))
+
+
+def test_results_table_rows():
+    rows = results_table(fake_results(True))
+    assert {r["model"] for r in rows} == {"pts-snn", "probe"}
+    assert all(r["corpus"] == "casia (SYNTHETIC)" for r in rows)
