@@ -318,8 +318,3 @@ def _entry_files_exist(namespace: Namespace, audio_hash: str) -> bool:
     # The sidecar is written last: without it there was never a complete entry here.
     return os.path.exists(namespace.files(audio_hash)[1])
 
-
-def cpu_threads_hint() -> int:
-    """Threads per process that share this machine's cores among local torchrun ranks."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, (os.cpu_count() or 1) // max(1, local))
