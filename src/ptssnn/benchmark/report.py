@@ -147,6 +147,19 @@ def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | No
     lines.append("")
     for corpus, entry in results["corpora"].items():
         lines.append(corpus_table(corpus, entry, plot_links))
+    if results.get("cross_corpus"):
+        lines += ["## Cross-corpus", "",
+                  "Trained on the source corpus (validation: held-out source speakers), tested "
+                  "on every target utterance of the shared classes. Mean ± std over seeds.", "",
+                  "| source → target | classes | model | WA % | UA % | macro-F1 % |",
+                  "|---|---|---|---|---|---|"]
+        for name, entry in results["cross_corpus"].items():
+            for model, m in entry["models"].items():
+                lines.append(
+                    f"| {name.replace('->', ' → ')} | {', '.join(entry['labels'])} | {model} | "
+                    f"{_pct(m['metrics']['wa'])} | {_pct(m['metrics']['ua'])} | "
+                    f"{_pct(m['metrics']['macro_f1'])} |")
+        lines.append("")
     return "\n".join(lines)
 
 

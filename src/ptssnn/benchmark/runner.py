@@ -92,6 +92,7 @@ class BenchmarkSettings:
         analysis_items: Test items per fold used for energy and firing statistics.
         plots: Write PNG figures.
         threads: ``torch.set_num_threads`` for the run (``None``: every core).
+        cross_corpus: Also train on each corpus and test on each other one (shared classes).
     """
 
     backbone: str = "whisper-base"
@@ -105,6 +106,7 @@ class BenchmarkSettings:
     analysis_items: int = 64
     plots: bool = True
     threads: int | None = None
+    cross_corpus: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -119,6 +121,7 @@ class BenchmarkSettings:
             "resume": self.resume,
             "analysis_items": self.analysis_items,
             "threads": self.threads,
+            "cross_corpus": self.cross_corpus,
         }
 
 
@@ -403,6 +406,8 @@ class _Progress:
     def print(self, text: str) -> None:
         if self._progress is not None:
             self._progress.console.print(text, highlight=False)
+        else:
+            print(text, flush=True)
 
 
 def extract_corpus_features(
@@ -508,6 +513,10 @@ def run_benchmark(
     units_per_fold = {m: (settings.train.max_epochs if m != PROBE else 1) for m in models}
     total = sum(units_per_fold[m] * len(t.folds) * settings.seeds
                 for t, _, _ in prepared for m in models)
+    pairs = ([(a, b) for a in range(len(prepared)) for b in range(len(prepared)) if a != b]
+             if settings.cross_corpus else [])
+    total += sum(units_per_fold[m] * settings.seeds for m in models) * len(pairs)
+    tables: dict[str, LabelledFeatures] = {}
     with _Progress(total, show_progress) as progress:
         say = log or progress.print
         for task, feature_set, feature_seconds in prepared:
@@ -592,12 +601,75 @@ def run_benchmark(
             corpus_entry["timings"]["total_s"] = sum(
                 m["wall_s"] for m in corpus_entry["models"].values()
             ) + feature_seconds + load_seconds
+            if pairs:
+                tables[task.name] = table
             del views, table
+        for a, b in pairs:
+            source, target = prepared[a][0], prepared[b][0]
+            results.setdefault("cross_corpus", {})
+            entry = run_cross_corpus(source, target, tables, models, settings, progress,
+                                     units_per_fold, out)
+            results["cross_corpus"][entry["name"]] = entry
+            say(f"  {entry['name']} ({', '.join(entry['labels'])}): " + ", ".join(
+                f"{m} UA {100 * e['metrics']['ua']['mean']:.1f}"
+                for m, e in entry["models"].items()))
+            write_outputs(results, out, plots=False)
     results["timings"]["total_s"] = time.perf_counter() - started
     results["timings"]["neural_heads"] = neural
     results["peak_memory_mb"] = peak_memory_mb()
     write_outputs(results, out, plots=settings.plots)
     return results
+
+
+def run_cross_corpus(
+    source: CorpusTask,
+    target: CorpusTask,
+    tables: dict[str, LabelledFeatures],
+    models: Sequence[str],
+    settings: BenchmarkSettings,
+    progress: _Progress,
+    units_per_fold: dict[str, int],
+    out: Path,
+) -> dict[str, Any]:
+    """Train every head on ``source`` (minus validation speakers), test on ``target``."""
+    from ptssnn.evaluation.crosscorpus import cross_corpus_fold, cross_corpus_table
+
+    fold = cross_corpus_fold(source.name, source.utterances, target.name, target.utterances)
+    views = LayerViews(cross_corpus_table(tables[source.name], tables[target.name],
+                                          fold.labels))
+    entry: dict[str, Any] = {
+        "name": fold.name, "labels": list(fold.labels), "train": len(fold.train),
+        "validation": len(fold.validation), "test": len(fold.test), "models": {},
+    }
+    for model in models:
+        runs: dict[int, CrossValResult] = {}
+        for seed in range(settings.seeds):
+            run_dir = out / "runs" / "cross-corpus" / fold.name.replace(">", "") / model
+            run_dir = run_dir / f"seed{seed}"
+            progress.describe(f"{fold.name} · {model} · seed {seed}")
+            done = [0]
+
+            def on_epoch(record: dict[str, Any], _done: list[int] = done) -> None:
+                _done[0] += 1
+                progress.advance(1)
+
+            def on_fold(result: FoldResult, _done: list[int] = done,
+                        _units: int = units_per_fold[model]) -> None:
+                progress.advance(max(0, _units - _done[0]))
+
+            if model == PROBE:
+                runs[seed] = run_probe_folds(views, [fold], seed=seed, out_dir=run_dir,
+                                             resume=settings.resume, fold_hook=on_fold)
+            else:
+                runs[seed] = cross_validate(
+                    views, [fold],
+                    _model_factory(model, {"seed": seed, **settings.model_overrides}),
+                    settings.train.replace(seed=seed), out_dir=run_dir,
+                    resume=settings.resume, epoch_hook=on_epoch, fold_hook=on_fold)
+        summary = summarise_model(runs)
+        summary["runs"] = {str(seed): run.to_dict() for seed, run in runs.items()}
+        entry["models"][model] = summary
+    return entry
 
 
 def make_analyser(preset: str, max_items: int) -> Callable[[Any, LabelledFeatures], dict] | None:

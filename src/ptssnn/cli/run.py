@@ -95,6 +95,10 @@ def benchmark(
     ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Torch threads (default: all "
                                                 "cores).")] = None,
+    cross_corpus: Annotated[
+        bool, typer.Option("--cross-corpus", help="Also train on each corpus and test on each "
+                           "other one, over their shared classes.")
+    ] = False,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -123,7 +127,7 @@ def benchmark(
     settings = BenchmarkSettings(
         backbone=backbone, models=model_names, seeds=seeds, train=train,
         model_overrides=_parse_overrides(model_option), cache=cache, out=out, resume=resume,
-        plots=plots, threads=threads,
+        plots=plots, threads=threads, cross_corpus=cross_corpus,
     )
     results = run_benchmark(tasks, settings, show_progress=progress,
                             command=["ptssnn", *sys.argv[1:]])

@@ -170,6 +170,35 @@ class LabelledFeatures:
             )
         return LabelledFeatures(self.ids, feats, self.labels, self.label_names)
 
+    def relabel(self, label_names: Sequence[str]) -> LabelledFeatures:
+        """Keep the items whose class is in ``label_names``, re-indexed to that order."""
+        index = {name: i for i, name in enumerate(label_names)}
+        keep = [i for i, label in enumerate(self.labels.tolist())
+                if self.label_names[label] in index]
+        labels = [index[self.label_names[int(self.labels[i])]] for i in keep]
+        return LabelledFeatures(
+            tuple(self.ids[i] for i in keep),
+            tuple(self.features[i] for i in keep),
+            torch.tensor(labels, dtype=torch.long),
+            tuple(label_names),
+        )
+
+    @staticmethod
+    def concatenate(tables: Sequence[LabelledFeatures]) -> LabelledFeatures:
+        """One table of several with the same classes (ids must be unique across them).
+
+        Raises:
+            DataError: Different class lists or a repeated id.
+        """
+        names = tables[0].label_names
+        if any(t.label_names != names for t in tables):
+            raise DataError("tables to concatenate must have the same label names")
+        ids = tuple(i for t in tables for i in t.ids)
+        if len(set(ids)) != len(ids):
+            raise DataError("tables to concatenate share utterance ids")
+        return LabelledFeatures(ids, tuple(f for t in tables for f in t.features),
+                                torch.cat([t.labels for t in tables]), names)
+
     def pool_frames(self, factor: int) -> LabelledFeatures:
         """Average non-overlapping groups of ``factor`` frames (50 Hz → 50/factor Hz).
 
