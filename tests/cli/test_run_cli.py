@@ -30,7 +30,7 @@ def test_benchmark_smoke_on_real_casia_subset_and_resume(shared_data, tmp_path):
     out = tmp_path / "out"
     args = ("benchmark", "casia", "--data-root", str(shared_data), "--backbone", "fbank",
             "--models", "pts-snn,ann,probe", "--epochs", "2", "--limit", "2",
-            "--cache", str(tmp_path / "cache"), "--out", str(out), "--threads", "1",
+            "--cache", str(tmp_path / "cache"), "--out", str(out), "--jobs", "2",
             "--no-progress")
     result = invoke(*args)
     assert result.exit_code == 0, result.output + repr(result.exception)

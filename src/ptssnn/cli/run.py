@@ -93,8 +93,10 @@ def benchmark(
         int | None, typer.Option(min=1, help="Keep N utterances per speaker × emotion "
                                  "(smoke tests).")
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Torch threads (default: all "
-                                                "cores).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Torch threads per process "
+                                                "(default 1).")] = None,
+    jobs: Annotated[int | None, typer.Option(min=1, help="Processes training folds side by "
+                                             "side (default: one per core).")] = None,
     cross_corpus: Annotated[
         bool, typer.Option("--cross-corpus", help="Also train on each corpus and test on each "
                            "other one, over their shared classes.")
@@ -127,7 +129,7 @@ def benchmark(
     settings = BenchmarkSettings(
         backbone=backbone, models=model_names, seeds=seeds, train=train,
         model_overrides=_parse_overrides(model_option), cache=cache, out=out, resume=resume,
-        plots=plots, threads=threads, cross_corpus=cross_corpus,
+        plots=plots, threads=threads, jobs=jobs, cross_corpus=cross_corpus,
     )
     results = run_benchmark(tasks, settings, show_progress=progress,
                             command=["ptssnn", *sys.argv[1:]])

@@ -94,6 +94,14 @@ class LayerViews:
                 candidates, len(self.table.label_names), seed=seed)
         return self._layer_scores[key]
 
+    def share_rankings(self) -> dict[tuple, dict[str, float]]:
+        """The cached layer rankings (to hand to another process)."""
+        return dict(self._layer_scores)
+
+    def adopt_rankings(self, rankings: dict[tuple, dict[str, float]]) -> None:
+        """Reuse rankings computed elsewhere (same table, same folds)."""
+        self._layer_scores.update(rankings)
+
     def rows(self, ids: Sequence[str]) -> np.ndarray:
         """Row indices of these ids in the table."""
         return np.asarray([self._rows[i] for i in ids], dtype=np.int64)
