@@ -308,6 +308,9 @@ def train_command(
     ] = "",
     cache: Annotated[Path | None, typer.Option(help="Feature cache directory.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Annotated[
+        int, typer.Option(min=1, help="torch threads (1, as the benchmark: see its README).")
+    ] = 1,
 ) -> None:
     """Train a deployable model on all speakers of the given corpora (minus validation)."""
     from ptssnn.inference.training import train_recognizer
@@ -324,6 +327,7 @@ def train_command(
         layers=layers,
         cache_dir=cache,
         seed=seed,
+        config_overrides={"num_threads": threads},
         progress=sys.stderr.isatty(),
         log=lambda line: Console(stderr=True).print(line, highlight=False),
     )
