@@ -95,3 +95,53 @@ def test_running_label_resampling_and_latency(recognizer: EmotionRecognizer) -> 
         session.push(wave[:1000], 48000)
     with pytest.raises(NonFiniteAudioError):
         recognizer.stream().push(np.full(100, np.nan, np.float32))
+
+
+@pytest.fixture(scope="module")
+def pooled(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> EmotionRecognizer:
+    """The tiny model with a card saying the head reads frames averaged in groups of 4."""
+    import dataclasses
+
+    from ptssnn.inference import ModelCard, save_recognizer
+    from ptssnn.models import load_pretrained
+
+    model, metadata = load_pretrained(tiny_model_dir)
+    card = dataclasses.replace(ModelCard.from_metadata(metadata, tiny_model_dir), frame_pool=4)
+    directory = save_recognizer(model, tmp_path_factory.mktemp("pooled"), card)
+    return EmotionRecognizer.load(directory)
+
+
+def test_frame_pooling_offline_and_streaming(
+    pooled: EmotionRecognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ptssnn.inference.recognizer import pool_frames
+
+    assert pooled.card.frame_pool == 4 and pooled.card.head_dt == pytest.approx(0.08)
+    frames = torch.arange(2 * 10 * 3, dtype=torch.float32).reshape(2, 10, 3)
+    groups = pool_frames(frames, 4)
+    assert groups.shape == (2, 3, 3)
+    torch.testing.assert_close(groups[:, 0], frames[:, :4].mean(1))
+    torch.testing.assert_close(groups[:, 2], frames[:, 8:].mean(1))  # short last group
+    wave = voiced(2.3, seed=6)  # 115 frames: 28 groups of 4 and one of 3
+    features = pooled.features(wave)[0]
+    with torch.inference_mode():
+        logits = pooled.model(pool_frames(features, 4)[None])
+    expected = torch.softmax(logits, -1)[0].tolist()
+    assert list(pooled.predict(wave, 16000).probabilities.values()) == pytest.approx(
+        expected, abs=1e-6
+    )
+    # Streaming hands the head whole groups only, the short one at the end: 29 steps in all.
+    steps: list[int] = []
+    original = pooled.model.stream_step
+
+    def spy(chunk: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        steps.append(chunk.shape[1])
+        return original(chunk, state)
+
+    monkeypatch.setattr(pooled.model, "stream_step", spy)
+    updates = pooled.stream(chunk_s=0.5, left_context_s=1.0).run(wave, 16000)
+    assert sum(steps) == 29 and len(updates) == 5
+    single = pooled.stream(chunk_s=3.0).run(wave, 16000)
+    assert single[-1].probabilities == pytest.approx(
+        dict(zip(pooled.labels, expected, strict=True)), abs=1e-5
+    )

@@ -301,8 +301,15 @@ def train_command(
         str, typer.Option(help="Speakers left out entirely, comma-separated (for held-out tests).")
     ] = "",
     layers: Annotated[
-        str, typer.Option(help="Backbone layers: auto, all, mean, mean:a-b or one index.")
-    ] = "auto",
+        str | None,
+        typer.Option(
+            help="Backbone layers: auto, all, mean, mean:a-b or one index (default: trainer's)."
+        ),
+    ] = None,
+    frame_pool: Annotated[
+        int | None,
+        typer.Option(min=1, help="Average groups of N frames before the head (default: trainer's)"),
+    ] = None,
     validation_speakers: Annotated[
         str, typer.Option(help="Validation speakers (default: chosen per corpus).")
     ] = "",
@@ -327,7 +334,8 @@ def train_command(
         layers=layers,
         cache_dir=cache,
         seed=seed,
-        config_overrides={"num_threads": threads},
+        config_overrides={"num_threads": threads}
+        | ({"frame_pool": frame_pool} if frame_pool else {}),
         progress=sys.stderr.isatty(),
         log=lambda line: Console(stderr=True).print(line, highlight=False),
     )

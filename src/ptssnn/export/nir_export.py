@@ -1,9 +1,11 @@
 """NIR export: the spiking parts of a PTS-SNN head as a Neuromorphic Intermediate Representation.
 
 **PLIF → NIR LIF.** NIR's LIF is continuous: ``τ·dv/dt = (v_leak − v) + R·I``, spike when
-``v > v_threshold``, then ``v ← v_reset``. Our PLIF is discrete, one step per 20 ms frame
-(``dt = 1/50 s``), ``q = 1/τ_steps = sigmoid(w)``. The forward-Euler step of NIR's equation
-with step ``dt`` is ``v ← v + (dt/τ)·((v_leak − v) + R·I)``; it equals the PLIF charge
+``v > v_threshold``, then ``v ← v_reset``. Our PLIF is discrete, one step per head frame
+(``dt`` = 20 ms per backbone frame × the model's frame pooling, e.g. 80 ms when the trainer
+averaged groups of 4 frames), ``q = 1/τ_steps = sigmoid(w)``. The forward-Euler step of
+NIR's equation with step ``dt`` is ``v ← v + (dt/τ)·((v_leak − v) + R·I)``; it equals the
+PLIF charge
 
 * with ``decay_input`` (default): ``H = V + (X − (V − V_reset))·q`` when
   ``τ = τ_steps·dt`` (seconds), ``v_leak = V_reset``, ``R = 1`` and ``I = X``;
@@ -277,7 +279,8 @@ def build_nir_graph(model: nn.Module, *, dt: float = FRAME_DT) -> Any:
     metadata = {
         "producer": "ptssnn",
         "dt": float(dt),
-        "time_step": "one step per backbone frame (50 Hz); no padding mask: real frames only",
+        "time_step": "one step per head frame (backbone frames averaged in groups of "
+        "round(dt * 50)); no padding mask: real frames only",
         "neuron_mapping": (
             "PLIF(q=1/tau_steps) -> LIF(tau=tau_steps*dt, v_leak=v_reset, r=1 (decay_input) "
             "or tau_steps, v_threshold, v_reset); exact for forward-Euler steps of dt; "
@@ -295,7 +298,7 @@ def export_nir(
     path: str | Path,
     *,
     metadata: Mapping[str, Any] | None = None,
-    dt: float = FRAME_DT,
+    dt: float | None = None,
     check: bool = True,
 ) -> dict[str, Any]:
     """Write the spiking parts of a head as a NIR (HDF5) file.
@@ -304,7 +307,8 @@ def export_nir(
         model: A spiking ``ptssnn.models.PTSSNN`` (not the ``ann`` preset).
         path: Output file (``.nir``).
         metadata: Model-directory metadata; its label names are stored in the graph.
-        dt: Seconds per step.
+        dt: Seconds per head step; default from the model card (``frame_pool / frame_rate``,
+            e.g. 0.08 s for frames pooled by 4), else one backbone frame (0.02 s).
         check: Read the file back and run it (with the host operations) on a random
             utterance; report the largest logit difference from PyTorch.
 
@@ -321,8 +325,11 @@ def export_nir(
         raise ExportError("NIR export needs `pip install 'ptssnn[export]'`") from error
 
     model = model.eval()
+    card = dict((metadata or {}).get("recognizer") or {})
+    if dt is None:
+        dt = float(card.get("frame_pool", 1)) / float(card.get("frame_rate", 1 / FRAME_DT))
     graph = build_nir_graph(model, dt=dt)
-    labels = (metadata or {}).get("recognizer", {}).get("labels")
+    labels = card.get("labels")
     if labels:
         graph.metadata["labels"] = ",".join(labels)
     path = Path(path)

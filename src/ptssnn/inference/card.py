@@ -40,7 +40,9 @@ class ModelCard:
             settings); checked on load so that a head never meets features of other weights.
         layers: Layer selection spec (``"all"``, ``"3"``, ``"1,3,5"``, ``"mean:2-4"``).
         sample_rate: Audio rate the backbone expects (Hz).
-        frame_rate: Feature frames per second.
+        frame_rate: Backbone frames per second.
+        frame_pool: Groups of this many backbone frames are averaged before the head (the
+            trainer's ``TrainConfig.frame_pool``; 4 → the head runs at 12.5 Hz).
         preset: Model preset the head was created from (informational).
     """
 
@@ -51,7 +53,13 @@ class ModelCard:
     layers: str = "all"
     sample_rate: int = 16000
     frame_rate: int = 50
+    frame_pool: int = 1
     preset: str | None = None
+
+    @property
+    def head_dt(self) -> float:
+        """Seconds per head (spiking) time step: ``frame_pool / frame_rate``."""
+        return self.frame_pool / self.frame_rate
 
     def to_metadata(self) -> dict[str, Any]:
         """The dictionary stored under :data:`CARD_KEY` in the model's metadata."""
@@ -66,6 +74,7 @@ class ModelCard:
             "layers": self.layers,
             "sample_rate": self.sample_rate,
             "frame_rate": self.frame_rate,
+            "frame_pool": self.frame_pool,
             "preset": self.preset,
         }
 
@@ -101,6 +110,7 @@ class ModelCard:
                 layers=str(card.get("layers", "all")),
                 sample_rate=int(card.get("sample_rate", 16000)),
                 frame_rate=int(card.get("frame_rate", 50)),
+                frame_pool=int(card.get("frame_pool", 1)),
                 preset=card.get("preset"),
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -108,6 +118,8 @@ class ModelCard:
                 f"{directory}: incomplete '{CARD_KEY}' metadata in config.json ({error!r}); "
                 "re-create the model directory with `ptssnn train`"
             ) from error
+        if result.frame_pool < 1:
+            raise CheckpointError(f"{directory}: frame_pool must be >= 1, got {result.frame_pool}")
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise CheckpointError(
                 f"{directory}: label names {list(labels)} must be at least two distinct names"

@@ -256,6 +256,18 @@ class EmotionRecognizer:
         hidden = self.backbone(audio)
         return self.layer_spec.apply(hidden).float()
 
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        """Average groups of ``card.frame_pool`` frames, as the head was trained.
+
+        Args:
+            features: ``[L_sel, T, D]`` backbone frames.
+
+        Returns:
+            ``[L_sel, ceil(T / frame_pool), D]``; a last, shorter group is averaged over the
+            frames it has (the trainer's ``LabelledFeatures.pool_frames``).
+        """
+        return pool_frames(features, self.card.frame_pool)
+
     def head_input(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pad a list of ``[L_sel, T_i, D]`` feature tensors into the head's batch layout.
 
@@ -299,7 +311,7 @@ class EmotionRecognizer:
         features = []
         for s, e in windows:
             t0 = time.perf_counter()
-            features.append(self.features(wave[s:e]))
+            features.append(self.pool(self.features(wave[s:e])))
             backbone_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         x, mask = self.head_input(features)
@@ -365,6 +377,29 @@ class EmotionRecognizer:
 
     def _named(self, probs: torch.Tensor) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self.labels, probs.tolist(), strict=True)}
+
+
+def pool_frames(features: torch.Tensor, factor: int) -> torch.Tensor:
+    """Average non-overlapping groups of ``factor`` frames along axis -2.
+
+    Args:
+        features: ``[..., T, D]``.
+        factor: Group size (1 returns the input).
+
+    Returns:
+        ``[..., ceil(T / factor), D]``; the last group may be shorter and is averaged over
+        the frames it has, so no frame is dropped or diluted by padding.
+    """
+    if factor <= 1:
+        return features
+    frames = features.shape[-2]
+    groups = -(-frames // factor)
+    padded = features.new_zeros((*features.shape[:-2], groups * factor, features.shape[-1]))
+    padded[..., :frames, :] = features
+    sums = padded.reshape(*features.shape[:-2], groups, factor, features.shape[-1]).sum(-2)
+    counts = features.new_full((groups, 1), float(factor))
+    counts[-1] = frames - (groups - 1) * factor
+    return sums / counts
 
 
 def _num_classes(model: torch.nn.Module) -> int | None:

@@ -83,6 +83,7 @@ class StreamingSession:
         self._resampler_rate: int | None = None
         self._state = recognizer.model.init_stream_state(1)
         self._heard = 0  # samples processed so far
+        self._frames: torch.Tensor | None = None  # backbone frames waiting for a full group
         self.updates: list[StreamUpdate] = []
 
     @property
@@ -127,7 +128,7 @@ class StreamingSession:
         return out
 
     def flush(self) -> StreamUpdate | None:
-        """End of stream: process the remaining whole frames (a shorter last chunk).
+        """End of stream: process what is left (a shorter last chunk) and any held frames.
 
         Returns:
             The final update, or ``None`` when nothing was left to process.
@@ -135,10 +136,12 @@ class StreamingSession:
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
             self._pending = np.concatenate([self._pending, tail.astype(np.float32)])
-        usable = self._pending.size // self._hop * self._hop
-        # A trailing piece shorter than one frame is dropped, as offline framing does.
-        chunk, self._pending = self._pending[:usable], np.zeros(0, dtype=np.float32)
-        return self._process(chunk) if usable else None
+        # The whole tail: the backbone frames it exactly as offline (a piece of a frame may
+        # still add one, e.g. Whisper's framing counts a last half frame).
+        chunk, self._pending = self._pending, np.zeros(0, dtype=np.float32)
+        if not chunk.size and self._frames is None:
+            return None
+        return self._process(chunk, last=True)
 
     def run(self, waveform: Any, sample_rate: int | None = None) -> list[StreamUpdate]:
         """Stream a whole recording through the session, as a live source would."""
@@ -163,14 +166,27 @@ class StreamingSession:
             )
         return self._resampler.resample_chunk(wave, last=last).astype(np.float32)
 
-    def _process(self, chunk: np.ndarray) -> StreamUpdate:
+    def _process(self, chunk: np.ndarray, *, last: bool = False) -> StreamUpdate:
         recognizer = self.recognizer
         start = time.perf_counter()
         window = np.concatenate([self._history, chunk])
         backbone = recognizer.backbone
         new_frames = backbone.num_frames(window.size) - backbone.num_frames(self._history.size)
-        features = recognizer.features(window)[:, -new_frames:] if new_frames > 0 else None
+        if new_frames > 0:
+            fresh = recognizer.features(window)[:, -new_frames:]
+            frames = fresh if self._frames is None else torch.cat([self._frames, fresh], dim=1)
+        else:
+            frames = self._frames
         backbone_done = time.perf_counter()
+        # The head reads groups of `frame_pool` frames: pass the complete groups on, keep
+        # the rest for the next chunk (the last, shorter group only at the end of the stream).
+        features = None
+        if frames is not None:
+            factor = recognizer.card.frame_pool
+            usable = frames.shape[1] if last else frames.shape[1] // factor * factor
+            if usable:
+                features = recognizer.pool(frames[:, :usable])
+            self._frames = frames[:, usable:] if usable < frames.shape[1] else None
         if features is not None:
             x, _ = recognizer.head_input([features])
             with torch.inference_mode():

@@ -17,8 +17,12 @@ Validation speakers, per corpus (speaker-disjoint from training, as in the bench
 Multi-corpus training uses the harmonised labels (``Utterance.label``): the label set is
 the union over the corpora's training utterances, in the corpus registry's label order.
 
-Layers: ``"auto"`` picks one hidden state or the average of all with a linear probe on the
-validation speakers (:func:`ptssnn.training.select_layers`), like the benchmark.
+Training is the benchmark's per-fold routine itself (:func:`ptssnn.training.train_fold`:
+layer choice on the validation speakers, frame pooling, seeding, ``fit`` with model
+selection on validation) with the trainer's default :class:`TrainConfig`, and the model
+factory of the benchmark (the seed goes into the head's initialisation). The model card
+records the resolved layer spec and the frame pooling, so inference feeds the head exactly
+what it was trained on.
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ def train_recognizer(
     epochs: int | None = None,
     exclude_speakers: Sequence[str] = (),
     validation_speakers: Sequence[str] = (),
-    layers: str = "auto",
+    layers: str | None = None,
     cache_dir: str | Path | None = None,
     seed: int = 0,
     config_overrides: dict[str, Any] | None = None,
@@ -134,10 +138,12 @@ def train_recognizer(
         exclude_speakers: Speakers left out of training and validation altogether; their
             utterances (if any) are scored as a held-out test set in the summary.
         validation_speakers: Force these speakers as the validation set.
-        layers: Trainer layer mode (``auto``, ``all``, ``mean``, ``mean:a-b``, ``k``).
+        layers: Trainer layer mode (``auto``, ``all``, ``mean``, ``mean:a-b``, ``k``);
+            default: :class:`~ptssnn.training.TrainConfig`'s, as the benchmark.
         cache_dir: Feature cache (default ``$PTSSNN_CACHE`` or ``~/.cache/ptssnn/features``).
         seed: Seed of the validation choice, initialisation and training.
-        config_overrides: Extra :class:`TrainConfig` fields.
+        config_overrides: Extra :class:`TrainConfig` fields (e.g. ``frame_pool``,
+            ``num_threads``); everything else is the trainer's default, as the benchmark.
         model_overrides: Extra model config fields for ``create_model``.
         progress: Show extraction progress bars.
         log: Called with one line per stage and per epoch (``None``: silent).
@@ -152,14 +158,8 @@ def train_recognizer(
     from ptssnn.corpora import get_corpus, scan_corpus
     from ptssnn.features import extract_features
     from ptssnn.models import create_model
-    from ptssnn.training import (
-        LabelledFeatures,
-        TrainConfig,
-        evaluate,
-        fit,
-        select_layers,
-    )
-    from ptssnn.training.crossval import LayerViews
+    from ptssnn.training import LabelledFeatures, TrainConfig
+    from ptssnn.training.crossval import LayerViews, train_fold
 
     started = time.perf_counter()
     if not corpora:
@@ -229,29 +229,25 @@ def train_recognizer(
     table = LabelledFeatures.from_feature_set(
         feature_set, [by_id[i] for i in (*train_ids, *val_ids, *test_ids)], labels
     )
-    views = LayerViews(table)
-    split = _Split("deploy", tuple(train_ids), tuple(val_ids), tuple(test_ids))
+    # Without held-out speakers the "test" split is the validation split again (train_fold
+    # always scores one); its score is then left out of the summary.
+    split = _Split("deploy", tuple(train_ids), tuple(val_ids), tuple(test_ids or val_ids))
 
-    config = TrainConfig(layers=layers, seed=seed, **(config_overrides or {}))
+    changes: dict[str, Any] = {"seed": seed, **(config_overrides or {})}
+    if layers is not None:
+        changes["layers"] = layers
+    config = TrainConfig().replace(**changes)
     if epochs is not None:
         config = config.replace(
             max_epochs=epochs,
             patience=min(config.patience, epochs),
             min_epochs=min(config.min_epochs, epochs),
         )
-    mode, layer_scores = select_layers(views, split, config.layers, seed=config.seed)
-    view = views.view(mode)
-    train, val = view.subset(split.train), view.subset(split.validation)
-    input_layers = view.num_layers if view.features[0].dim() == 3 else 1
-    torch.manual_seed(config.seed)
-    overrides = dict(model_overrides or {})
-    if input_layers > 1:
-        overrides["input_layers"] = input_layers
-    model = create_model(preset, input_dim=view.feature_dim, num_classes=len(labels), **overrides)
     say = log or (lambda line: None)
     say(
         f"training {preset} on {len(train_ids)} utterances ({', '.join(corpora)}), validating on "
-        f"{len(val_ids)}; layers {mode}; up to {config.max_epochs} epochs"
+        f"{len(val_ids)}; layers {config.layers}, frames pooled by {config.frame_pool}; up to "
+        f"{config.max_epochs} epochs"
     )
 
     def on_epoch(record: dict[str, Any]) -> None:
@@ -260,12 +256,19 @@ def train_recognizer(
             f"{record['val_ua']:.4f}  WA {record['val_wa']:.4f}  ({record['seconds']:.1f} s)"
         )
 
-    result = fit(model, train, val, config, epoch_hook=on_epoch)
+    def factory(input_dim: int, num_classes: int, input_layers: int) -> torch.nn.Module:
+        # As the benchmark's factory: the seed goes into the model's initialisation.
+        extra: dict[str, Any] = {"seed": seed, **(model_overrides or {})}
+        if input_layers > 1:
+            extra["input_layers"] = input_layers
+        return create_model(preset, input_dim, num_classes, **extra)
+
+    # The benchmark's own per-fold routine: layer choice on validation, frame pooling,
+    # seeding, fit with model selection on validation, scoring of the held-out split.
+    result, model = train_fold(LayerViews(table), split, factory, config, epoch_hook=on_epoch)
     model.eval()
-    held_out = None
-    if split.test:
-        metrics, _ = evaluate(model, view.subset(split.test), config.eval_batch_size)
-        held_out = metrics.to_dict()
+    mode = result.layers
+    held_out = result.test.to_dict() if test_ids else None
 
     card = ModelCard(
         labels=labels,
@@ -275,13 +278,15 @@ def train_recognizer(
         layers=trainer_mode_to_layer_spec(mode),
         sample_rate=encoder.sample_rate,
         frame_rate=encoder.frame_rate,
+        frame_pool=config.frame_pool,
         preset=preset,
     )
     summary: dict[str, Any] = {
         "corpora": per_corpus,
         "labels": list(labels),
         "backbone": encoder.name,
-        "layers": {"mode": mode, "spec": card.layers, "scores": layer_scores},
+        "layers": {"mode": mode, "spec": card.layers, "scores": result.layer_scores},
+        "frame_pool": config.frame_pool,
         "preset": preset,
         "num_train": len(train_ids),
         "num_validation": len(val_ids),
@@ -289,8 +294,9 @@ def train_recognizer(
         "excluded_speakers": sorted(excluded),
         "failed_utterances": failed,
         "train_config": config.to_dict(),
-        "fit": result.to_dict(),
-        "validation": result.best_validation.to_dict(),
+        "fit": result.fit,
+        "validation": result.fit["best_validation"],
+        "num_parameters": result.num_parameters,
         "held_out": held_out,
         "seconds": round(time.perf_counter() - started, 2),
         "ptssnn_version": ptssnn.__version__,
