@@ -176,7 +176,10 @@ def agreement(args: argparse.Namespace) -> dict:
     if client is not None:
         result["http_label_agreement"] = sum(r["http"] == r["offline"] for r in rows) / n
         result["http_max_abs_diff"] = max(r["http_max_abs_diff"] for r in rows)
-    result["rows"] = [{k: v for k, v in r.items() if k != "offline_probabilities"} for r in rows]
+    if args.keep_rows:
+        result["rows"] = [
+            {k: v for k, v in r.items() if k != "offline_probabilities"} for r in rows
+        ]
     return result
 
 
@@ -192,12 +195,27 @@ def main() -> None:
     parser.add_argument("--chunk", type=float, default=0.5)
     parser.add_argument("--left-context", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "inference.json"
+        "--agreement", type=Path, default=None, help="score every clip under this folder"
     )
+    parser.add_argument("--cli-jsonl", type=Path, default=None)
+    parser.add_argument("--http", default=None, help="base URL of a running ptssnn serve")
+    parser.add_argument("--keep-rows", action="store_true", help="per-clip rows in the JSON")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    results = Path(__file__).parent / "results"
+    if args.agreement is not None:
+        if args.model_dir is None:
+            parser.error("--agreement needs --model-dir")
+        report = agreement(args)
+        out = args.out or results / "agreement.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=2))
+        return
+    args.out = args.out or results / "inference.json"
     from ptssnn.inference import EmotionRecognizer
 
     model_dir = args.model_dir or random_model_dir(args.backbone, args.preset)
