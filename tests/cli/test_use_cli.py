@@ -109,11 +109,14 @@ def test_predict_stream(tiny_model_dir: Path, audio_tree: Path) -> None:
             "0.5",
             "--left-context",
             "1.0",
+            "--lookahead",
+            "0.2",
         ],
     )
     assert result.exit_code == 0, result.output
     (record,) = jsonl(result.stdout)
     assert record["streaming"]["chunks"] == 3
+    assert record["streaming"]["lookahead_s"] == pytest.approx(0.2)
     assert record["label"] == record["updates"][-1]["label"]
     assert record["streaming"]["latency_ms_max"] > 0
 

@@ -64,6 +64,29 @@ def test_head_receives_the_offline_frames_except_at_chunk_edges(
     assert (streamed[ends[:-1]] - offline[ends[:-1]]).abs().max() > 1e-4  # the known edge effect
 
 
+def test_lookahead_makes_chunk_edges_exact(
+    recognizer: EmotionRecognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fbank frames need 12.5 ms past their end: a 0.1 s look-ahead removes the edge effect."""
+    wave = voiced(2.5, seed=8)
+    offline = recognizer.features(wave)[0]
+    received: list[torch.Tensor] = []
+    original = recognizer.model.stream_step
+
+    def spy(chunk: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        received.append(chunk[0].clone())
+        return original(chunk, state)
+
+    monkeypatch.setattr(recognizer.model, "stream_step", spy)
+    session = recognizer.stream(chunk_s=0.4, left_context_s=0.6, lookahead_s=0.1)
+    assert session.lookahead_s == pytest.approx(0.1)
+    updates = session.push(wave[:16000])  # 1 s in: two chunks, the third waits for look-ahead
+    assert [round(u.end_s, 2) for u in updates] == [0.4, 0.8]
+    updates += session.push(wave[16000:])
+    updates.append(session.flush())
+    torch.testing.assert_close(torch.cat(received), offline, atol=1e-4, rtol=1e-4)
+
+
 def test_single_chunk_stream_equals_offline(recognizer: EmotionRecognizer) -> None:
     wave = voiced(1.6, seed=9)
     updates = recognizer.stream(chunk_s=2.0).run(wave, 16000)

@@ -91,7 +91,13 @@ def find_audio_files(paths: list[Path]) -> list[Path]:
 
 
 def _predict_one(
-    recognizer: Any, path: Path, stream: bool, chunk_s: float, left_context_s: float, segments: bool
+    recognizer: Any,
+    path: Path,
+    stream: bool,
+    chunk_s: float,
+    left_context_s: float,
+    lookahead_s: float,
+    segments: bool,
 ) -> dict[str, Any]:
     """One file's JSON record (offline prediction, or a streaming run with its updates)."""
     if not stream:
@@ -106,7 +112,9 @@ def _predict_one(
         min_seconds=MIN_SECONDS,
         long_policy="error",
     )
-    session = recognizer.stream(chunk_s=chunk_s, left_context_s=left_context_s)
+    session = recognizer.stream(
+        chunk_s=chunk_s, left_context_s=left_context_s, lookahead_s=lookahead_s
+    )
     updates = session.run(wave, recognizer.sample_rate)
     last = updates[-1]
     latencies = [u.latency_ms for u in updates]
@@ -120,6 +128,7 @@ def _predict_one(
         "streaming": {
             "chunk_s": session.chunk_s,
             "left_context_s": session.left_context_s,
+            "lookahead_s": session.lookahead_s,
             "chunks": len(updates),
             "latency_ms_mean": round(sum(latencies) / len(latencies), 3),
             "latency_ms_max": round(max(latencies), 3),
@@ -145,6 +154,9 @@ def predict_command(
     left_context: Annotated[
         float, typer.Option(help="Streaming: audio re-encoded before each chunk (s).")
     ] = 2.0,
+    lookahead: Annotated[
+        float, typer.Option(help="Streaming: audio after each chunk the backbone sees (s).")
+    ] = 0.0,
     max_seconds: Annotated[float, typer.Option(help="Longest accepted recording (s).")] = 600.0,
     segments: Annotated[
         bool, typer.Option(help="Include per-window segments / streaming updates in JSON.")
@@ -171,7 +183,9 @@ def predict_command(
 
     def handle(path: Path) -> None:
         try:
-            record = _predict_one(recognizer, path, stream, chunk, left_context, segments)
+            record = _predict_one(
+                recognizer, path, stream, chunk, left_context, lookahead, segments
+            )
         except PtssnnError as error:
             failures.append((str(path), str(error)))
             err.print(f"[yellow]skipped[/] {error}", highlight=False)

@@ -363,17 +363,24 @@ class EmotionRecognizer:
         )
         return self.predict(wave, self.sample_rate, source=str(path))
 
-    def stream(self, *, chunk_s: float = 0.5, left_context_s: float = 2.0) -> StreamingSession:
+    def stream(
+        self, *, chunk_s: float = 0.5, left_context_s: float = 2.0, lookahead_s: float = 0.0
+    ) -> StreamingSession:
         """Start a streaming session (see :class:`ptssnn.inference.streaming.StreamingSession`).
 
         Args:
             chunk_s: Audio per update (seconds); a multiple of one frame (20 ms).
             left_context_s: Audio before each chunk that the backbone sees again, so chunk
                 edges get (almost) the features of an offline pass.
+            lookahead_s: Audio after each chunk the backbone sees before the chunk is
+                emitted (adds that much latency; brings a bidirectional encoder's chunk-edge
+                features closer to offline).
         """
         from ptssnn.inference.streaming import StreamingSession
 
-        return StreamingSession(self, chunk_s=chunk_s, left_context_s=left_context_s)
+        return StreamingSession(
+            self, chunk_s=chunk_s, left_context_s=left_context_s, lookahead_s=lookahead_s
+        )
 
     def _named(self, probs: torch.Tensor) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self.labels, probs.tolist(), strict=True)}

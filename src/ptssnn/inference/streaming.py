@@ -9,8 +9,12 @@ How the two halves run online:
   offline, so chunk-edge frames come out close to an offline pass (they are not identical:
   a transformer backbone attends over the window only, Whisper's unpadded positional table
   restarts at each window, and its log-Mel clamp is relative to the window's maximum).
-  Cost per chunk is bounded by ``chunk_s + left_context_s`` of audio, whatever the stream's
-  length, so latency stays bounded.
+  Cost per chunk is bounded by ``chunk_s + left_context_s (+ lookahead_s)`` of audio,
+  whatever the stream's length, so latency stays bounded. An optional look-ahead
+  (``lookahead_s``) lets the encoder see that much audio after the chunk before the chunk's
+  frames are emitted: a bidirectional encoder's (Whisper's) chunk-edge frames then come much
+  closer to offline, at the price of that much extra latency (measured trade-off in
+  ``benchmarks/README.md``).
 * **Head on chunks — carried spiking state.** The head's frames go through
   ``model.stream_step(chunk, state)``, which carries the PLIF membrane potentials, the
   temporal-shift boundary frames, the running pooled sum and the running calibration context
@@ -55,11 +59,18 @@ class StreamingSession:
     Attributes:
         chunk_s: Audio per update (seconds).
         left_context_s: Audio re-encoded before each chunk (seconds).
+        lookahead_s: Audio after each chunk that the backbone may see before the chunk's
+            frames are emitted (seconds); adds that much latency.
         updates: Every update so far, in order.
     """
 
     def __init__(
-        self, recognizer: EmotionRecognizer, *, chunk_s: float = 0.5, left_context_s: float = 2.0
+        self,
+        recognizer: EmotionRecognizer,
+        *,
+        chunk_s: float = 0.5,
+        left_context_s: float = 2.0,
+        lookahead_s: float = 0.0,
     ) -> None:
         self.recognizer = recognizer
         rate = recognizer.sample_rate
@@ -70,13 +81,17 @@ class StreamingSession:
                 f"chunk_s={chunk_s} must be a positive multiple of one frame "
                 f"({1000 / recognizer.frame_rate:g} ms)"
             )
-        if left_context_s < 0:
-            raise ValueError(f"left_context_s must be ≥ 0, got {left_context_s}")
+        if left_context_s < 0 or lookahead_s < 0:
+            raise ValueError(
+                f"left_context_s and lookahead_s must be ≥ 0, got {left_context_s}, {lookahead_s}"
+            )
         self._chunk = chunk
         # Whole frames of context keep the chunk's frames on the offline frame grid.
         self._context = round(left_context_s * rate) // self._hop * self._hop
         self.chunk_s = chunk / rate
         self.left_context_s = self._context / rate
+        self._lookahead = round(lookahead_s * rate) // self._hop * self._hop
+        self.lookahead_s = self._lookahead / rate
         self._pending = np.zeros(0, dtype=np.float32)
         self._history = np.zeros(0, dtype=np.float32)
         self._resampler: Any = None
@@ -122,9 +137,9 @@ class StreamingSession:
             wave = self._resample(wave, rate, last=False)
         self._pending = np.concatenate([self._pending, wave])
         out = []
-        while self._pending.size >= self._chunk:
+        while self._pending.size >= self._chunk + self._lookahead:
             chunk, self._pending = self._pending[: self._chunk], self._pending[self._chunk :]
-            out.append(self._process(chunk))
+            out.append(self._process(chunk, ahead=self._pending[: self._lookahead]))
         return out
 
     def flush(self) -> StreamUpdate | None:
@@ -166,14 +181,20 @@ class StreamingSession:
             )
         return self._resampler.resample_chunk(wave, last=last).astype(np.float32)
 
-    def _process(self, chunk: np.ndarray, *, last: bool = False) -> StreamUpdate:
+    def _process(
+        self, chunk: np.ndarray, *, ahead: np.ndarray | None = None, last: bool = False
+    ) -> StreamUpdate:
         recognizer = self.recognizer
         start = time.perf_counter()
         window = np.concatenate([self._history, chunk])
         backbone = recognizer.backbone
-        new_frames = backbone.num_frames(window.size) - backbone.num_frames(self._history.size)
+        before = backbone.num_frames(self._history.size)
+        new_frames = backbone.num_frames(window.size) - before
         if new_frames > 0:
-            fresh = recognizer.features(window)[:, -new_frames:]
+            # The look-ahead audio is encoded too (the encoder attends to it) but its own
+            # frames are dropped: they are emitted with the next chunk.
+            encoded = window if ahead is None or not ahead.size else np.concatenate([window, ahead])
+            fresh = recognizer.features(encoded)[:, before : before + new_frames]
             frames = fresh if self._frames is None else torch.cat([self._frames, fresh], dim=1)
         else:
             frames = self._frames
