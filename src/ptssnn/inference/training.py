@@ -19,7 +19,9 @@ the union over the corpora's training utterances, in the corpus registry's label
 
 Training is the benchmark's per-fold routine itself (:func:`ptssnn.training.train_fold`:
 layer choice on the validation speakers, frame pooling, seeding, ``fit`` with model
-selection on validation) with the trainer's default :class:`TrainConfig`, and the model
+selection on validation, and, when ``TrainConfig.refit`` is on, a final fit on training +
+validation data for the chosen number of epochs, which is the head that gets deployed)
+with the trainer's default :class:`TrainConfig`, and the model
 factory of the benchmark (the seed goes into the head's initialisation). The model card
 records the resolved layer spec and the frame pooling, so inference feeds the head exactly
 what it was trained on.
@@ -251,9 +253,16 @@ def train_recognizer(
     )
 
     def on_epoch(record: dict[str, Any]) -> None:
+        # Epochs of a refit on training + validation data (TrainConfig.refit) have no
+        # validation scores.
+        scores = (
+            f"val UA {record['val_ua']:.4f}  WA {record['val_wa']:.4f}"
+            if "val_ua" in record
+            else "(refit on training + validation)"
+        )
         say(
-            f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  val UA "
-            f"{record['val_ua']:.4f}  WA {record['val_wa']:.4f}  ({record['seconds']:.1f} s)"
+            f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  {scores}  "
+            f"({record.get('seconds', 0.0):.1f} s)"
         )
 
     def factory(input_dim: int, num_classes: int, input_layers: int) -> torch.nn.Module:
