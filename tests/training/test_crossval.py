@@ -69,8 +69,8 @@ def corpus(speakers: int = 4, per: int = 12, layers: int = 3, informative: int =
 
 
 def config(**changes) -> TrainConfig:
-    base = dict(max_epochs=4, patience=5, batch_size=8, lr=5e-3, warmup_epochs=0.5,
-                layers="auto", time_masks=0, feature_masks=0)
+    base = dict(max_epochs=4, patience=5, batch_size=8, lr=5e-3, warmup_epochs=0.5, frame_pool=1,
+                layers="auto", time_masks=0, feature_masks=0, refit=False)
     base.update(changes)
     return TrainConfig(**base)
 
@@ -139,3 +139,42 @@ def test_resume_across_folds_matches_uninterrupted(tmp_path):
         assert a.test == b.test
         assert a.predictions == b.predictions
         assert a.fit["best_epoch"] == b.fit["best_epoch"]
+
+
+def test_refit_trains_on_train_and_validation_for_the_chosen_epochs(tmp_path):
+    table, folds = corpus()
+    seen = []
+
+    def spy(input_dim, num_classes, input_layers):
+        seen.append(input_dim)
+        return factory(input_dim, num_classes, input_layers)
+
+    result = cross_validate(table, folds[:1], spy, config(refit=True), out_dir=tmp_path)
+    fit = result.folds[0].fit
+    assert len(seen) == 2  # the selection run and the refit
+    assert fit["refit"]["epochs"] == fit["best_epoch"]
+    assert [h["epoch"] for h in fit["refit"]["history"]] == list(range(1, fit["best_epoch"] + 1))
+    assert "val_ua" not in fit["refit"]["history"][0]  # no selection on data it trains on
+    assert not (tmp_path / folds[0].name / "refit_state.json").exists()
+
+
+def test_resume_inside_the_refit_matches_uninterrupted(tmp_path):
+    table, folds = corpus()
+    cfg = config(refit=True, max_epochs=3)
+    reference = cross_validate(table, folds[:2], factory, cfg, out_dir=tmp_path / "ref")
+
+    class Interrupt(Exception):
+        pass
+
+    def hook(record):
+        if "val_ua" not in record and record["epoch"] == 1:  # first refit epoch, fold 1
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        cross_validate(table, folds[:2], factory, cfg, out_dir=tmp_path / "run", epoch_hook=hook)
+    assert (tmp_path / "run" / folds[0].name / "refit_state.json").exists()
+    resumed = cross_validate(table, folds[:2], factory, cfg, out_dir=tmp_path / "run",
+                             resume=True)
+    for a, b in zip(resumed.folds, reference.folds, strict=True):
+        assert a.test == b.test and a.predictions == b.predictions
+        assert a.fit["refit"]["epochs"] == b.fit["refit"]["epochs"]

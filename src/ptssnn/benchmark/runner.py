@@ -49,6 +49,12 @@ _KNOWN = ("casia", "emovo", "urdu", "emodb", "ravdess", "iemocap")
 E_MAC_J = 4.6e-12
 
 
+def benchmark_train_config(**changes: Any) -> TrainConfig:
+    """The benchmark's training defaults: :class:`TrainConfig`'s, plus the refit on
+    training + validation data once the epoch count is chosen on validation."""
+    return TrainConfig(**{"refit": True, **changes})
+
+
 class BenchmarkError(PtssnnError):
     """A benchmark that cannot run as asked (unknown model, no corpus found, bad limit)."""
 
@@ -100,7 +106,7 @@ class BenchmarkSettings:
     backbone: str = "whisper-base"
     models: tuple[str, ...] = DEFAULT_MODELS
     seeds: int = 1
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=benchmark_train_config)
     model_overrides: dict[str, Any] = field(default_factory=dict)
     cache: Path | None = None
     out: Path = Path("benchmark-out")
@@ -519,7 +525,9 @@ def run_benchmark(
             task, backbone, settings.cache, progress=show_progress)
         prepared.append((task, feature_set, feature_seconds))
 
-    units_per_fold = {m: (settings.train.max_epochs if m != PROBE else 1) for m in models}
+    # Progress units: one per epoch (twice the epochs with the refit), one per probe fold.
+    epochs = settings.train.max_epochs * (2 if settings.train.refit else 1)
+    units_per_fold = {m: (epochs if m != PROBE else 1) for m in models}
     total = sum(units_per_fold[m] * len(t.folds) * settings.seeds
                 for t, _, _ in prepared for m in models)
     pairs = ([(a, b) for a in range(len(prepared)) for b in range(len(prepared)) if a != b]

@@ -73,7 +73,8 @@ def benchmark(
                                  "mean:a-b or one index.")
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="Training config JSON (TrainConfig fields).")
+        Path | None, typer.Option(help="Training config JSON (TrainConfig fields; replaces "
+                                  "the benchmark defaults).")
     ] = None,
     model_option: Annotated[
         list[str] | None,
@@ -106,6 +107,7 @@ def benchmark(
 ) -> None:
     """Cross-validate every head on every fold of every corpus; write results.json + report.md."""
     from ptssnn.benchmark import BenchmarkError, BenchmarkSettings, prepare_corpus, run_benchmark
+    from ptssnn.benchmark.runner import benchmark_train_config
     from ptssnn.training import TrainConfig
 
     console = Console()
@@ -114,7 +116,7 @@ def benchmark(
     if root is None:
         raise BenchmarkError("no data: pass --data-root DIR (the folder holding casia/, "
                              "emovo/, ...) or set PTSSNN_DATA")
-    train = TrainConfig.load(config) if config else TrainConfig()
+    train = TrainConfig.load(config) if config else benchmark_train_config()
     changes: dict[str, Any] = {}
     if epochs is not None:
         changes["max_epochs"] = epochs

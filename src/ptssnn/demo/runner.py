@@ -18,6 +18,7 @@ from ptssnn.benchmark.runner import (
     PROBE,
     BenchmarkSettings,
     CorpusTask,
+    benchmark_train_config,
     prepare_corpus,
     run_benchmark,
 )
@@ -38,7 +39,8 @@ def demo_train_config(epochs: int | None = None) -> TrainConfig:
     max_epochs = epochs or 12
     # fbank at 50 Hz pooled to 12.5 Hz: prosody (pitch contour, tempo) survives, cost / 4.
     return TrainConfig(max_epochs=max_epochs, patience=max(3, max_epochs // 3), lr=1e-3,
-                       warmup_epochs=1.0, layers="0", frame_pool=4, max_train_frames=None)
+                       warmup_epochs=1.0, layers="0", frame_pool=4, max_train_frames=None,
+                       refit=True)
 
 
 def synthetic_task(root: str | Path, *, clips_per_class: int = 16, seed: int = 0) -> CorpusTask:
@@ -121,7 +123,8 @@ def run_demo(
                 "synthetic demo"
             )
         tasks = [prepare_corpus(name, root) for name in corpora]
-        train = TrainConfig() if epochs is None else TrainConfig(max_epochs=epochs)
+        train = (benchmark_train_config() if epochs is None
+                 else benchmark_train_config(max_epochs=epochs))
         settings = BenchmarkSettings(backbone=backbone or "whisper-base", models=REAL_MODELS,
                                      train=train, out=out, cache=None, resume=True)
         return run_benchmark(tasks, settings, show_progress=show_progress, log=log,

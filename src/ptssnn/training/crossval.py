@@ -2,9 +2,10 @@
 
 Per fold: resolve the layer mode (``"auto"`` → chosen on the validation speakers by a linear
 probe), build the head from a fixed seed, :func:`~ptssnn.training.fit` it with model selection
-on validation, score the test fold once, optionally analyse the trained head (energy, firing
-statistics), write ``<out>/<fold>/result.json``. A finished fold is never run again under
-``resume``; an interrupted one continues from its last epoch checkpoint.
+on validation (and, with ``TrainConfig.refit``, train it again on training + validation data
+for the chosen number of epochs), score the test fold once, optionally analyse the trained
+head (energy, firing statistics), write ``<out>/<fold>/result.json``. A finished fold is never
+run again under ``resume``; an interrupted one continues from its last epoch checkpoint.
 """
 
 from __future__ import annotations
@@ -267,6 +268,18 @@ def train_fold(
     checkpoint = fold_dir / "train_state" if fold_dir else None
     result: FitResult = fit(model, train, val, config, checkpoint=checkpoint, resume=resume,
                             epoch_hook=epoch_hook)
+    summary = result.to_dict()
+    if config.refit:
+        # Same seed, same schedule length as chosen: train + validation, last weights.
+        torch.manual_seed(config.seed)
+        model = model_factory(table.feature_dim, len(table.label_names), input_layers)
+        both = table.subset((*fold.train, *fold.validation))
+        refit_config = config.replace(max_epochs=result.best_epoch, min_epochs=1)
+        refit = fit(model, both, None, refit_config,
+                    checkpoint=fold_dir / "refit_state" if fold_dir else None,
+                    resume=resume, epoch_hook=epoch_hook)
+        summary["refit"] = {"epochs": refit.epochs_run, "history": refit.history,
+                            "seconds": refit.seconds}
     metrics, predicted = evaluate(model, test, config.eval_batch_size)
     analysis = analyse(model, test) if analyse is not None else {}
     fold_result = FoldResult(
@@ -274,7 +287,7 @@ def train_fold(
         layers=mode,
         layer_scores=scores,
         test=metrics,
-        fit=result.to_dict(),
+        fit=summary,
         num_parameters=count_trainable(model),
         predictions={
             "ids": list(test.ids),
@@ -286,9 +299,10 @@ def train_fold(
     )
     if fold_dir is not None:
         _write_json(fold_dir / "result.json", fold_result.to_dict())
-        # The result is the record of completion; the epoch checkpoint is no longer needed.
-        for suffix in (".safetensors", ".json"):
-            (fold_dir / f"train_state{suffix}").unlink(missing_ok=True)
+        # The result is the record of completion; the epoch checkpoints are no longer needed.
+        for stem in ("train_state", "refit_state"):
+            for suffix in (".safetensors", ".json"):
+                (fold_dir / f"{stem}{suffix}").unlink(missing_ok=True)
     return fold_result, model
 
 

@@ -49,8 +49,9 @@ class FitResult:
     """What :func:`fit` returns; the model passed in holds the best epoch's weights.
 
     Attributes:
-        best_epoch: 1-based epoch with the best validation UA.
-        best_validation: Validation metrics of that epoch.
+        best_epoch: 1-based epoch with the best validation UA (the last epoch when trained
+            without validation data).
+        best_validation: Validation metrics of that epoch (``None`` without validation data).
         epochs_run: Epochs trained (early stopping may end before ``max_epochs``).
         stopped_early: True when patience ran out.
         history: One record per epoch: epoch, train_loss, lr, val_* metrics, seconds.
@@ -58,7 +59,7 @@ class FitResult:
     """
 
     best_epoch: int
-    best_validation: ClassificationMetrics
+    best_validation: ClassificationMetrics | None
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -68,7 +69,8 @@ class FitResult:
         """JSON-ready summary."""
         return {
             "best_epoch": self.best_epoch,
-            "best_validation": self.best_validation.to_dict(),
+            "best_validation": (self.best_validation.to_dict()
+                                if self.best_validation is not None else None),
             "epochs_run": self.epochs_run,
             "stopped_early": self.stopped_early,
             "history": self.history,
@@ -150,7 +152,7 @@ def evaluate(model: nn.Module, data: LabelledFeatures, batch_size: int = 64
 def fit(
     model: nn.Module,
     train_data: LabelledFeatures,
-    val_data: LabelledFeatures,
+    val_data: LabelledFeatures | None,
     config: TrainConfig,
     *,
     checkpoint: str | Path | None = None,
@@ -168,7 +170,9 @@ def fit(
         model: Head with ``forward(features, mask) -> logits [B, C]``; its initial weights
             must already be set (seed them before building it).
         train_data: Training items (``[T, D]`` or ``[L, T, D]`` per item, layer mode applied).
-        val_data: Validation items (speaker-disjoint from training and test).
+        val_data: Validation items (speaker-disjoint from training and test); ``None``
+            trains exactly ``max_epochs`` epochs and keeps the last weights (the refit on
+            training + validation data once the epoch count is chosen).
         config: Hyper-parameters.
         checkpoint: Path stem of the per-epoch checkpoint (``None``: none written).
         resume: Continue from ``checkpoint`` if it exists (same config required).
@@ -181,10 +185,10 @@ def fit(
         TrainingError: Empty training or validation split, or a non-finite loss.
         CheckpointError: A checkpoint from a different config or model.
     """
-    if len(train_data) == 0 or len(val_data) == 0:
+    if len(train_data) == 0 or (val_data is not None and len(val_data) == 0):
         raise TrainingError(
-            f"cannot train with {len(train_data)} training and {len(val_data)} validation items;"
-            " check the fold lists"
+            f"cannot train with {len(train_data)} training and "
+            f"{0 if val_data is None else len(val_data)} validation items; check the fold lists"
         )
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -299,25 +303,26 @@ def fit(
             total_loss += float(loss.detach()) * len(indices)
             total_items += len(indices)
 
-        val_metrics, _ = evaluate(model, val_data, config.eval_batch_size)
         epoch += 1
-        improved = best_metrics is None or val_metrics.ua > best_metrics.ua
-        if improved:
-            best_metrics = val_metrics
-            best_epoch = epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
         record = {
             "epoch": epoch,
             "train_loss": total_loss / max(1, total_items),
             "lr": optimizer.param_groups[0]["lr"],
-            "val_wa": val_metrics.wa,
-            "val_ua": val_metrics.ua,
-            "val_macro_f1": val_metrics.macro_f1,
-            "seconds": time.perf_counter() - epoch_started,
         }
+        if val_data is None:
+            best_epoch = epoch  # no selection: the last epoch is the result
+        else:
+            val_metrics, _ = evaluate(model, val_data, config.eval_batch_size)
+            if best_metrics is None or val_metrics.ua > best_metrics.ua:
+                best_metrics = val_metrics
+                best_epoch = epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            record.update(val_wa=val_metrics.wa, val_ua=val_metrics.ua,
+                          val_macro_f1=val_metrics.macro_f1)
+        record["seconds"] = time.perf_counter() - epoch_started
         history.append(record)
         stopped_early = bad_epochs >= config.patience and epoch >= config.min_epochs
         finished = stopped_early or epoch >= config.max_epochs
@@ -346,7 +351,6 @@ def fit(
 
     if best_state is not None:
         model.load_state_dict(best_state)
-    assert best_metrics is not None  # at least one epoch ran or was restored
     return FitResult(
         best_epoch=best_epoch,
         best_validation=best_metrics,
