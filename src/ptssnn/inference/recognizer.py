@@ -2,9 +2,10 @@
 
 Pipeline per recording: audio (any rate, mono or multi-channel) → resample to the backbone's
 rate (soxr, the loader's quality) → analysis windows (:func:`~ptssnn.inference.plan_windows`)
-→ frozen backbone per window → layer selection (the model card's ``LayerSpec``) → spiking head,
-all windows in one padded, masked batch → softmax per window → overall probabilities = the
-duration-weighted mean of the windows' probabilities.
+→ frozen backbone per window → layer selection (the model card's ``LayerSpec``) → frame
+pooling (the card's ``frame_pool``, as in training) → spiking head, all windows in one padded,
+masked batch → softmax per window → overall probabilities = the duration-weighted mean of the
+windows' probabilities.
 """
 
 from __future__ import annotations
