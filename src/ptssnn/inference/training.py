@@ -19,9 +19,9 @@ the union over the corpora's training utterances, in the corpus registry's label
 
 Training is the benchmark's per-fold routine itself (:func:`ptssnn.training.train_fold`:
 layer choice on the validation speakers, frame pooling, seeding, ``fit`` with model
-selection on validation, and, when ``TrainConfig.refit`` is on, a final fit on training +
-validation data for the chosen number of epochs, which is the head that gets deployed)
-with the trainer's default :class:`TrainConfig`, and the model
+selection on validation, then a final fit on training + validation data for the chosen
+number of epochs: the head that gets deployed) with the benchmark's training configuration
+(:func:`ptssnn.benchmark.runner.benchmark_train_config`), and the model
 factory of the benchmark (the seed goes into the head's initialisation). The model card
 records the resolved layer spec and the frame pooling, so inference feeds the head exactly
 what it was trained on.
@@ -136,16 +136,16 @@ def train_recognizer(
         out: Model directory to write.
         backbone: Backbone registry name.
         preset: Model preset (``ptssnn.models.list_presets()``).
-        epochs: Maximum epochs (default: :class:`ptssnn.training.TrainConfig`'s).
+        epochs: Maximum epochs (default: the benchmark's).
         exclude_speakers: Speakers left out of training and validation altogether; their
             utterances (if any) are scored as a held-out test set in the summary.
         validation_speakers: Force these speakers as the validation set.
         layers: Trainer layer mode (``auto``, ``all``, ``mean``, ``mean:a-b``, ``k``);
-            default: :class:`~ptssnn.training.TrainConfig`'s, as the benchmark.
+            default: the benchmark's.
         cache_dir: Feature cache (default ``$PTSSNN_CACHE`` or ``~/.cache/ptssnn/features``).
         seed: Seed of the validation choice, initialisation and training.
         config_overrides: Extra :class:`TrainConfig` fields (e.g. ``frame_pool``,
-            ``num_threads``); everything else is the trainer's default, as the benchmark.
+            ``num_threads``, ``refit``); everything else is the benchmark's configuration.
         model_overrides: Extra model config fields for ``create_model``.
         progress: Show extraction progress bars.
         log: Called with one line per stage and per epoch (``None``: silent).
@@ -157,10 +157,11 @@ def train_recognizer(
         PtssnnError: Unknown corpus/speaker, missing folders, empty splits.
     """
     from ptssnn.backbones import load_backbone
+    from ptssnn.benchmark.runner import benchmark_train_config
     from ptssnn.corpora import get_corpus, scan_corpus
     from ptssnn.features import extract_features
     from ptssnn.models import create_model
-    from ptssnn.training import LabelledFeatures, TrainConfig
+    from ptssnn.training import LabelledFeatures
     from ptssnn.training.crossval import LayerViews, train_fold
 
     started = time.perf_counter()
@@ -238,7 +239,9 @@ def train_recognizer(
     changes: dict[str, Any] = {"seed": seed, **(config_overrides or {})}
     if layers is not None:
         changes["layers"] = layers
-    config = TrainConfig().replace(**changes)
+    # The benchmark's training configuration (the trainer's defaults + the refit on training
+    # + validation data), so that a held-out speaker scores exactly as in its benchmark fold.
+    config = benchmark_train_config().replace(**changes)
     if epochs is not None:
         config = config.replace(
             max_epochs=epochs,
