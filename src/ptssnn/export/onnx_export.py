@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from ptssnn.errors import PtssnnError
-from ptssnn.snn.shift import shift_channels as _shift_channels
 
 #: Default opset; 17 has LayerNormalization and everything the head needs.
 DEFAULT_OPSET = 17
@@ -119,28 +118,17 @@ def _exportable_plif_multi_step(
     return spikes.reshape(x.shape), v_last.reshape(x.shape[1:])
 
 
-def _static_shift_channels(channels: Any, later: float, earlier: float) -> tuple[int, int]:
-    """``shift_channels`` for traced sizes: the channel count is static, so make it an int."""
-    return _shift_channels(int(channels), later, earlier)
-
-
 @contextlib.contextmanager
 def exportable_plif() -> Iterator[None]:
-    """Within the block, the head's Python-level loops and sizes are export-friendly.
-
-    * ``plif_multi_step`` → the scripted loop (one ONNX ``Loop`` over time);
-    * ``shift_channels`` gets an ``int`` width (the tracer hands out sizes as tensors, which
-      Python's ``round`` rejects; the width is static anyway).
+    """Within the block, ``plif_multi_step`` is the scripted loop (one ONNX ``Loop`` over time).
 
     The names are rebound wherever a ``ptssnn`` module imported them and restored on exit
     (also on error).
     """
     from ptssnn.snn import plif as plif_module
-    from ptssnn.snn import shift as shift_module
 
     replacements = {
         id(plif_module.plif_multi_step): _exportable_plif_multi_step,
-        id(shift_module.shift_channels): _static_shift_channels,
     }
     patched: list[tuple[Any, str, Any]] = []
     for name, module in list(sys.modules.items()):
