@@ -131,7 +131,9 @@ def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | No
         f"Training: AdamW lr {train['lr']}, weight decay {train['weight_decay']}, batch "
         f"{train['batch_size']}, ≤ {train['max_epochs']} epochs, patience {train['patience']}, "
         f"warm-up {train['warmup_epochs']} epochs + cosine, label smoothing "
-        f"{train['label_smoothing']}, layers `{train['layers']}`."
+        f"{train['label_smoothing']}, layers `{train['layers']}`, backbone frames averaged "
+        f"in groups of {train.get('frame_pool', 1)}"
+        f"{', refit on training + validation' if train.get('refit') else ''}."
     )
     lines.append("")
     timings = results.get("timings", {})

@@ -226,6 +226,17 @@ def prepare_corpus(
     )
 
 
+def validation_policy(config: TrainConfig) -> str:
+    """How models are selected, in words (for results.json and the report)."""
+    text = ("model selection and early stopping on validation speakers carved from the "
+            "training side of each fold (metric: UA)")
+    if config.refit:
+        return text + ("; then a fresh head (same seed) is trained on training + validation "
+                       "data for the selected number of epochs and scored once on the test "
+                       "fold")
+    return text + "; the test fold is scored once, with the selected model"
+
+
 def environment() -> dict[str, Any]:
     """Versions and machine facts for ``results.json``."""
     import sklearn
@@ -500,11 +511,7 @@ def run_benchmark(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": list(command) if command is not None else sys.argv,
         "settings": settings.to_dict(),
-        "validation_policy": (
-            "model selection and early stopping on validation speakers carved from the "
-            "training side of each fold (metric: UA); the test fold is scored once, with "
-            "the selected model"
-        ),
+        "validation_policy": validation_policy(settings.train),
         "environment": environment(),
         "corpora": {},
         "timings": {},
