@@ -81,10 +81,33 @@ def test_weighted_layer_sum_input():
     with torch.no_grad():  # a one-hot layer weighting selects that layer
         model.layer_weights.copy_(torch.tensor([0.0, 50.0, 0.0]))
     single = create_model("pts-snn", 24, 3, **SMALL).eval()
-    single.load_state_dict({k: v for k, v in model.state_dict().items() if k != "layer_weights"})
+    skip = {"layer_weights", "input_mean", "input_std"}  # per-layer; identity here
+    single.load_state_dict({k: v for k, v in model.state_dict().items() if k not in skip},
+                           strict=False)
     torch.testing.assert_close(model(layers, mask), single(x * 0.5, mask), atol=1e-4, rtol=1e-4)
     with pytest.raises(ModelConfigError, match="input_layers"):
         model(x, mask)
+
+
+def test_input_statistics_standardise_every_channel():
+    model = create_model("pts-snn", 24, 3, **SMALL).eval()
+    x, mask = _batch()
+    scale, shift = torch.linspace(0.5, 300.0, 24), torch.linspace(-50.0, 50.0, 24)
+    reference = model(x, mask)
+    model.set_input_statistics(shift, scale)  # [D] is accepted for one layer
+    torch.testing.assert_close(model(x * scale + shift, mask), reference, atol=1e-4, rtol=1e-4)
+    layered = create_model("pts-snn", 24, 3, input_layers=2, **SMALL).eval()
+    stack = torch.stack([x, x], dim=1)
+    before = layered(stack, mask)
+    layered.set_input_statistics(torch.stack([shift, -shift]), torch.stack([scale, 2 * scale]))
+    moved = torch.stack([x * scale + shift, x * 2 * scale - shift], dim=1)
+    torch.testing.assert_close(layered(moved, mask), before, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ModelConfigError, match="input statistics"):
+        model.set_input_statistics(torch.zeros(5), torch.ones(5))
+    with pytest.raises(ModelConfigError, match="> 0"):
+        model.set_input_statistics(torch.zeros(24), torch.zeros(24))
+    with pytest.raises(ModelConfigError, match="input_layers"):
+        layered(torch.stack([x, x, x], dim=1), mask)
 
 
 def test_input_errors_are_typed():

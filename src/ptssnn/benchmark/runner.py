@@ -34,6 +34,7 @@ from ptssnn.training.crossval import (
     FoldResult,
     LayerViews,
     cross_validate,
+    select_normalisation,
     train_fold,
 )
 from ptssnn.training.data import LabelledFeatures
@@ -51,8 +52,9 @@ E_MAC_J = 4.6e-12
 
 def benchmark_train_config(**changes: Any) -> TrainConfig:
     """The benchmark's training defaults: :class:`TrainConfig`'s, plus the refit on
-    training + validation data once the epoch count is chosen on validation."""
-    return TrainConfig(**{"refit": True, **changes})
+    training + validation data once the epoch count is chosen on validation, and feature
+    normalisation (global or per speaker) chosen per fold on the validation speakers."""
+    return TrainConfig(**{"refit": True, "normalisation": "auto", **changes})
 
 
 class BenchmarkError(PtssnnError):
@@ -294,11 +296,13 @@ def run_probe_folds(
     out_dir: Path,
     resume: bool,
     fold_hook: Callable[[FoldResult], None] | None = None,
+    normalisation: str = "global",
 ) -> CrossValResult:
-    """The ``probe`` head on every fold (same records as the neural heads)."""
+    """The ``probe`` head on every fold (same records as the neural heads), reading the
+    features normalised as ``normalisation`` says (``"auto"``: chosen per fold on validation,
+    as for the neural heads)."""
     from ptssnn.evaluation.probe import run_probe
 
-    stats, candidates = views.pooled()
     labels = views.table.labels.numpy()
     results = []
     for fold in folds:
@@ -307,11 +311,13 @@ def run_probe_folds(
             result = FoldResult.from_dict(json.loads(path.read_text()))
         else:
             started = time.perf_counter()
+            norm, norm_scores = select_normalisation(views, fold, normalisation)
+            stats, candidates = views.pooled(norm)
             test_rows = views.rows(fold.test)
             probe = run_probe(stats, labels, candidates, views.rows(fold.train),
                               views.rows(fold.validation), test_rows,
                               len(views.table.label_names), seed=seed,
-                              scores=views.layer_scores(fold))
+                              scores=views.layer_scores(fold, normalisation=norm))
             result = FoldResult(
                 fold=str(fold.name),
                 layers=probe.layer,
@@ -325,6 +331,8 @@ def run_probe_folds(
                     "predictions": [int(p) for p in probe.predictions],
                 },
                 seconds=time.perf_counter() - started,
+                normalisation=norm,
+                normalisation_scores=norm_scores,
             )
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result.to_dict(), indent=1))
@@ -548,7 +556,7 @@ def run_benchmark(
             load_started = time.perf_counter()
             table = LabelledFeatures.from_feature_set(feature_set, task.utterances,
                                                       task.label_names)
-            views = LayerViews(table)
+            views = LayerViews(table, speakers=_speakers(task))
             load_seconds = time.perf_counter() - load_started
             test_ids = {i for fold in task.folds for i in fold.test}
             corpus_entry: dict[str, Any] = {
@@ -619,6 +627,10 @@ def run_benchmark(
     return results
 
 
+def _speakers(task: CorpusTask) -> dict[str, str]:
+    return {u.id: u.speaker for u in task.utterances}
+
+
 #: State of a worker process (set once by :func:`_worker_init`).
 _WORKER: dict[str, Any] = {}
 
@@ -627,7 +639,7 @@ def _worker_init(task: CorpusTask, feature_set: Any, rankings: dict, settings: B
                  queue: Any) -> None:
     torch.set_num_threads(settings.threads or 1)
     table = LabelledFeatures.from_feature_set(feature_set, task.utterances, task.label_names)
-    views = LayerViews(table)
+    views = LayerViews(table, speakers=_speakers(task))
     views.adopt_rankings(rankings)
     _WORKER.update(task=task, views=views, settings=settings, queue=queue)
 
@@ -681,17 +693,20 @@ def run_corpus_heads(
 
     runs: dict[str, dict[int, CrossValResult]] = {m: {} for m in models}
     neural = [m for m in models if m != PROBE]
-    if settings.train.layers == "auto" or PROBE in models:
+    if settings.train.layers == "auto" or settings.train.normalisation == "auto" \
+            or PROBE in models:
         progress.describe(f"{task.name}: ranking layers on validation")
         for fold in task.folds:
-            views.layer_scores(fold)
+            norm, _ = select_normalisation(views, fold, settings.train.normalisation)
+            views.layer_scores(fold, normalisation=norm)
     if PROBE in models:
         for seed in range(settings.seeds):
             progress.describe(f"{task.name} · probe · seed {seed}")
             runs[PROBE][seed] = run_probe_folds(
                 views, task.folds, seed=seed,
                 out_dir=out / "runs" / task.name / PROBE / f"seed{seed}",
-                resume=settings.resume, fold_hook=lambda _r: progress.advance(1))
+                resume=settings.resume, fold_hook=lambda _r: progress.advance(1),
+                normalisation=settings.train.normalisation)
     units = [(m, seed, k) for seed in range(settings.seeds) for m in neural
              for k in range(len(task.folds))]
     done_units: dict[tuple[str, int, int], dict[str, Any]] = {}
@@ -760,8 +775,10 @@ def run_cross_corpus(
     from ptssnn.evaluation.crosscorpus import cross_corpus_fold, cross_corpus_table
 
     fold = cross_corpus_fold(source.name, source.utterances, target.name, target.utterances)
+    speakers = {u.id: f"{task.name}/{u.speaker}" for task in (source, target)
+                for u in task.utterances}
     views = LayerViews(cross_corpus_table(tables[source.name], tables[target.name],
-                                          fold.labels))
+                                          fold.labels), speakers=speakers)
     entry: dict[str, Any] = {
         "name": fold.name, "labels": list(fold.labels), "train": len(fold.train),
         "validation": len(fold.validation), "test": len(fold.test), "models": {},
@@ -784,7 +801,8 @@ def run_cross_corpus(
 
             if model == PROBE:
                 runs[seed] = run_probe_folds(views, [fold], seed=seed, out_dir=run_dir,
-                                             resume=settings.resume, fold_hook=on_fold)
+                                             resume=settings.resume, fold_hook=on_fold,
+                                             normalisation=settings.train.normalisation)
             else:
                 runs[seed] = cross_validate(
                     views, [fold],

@@ -39,10 +39,10 @@ COUNTED = (
     "x MACs. FLOPs are reported as 2 x MACs."
 )
 EXCLUDED = (
-    "Not counted: normalisation (LayerNorm), the tanh soft saturation, neuron state updates "
-    "(charge, fire, reset), the temporal shift (a memory move), the softmax layer weighting, "
-    "pooling sums and memory traffic. The frozen backbone is NOT included: report it "
-    "separately (Backbone.macs(num_samples) x E_MAC)."
+    "Not counted: normalisation (input standardisation, LayerNorm), the tanh soft saturation, "
+    "neuron state updates (charge, fire, reset), the temporal shift (a memory move), the "
+    "softmax layer weighting, pooling sums and memory traffic. The frozen backbone is NOT "
+    "included: report it separately (Backbone.macs(num_samples) x E_MAC)."
 )
 
 

@@ -58,6 +58,10 @@ def save_pretrained(model: PTSSNN, directory: str | Path, metadata: dict[str, An
     return directory
 
 
+#: Buffers added after the format was fixed; absent ones load as identity.
+_OPTIONAL_BUFFERS = ("input_mean", "input_std")
+
+
 def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu"
                     ) -> tuple[PTSSNN, dict[str, Any]]:
     """Load a head saved by :func:`save_pretrained`; returns ``(model in eval mode, metadata)``.
@@ -94,6 +98,10 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
         raise CheckpointError(f"{weights_path}: unreadable weights ({error})") from error
     model = PTSSNN(config)
     expected = model.state_dict()
+    # Checkpoints from before input standardisation existed: identity statistics.
+    for name in _OPTIONAL_BUFFERS:
+        if name not in tensors and name in expected:
+            tensors[name] = expected[name].clone()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:

@@ -129,6 +129,10 @@ class PTSSNN(nn.Module):
                        surrogate=c.surrogate, alpha=c.surrogate_alpha, backend=c.plif_backend)
         if not spiking:
             options = {}
+        # Per-channel standardisation of the frozen features, set from the training split
+        # (``set_input_statistics``); identity until then. Buffers, so checkpoints carry them.
+        self.register_buffer("input_mean", torch.zeros(c.input_layers, c.input_dim))
+        self.register_buffer("input_std", torch.ones(c.input_layers, c.input_dim))
         with _seeded(c.seed):
             self.layer_weights = (nn.Parameter(torch.zeros(c.input_layers))
                                   if c.input_layers > 1 else None)
@@ -167,6 +171,39 @@ class PTSSNN(nn.Module):
         """Total trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def set_input_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise inputs with these per-channel moments (``[L, D]`` or ``[D]``).
+
+        Whisper-style encoders have a few channels hundreds of times larger than the rest;
+        without this the per-frame LayerNorm of the saturation is dominated by them.
+        """
+        shape = self.input_mean.shape
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        std = torch.as_tensor(std, dtype=torch.float32)
+        if mean.dim() == 1:
+            mean, std = mean[None], std[None]
+        if mean.shape != shape or std.shape != shape:
+            raise ModelConfigError(
+                f"input statistics must be [{shape[0]}, {shape[1]}] (or [{shape[1]}] for one "
+                f"layer), got mean {tuple(mean.shape)} and std {tuple(std.shape)}")
+        if not bool((std > 0).all()):
+            raise ModelConfigError("input standard deviations must be > 0")
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+
+    def _standardise(self, features: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` per channel (and per layer for ``[B, L, T, D]``)."""
+        mean, std = self.input_mean, self.input_std
+        if features.dim() == 4:
+            if features.shape[1] not in (1, mean.shape[0]):
+                raise ModelConfigError(
+                    f"features must be [B, {mean.shape[0]}, T, D] for this model "
+                    f"(input_layers={mean.shape[0]}), got {tuple(features.shape)}")
+            mean, std = mean[:, None, :], std[:, None, :]
+        else:
+            mean, std = mean[0], std[0]
+        return (features.to(mean.dtype) - mean) / std
+
     # ----------------------------------------------------------------- forward
     def _combine_layers(self, features: torch.Tensor) -> torch.Tensor:
         """``[B, T, D]`` or ``[B, L, T, D]`` → ``[B, T, D]``."""
@@ -193,7 +230,11 @@ class PTSSNN(nn.Module):
 
     def _prepare(self, features: torch.Tensor, mask: torch.Tensor | None
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self._combine_layers(features)
+        if features.shape[-1] != self.config.input_dim:
+            raise ModelConfigError(
+                f"features have {features.shape[-1]} channels, the model expects input_dim="
+                f"{self.config.input_dim}")
+        x = self._combine_layers(self._standardise(features))
         if x.shape[-1] != self.config.input_dim:
             raise ModelConfigError(
                 f"features have {x.shape[-1]} channels, the model expects input_dim="

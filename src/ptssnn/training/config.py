@@ -10,6 +10,9 @@ from typing import Any
 
 from ptssnn.errors import PtssnnError
 
+#: Feature standardisation modes (see ``TrainConfig.normalisation``).
+NORMALISATIONS = ("global", "speaker", "auto", "none")
+
 
 class TrainConfigError(PtssnnError):
     """A training configuration with an impossible value (negative rate, unknown layer mode)."""
@@ -62,6 +65,14 @@ class TrainConfig:
             validation speakers, see :func:`ptssnn.training.select_layers`), ``"all"``
             (learned softmax-weighted sum, the model's ``input_layers``), ``"mean"`` (average
             of all), ``"mean:a-b"`` (average of a..b) or one index such as ``"3"``.
+        normalisation: How the frozen features are standardised per channel before the head:
+            ``"global"`` (moments of the training split, stored in the model as buffers, so
+            a single new clip needs nothing else), ``"speaker"`` (each speaker's features by
+            that speaker's own moments, test speakers included: unlabelled audio only, but
+            it needs the speaker of every clip; the model's global moments then come out
+            near identity), ``"auto"`` (the better of the two by a linear probe's
+            validation UA, per fold; see :func:`ptssnn.training.select_normalisation`) or
+            ``"none"``. Speaker modes need the speakers (:class:`LayerViews`).
         seed: Seed of initialisation, batch order, augmentation and dropout.
         num_threads: ``torch.set_num_threads`` for the run (``None``: leave as is).
     """
@@ -87,6 +98,7 @@ class TrainConfig:
     frame_pool: int = 8
     refit: bool = False
     layers: str = "all"
+    normalisation: str = "global"
     seed: int = 0
     num_threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -116,6 +128,9 @@ class TrainConfig:
             problems.append(f"frame_pool must be >= 1 (got {self.frame_pool})")
         if self.max_train_frames is not None and self.max_train_frames < 1:
             problems.append("max_train_frames must be >= 1 or None")
+        if self.normalisation not in NORMALISATIONS:
+            problems.append(f"normalisation must be one of {', '.join(NORMALISATIONS)} "
+                            f"(got {self.normalisation!r})")
         try:
             parse_layer_mode(self.layers)
         except TrainConfigError as error:

@@ -1,18 +1,19 @@
 """``cross_validate``: every fold of one corpus for one head, resumable fold by fold.
 
-Per fold: resolve the layer mode (``"auto"`` → chosen on the validation speakers by a linear
-probe), build the head from a fixed seed, :func:`~ptssnn.training.fit` it with model selection
-on validation (and, with ``TrainConfig.refit``, train it again on training + validation data
-for the chosen number of epochs), score the test fold once, optionally analyse the trained
-head (energy, firing statistics), write ``<out>/<fold>/result.json``. A finished fold is never
-run again under ``resume``; an interrupted one continues from its last epoch checkpoint.
+Per fold: resolve the feature normalisation and the layer mode (``"auto"`` → chosen on the
+validation speakers by a linear probe), build the head from a fixed seed,
+:func:`~ptssnn.training.fit` it with model selection on validation (and, with
+``TrainConfig.refit``, train it again on training + validation data for the chosen number of
+epochs), score the test fold once, optionally analyse the trained head (energy, firing
+statistics), write ``<out>/<fold>/result.json``. A finished fold is never run again under
+``resume``; an interrupted one continues from its last epoch checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +29,7 @@ from ptssnn.evaluation.metrics import (
     pooled_confusion,
     summarise_folds,
 )
-from ptssnn.training.config import TrainConfig, parse_layer_mode
+from ptssnn.training.config import TrainConfig, TrainConfigError, parse_layer_mode
 from ptssnn.training.data import LabelledFeatures
 from ptssnn.training.trainer import EpochHook, FitResult, evaluate, fit
 
@@ -56,38 +57,64 @@ def count_trainable(model: nn.Module) -> int:
 
 
 class LayerViews:
-    """A corpus table reduced to each layer mode once (not once per fold)."""
+    """A corpus table reduced to each layer mode once (not once per fold).
 
-    def __init__(self, table: LabelledFeatures) -> None:
+    Args:
+        table: The corpus's features.
+        speakers: Utterance id → speaker, for ``normalisation="speaker"``/``"auto"``; the
+            speaker-standardised copy of the table is made on first use.
+    """
+
+    def __init__(self, table: LabelledFeatures, speakers: Mapping[str, str] | None = None
+                 ) -> None:
         self.table = table
+        self.speakers = dict(speakers) if speakers is not None else None
+        self._tables: dict[str, LabelledFeatures] = {"global": table}
         self._views: dict[str, LabelledFeatures] = {}
-        self._stats: tuple[np.ndarray, tuple[str, ...]] | None = None
+        self._stats: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
         self._layer_scores: dict[tuple, dict[str, float]] = {}
         self._rows = {utt_id: i for i, utt_id in enumerate(table.ids)}
 
-    def view(self, mode: str, frame_pool: int = 1) -> LabelledFeatures:
+    def normalised(self, normalisation: str = "global") -> LabelledFeatures:
+        """The table as the head sees it before its own (global) standardisation."""
+        key = "speaker" if normalisation == "speaker" else "global"
+        if key not in self._tables:
+            if self.speakers is None:
+                raise TrainConfigError(
+                    "normalisation 'speaker' needs the speaker of every utterance; build "
+                    "LayerViews(table, speakers={id: speaker, ...})")
+            self._tables[key] = self.table.standardise_by_group(self.speakers)
+        return self._tables[key]
+
+    def view(self, mode: str, frame_pool: int = 1, normalisation: str = "global"
+             ) -> LabelledFeatures:
         """The table under a resolved layer mode, frames pooled by ``frame_pool``."""
-        key = f"{mode}|{frame_pool}"
+        norm = "speaker" if normalisation == "speaker" else "global"
+        key = f"{norm}|{mode}|{frame_pool}"
         if key not in self._views:
-            self._views[key] = self.table.with_layers(mode).pool_frames(frame_pool)
+            table = self.normalised(norm)
+            self._views[key] = table.with_layers(mode).pool_frames(frame_pool)
         return self._views[key]
 
-    def pooled(self) -> tuple[np.ndarray, tuple[str, ...]]:
+    def pooled(self, normalisation: str = "global") -> tuple[np.ndarray, tuple[str, ...]]:
         """Pooled statistics of every item (for probes and ``"auto"``), computed once."""
-        if self._stats is None:
+        norm = "speaker" if normalisation == "speaker" else "global"
+        if norm not in self._stats:
             from ptssnn.evaluation.probe import pooled_statistics
 
-            self._stats = pooled_statistics(self.table)
-        return self._stats
+            self._stats[norm] = pooled_statistics(self.normalised(norm))
+        return self._stats[norm]
 
-    def layer_scores(self, fold: FoldLike, seed: int = 0) -> dict[str, float]:
+    def layer_scores(self, fold: FoldLike, seed: int = 0, normalisation: str = "global"
+                     ) -> dict[str, float]:
         """Validation UA of a linear probe per layer candidate for one fold (cached: every
         head and the probe baseline of a fold share one ranking)."""
-        key = (tuple(fold.train), tuple(fold.validation), seed)
+        norm = "speaker" if normalisation == "speaker" else "global"
+        key = (norm, tuple(fold.train), tuple(fold.validation), seed)
         if key not in self._layer_scores:
             from ptssnn.evaluation.probe import probe_layer_scores
 
-            stats, candidates = self.pooled()
+            stats, candidates = self.pooled(norm)
             labels = self.table.labels.numpy()
             train_rows, val_rows = self.rows(fold.train), self.rows(fold.validation)
             self._layer_scores[key] = probe_layer_scores(
@@ -108,8 +135,30 @@ class LayerViews:
         return np.asarray([self._rows[i] for i in ids], dtype=np.int64)
 
 
-def select_layers(views: LayerViews, fold: FoldLike, mode: str, *, seed: int = 0
-                  ) -> tuple[str, dict[str, float]]:
+def select_normalisation(views: LayerViews, fold: FoldLike, mode: str
+                         ) -> tuple[str, dict[str, float]]:
+    """Resolve a normalisation mode for one fold.
+
+    ``"auto"`` compares the best validation UA of a linear probe (any layer candidate) on
+    globally and on speaker-standardised features and keeps the better one (ties: global,
+    which needs no speaker labels at inference). Speaker standardisation helps where each
+    speaker shows every emotion (CASIA, EMOVO) and hurts where speakers and emotions are
+    confounded (URDU), so it is chosen per fold, on validation speakers only.
+
+    Returns:
+        ``(resolved mode, {mode: best validation UA})`` (scores empty unless ``"auto"``).
+    """
+    if mode != "auto":
+        return mode, {}
+    if views.speakers is None:
+        return "global", {}
+    scores = {norm: max(views.layer_scores(fold, normalisation=norm).values())
+              for norm in ("global", "speaker")}
+    return ("speaker" if scores["speaker"] > scores["global"] else "global"), scores
+
+
+def select_layers(views: LayerViews, fold: FoldLike, mode: str, *, seed: int = 0,
+                  normalisation: str = "global") -> tuple[str, dict[str, float]]:
     """Resolve a layer mode for one fold.
 
     ``"auto"`` ranks every single hidden state and the average of all by the validation UA of
@@ -127,7 +176,7 @@ def select_layers(views: LayerViews, fold: FoldLike, mode: str, *, seed: int = 0
     from ptssnn.evaluation.probe import best_candidate
 
     # The probe's seed only matters for ties in lbfgs; one ranking per fold serves all seeds.
-    scores = views.layer_scores(fold)
+    scores = views.layer_scores(fold, normalisation=normalisation)
     return best_candidate(scores), scores
 
 
@@ -145,6 +194,8 @@ class FoldResult:
         predictions: ``{"ids", "references", "predictions"}`` of the test items.
         analysis: Extra numbers from the analyser (energy, firing statistics...).
         seconds: Wall time of the fold (layer selection, training, test, analysis).
+        normalisation: Resolved feature standardisation (``"global"``, ``"speaker"``...).
+        normalisation_scores: Best probe validation UA per mode when it was ``"auto"``.
     """
 
     fold: str
@@ -156,6 +207,8 @@ class FoldResult:
     predictions: dict[str, list]
     analysis: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    normalisation: str = "global"
+    normalisation_scores: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -169,6 +222,8 @@ class FoldResult:
             "predictions": self.predictions,
             "analysis": self.analysis,
             "seconds": self.seconds,
+            "normalisation": self.normalisation,
+            "normalisation_scores": self.normalisation_scores,
         }
 
     @classmethod
@@ -184,6 +239,8 @@ class FoldResult:
             predictions=data["predictions"],
             analysis=data.get("analysis", {}),
             seconds=float(data.get("seconds", 0.0)),
+            normalisation=str(data.get("normalisation", "global")),
+            normalisation_scores=dict(data.get("normalisation_scores", {})),
         )
 
 
@@ -257,8 +314,10 @@ def train_fold(
         if finished is not None:
             return finished, None
     started = time.perf_counter()
-    mode, scores = select_layers(views, fold, config.layers, seed=config.seed)
-    table = views.view(mode, config.frame_pool)
+    norm, norm_scores = select_normalisation(views, fold, config.normalisation)
+    mode, scores = select_layers(views, fold, config.layers, seed=config.seed,
+                                 normalisation=norm)
+    table = views.view(mode, config.frame_pool, norm)
     train, val, test = (table.subset(fold.train), table.subset(fold.validation),
                         table.subset(fold.test))
     input_layers = table.num_layers if table.features[0].dim() == 3 else 1
@@ -296,6 +355,8 @@ def train_fold(
         },
         analysis=analysis,
         seconds=time.perf_counter() - started,
+        normalisation=norm,
+        normalisation_scores=norm_scores,
     )
     if fold_dir is not None:
         _write_json(fold_dir / "result.json", fold_result.to_dict())

@@ -7,7 +7,7 @@ no fold re-reads the disk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,9 +220,63 @@ class LabelledFeatures:
             pooled.append((sums / counts).to(item.dtype))
         return LabelledFeatures(self.ids, tuple(pooled), self.labels, self.label_names)
 
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation of every channel over all frames of all items.
+
+        Returns:
+            ``(mean, std)`` in float32, ``[L, D]`` for ``[L, T, D]`` items, ``[D]`` for
+            ``[T, D]`` items. ``std`` is floored at 1e-5 so dead channels divide safely.
+        """
+        return feature_moments(self.features)
+
+    def standardise_by_group(self, groups: Mapping[str, str]) -> LabelledFeatures:
+        """Standardise each item with the moments of its group (e.g. its speaker).
+
+        Speaker-level z-normalisation (Busso et al., 2013) removes a speaker's voice and
+        recording channel from the features; it needs only unlabelled audio of a speaker, so
+        it can be applied to test speakers without touching their labels.
+
+        Raises:
+            DataError: When an item has no group.
+        """
+        missing = [i for i in self.ids if i not in groups]
+        if missing:
+            raise DataError(f"{len(missing)} utterance(s) have no group, e.g. {missing[0]!r}")
+        members: dict[str, list[int]] = {}
+        for index, utt_id in enumerate(self.ids):
+            members.setdefault(groups[utt_id], []).append(index)
+        out: list[torch.Tensor] = list(self.features)
+        for indices in members.values():
+            mean, std = feature_moments([self.features[i] for i in indices])
+            for i in indices:
+                item = self.features[i]
+                scaled = (item.float() - mean.unsqueeze(-2)) / std.unsqueeze(-2)
+                out[i] = scaled.to(item.dtype)
+        return LabelledFeatures(self.ids, tuple(out), self.labels, self.label_names)
+
     def class_counts(self) -> torch.Tensor:
         """``[C]`` items per class."""
         return torch.bincount(self.labels, minlength=len(self.label_names))
+
+
+def feature_moments(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over every frame of ``[..., T, D]`` tensors (float64 sums,
+    so long corpora in float16 do not lose precision); std floored at 1e-5."""
+    if not features:
+        raise DataError("no features to compute moments of")
+    total = torch.zeros(features[0].shape[:-2] + features[0].shape[-1:], dtype=torch.float64)
+    square = torch.zeros_like(total)
+    count = 0
+    for item in features:
+        values = item.double()
+        total += values.sum(-2)
+        square += (values * values).sum(-2)
+        count += item.shape[-2]
+    if count == 0:
+        raise DataError("no frames to compute moments of")
+    mean = total / count
+    variance = (square / count - mean * mean).clamp(min=0.0)
+    return mean.float(), variance.sqrt().clamp(min=1e-5).float()
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,10 @@ def fit(
     generators = {"order": order_rng, "augment": augment_rng}
     torch.manual_seed(config.seed + 7919 * rank)
 
+    if config.normalisation != "none" and hasattr(model, "set_input_statistics"):
+        # Moments of the training split only (validation and test never enter them).
+        model.set_input_statistics(*train_data.moments())
+
     device = _device_of(model)
     network: nn.Module = model
     if world > 1:
