@@ -29,8 +29,10 @@ def test_paper_defaults():
 
 
 def test_presets_registry():
-    assert list(list_presets()) == ["vanilla-snn", "+saturation", "+shift", "+ssla", "pts-snn",
-                                    "ann"]
+    assert list(list_presets()) == ["vanilla-snn", "+standardise", "+saturation", "+shift",
+                                    "+ssla", "pts-snn", "ann"]
+    assert not get_preset("vanilla-snn").standardise_input
+    assert get_preset("+standardise").standardise_input
     assert all(isinstance(d, str) and d for d in list_presets().values())
     assert get_preset("ann").neuron == "gelu" and get_preset("ann").preset == "ann"
     with pytest.raises(ModelConfigError, match="pts-snn"):

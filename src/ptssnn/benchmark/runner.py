@@ -42,7 +42,8 @@ from ptssnn.training.data import LabelledFeatures
 #: Head names the benchmark knows besides the model presets.
 PROBE = "probe"
 #: The paper's ladder, in report order.
-MODEL_ORDER = ("pts-snn", "+ssla", "+shift", "+saturation", "vanilla-snn", "ann", PROBE)
+MODEL_ORDER = ("pts-snn", "+ssla", "+shift", "+saturation", "+standardise", "vanilla-snn",
+               "ann", PROBE)
 DEFAULT_MODELS = ("pts-snn", "vanilla-snn", "ann", PROBE)
 #: Corpus folder names that mark a data root holding several corpora.
 _KNOWN = ("casia", "emovo", "urdu", "emodb", "ravdess", "iemocap")

@@ -236,7 +236,10 @@ def train_recognizer(
     # always scores one); its score is then left out of the summary.
     split = _Split("deploy", tuple(train_ids), tuple(val_ids), tuple(test_ids or val_ids))
 
-    changes: dict[str, Any] = {"seed": seed, **(config_overrides or {})}
+    # A deployed head sees one clip at a time, without its speaker's other clips: it
+    # standardises with the moments of its training data (stored in the checkpoint).
+    changes: dict[str, Any] = {"seed": seed, "normalisation": "global",
+                               **(config_overrides or {})}
     if layers is not None:
         changes["layers"] = layers
     # The benchmark's training configuration (the trainer's defaults + the refit on training

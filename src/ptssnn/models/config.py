@@ -34,6 +34,9 @@ class PTSSNNConfig:
         num_blocks: number of spiking temporal-shift blocks (2).
         block_hidden: hidden width of each block's MLP. 672 puts the default model at
             1.16 M (D_in 512) / 1.22 M (D_in 768) trainable parameters, the paper's 1.19 M ±3%.
+        standardise_input: standardise every input channel with the training split's moments
+            (``PTSSNN.set_input_statistics``, set by ``fit``) before anything else. Off only
+            for ``vanilla-snn``, the paper's baseline on the raw features.
         saturation: soft saturation ``tanh(ξ·LayerNorm(x))`` of the input features.
         saturation_xi: ξ.
         shift_later: fraction of channels shifted one step later (1/8, as TSM).
@@ -63,6 +66,7 @@ class PTSSNNConfig:
     width: int = 256
     num_blocks: int = 2
     block_hidden: int = 672
+    standardise_input: bool = True
     saturation: bool = True
     saturation_xi: float = 1.0
     shift_later: float = 0.125
@@ -173,10 +177,15 @@ class _Preset:
 # The ablation ladder: each rung adds one component to the previous one.
 PRESETS: dict[str, _Preset] = {
     "vanilla-snn": _Preset(
-        "projection + PLIF blocks: no saturation, no temporal shift, no calibration",
+        "projection + PLIF blocks on the raw features: no standardisation, no saturation, "
+        "no temporal shift, no calibration",
+        {"standardise_input": False, "saturation": False, "shift_later": 0.0,
+         "shift_earlier": 0.0, "context": "none"}),
+    "+standardise": _Preset(
+        "vanilla-snn on standardised features (training-split moments, or per speaker)",
         {"saturation": False, "shift_later": 0.0, "shift_earlier": 0.0, "context": "none"}),
     "+saturation": _Preset(
-        "vanilla-snn + soft saturation tanh(ξ·LayerNorm(x))",
+        "+standardise + soft saturation tanh(ξ·LayerNorm(x))",
         {"shift_later": 0.0, "shift_earlier": 0.0, "context": "none"}),
     "+shift": _Preset(
         "+saturation + temporal shift in the blocks", {"context": "none"}),

@@ -171,6 +171,11 @@ class PTSSNN(nn.Module):
         """Total trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    @property
+    def standardises_input(self) -> bool:
+        """Whether the head standardises its input (all presets but ``vanilla-snn``)."""
+        return bool(self.config.standardise_input)
+
     def set_input_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Standardise inputs with these per-channel moments (``[L, D]`` or ``[D]``).
 
@@ -193,6 +198,8 @@ class PTSSNN(nn.Module):
 
     def _standardise(self, features: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / std`` per channel (and per layer for ``[B, L, T, D]``)."""
+        if not self.config.standardise_input:
+            return features
         mean, std = self.input_mean, self.input_std
         if features.dim() == 4:
             if features.shape[1] not in (1, mean.shape[0]):

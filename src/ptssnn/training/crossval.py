@@ -318,12 +318,16 @@ def train_fold(
     mode, scores = select_layers(views, fold, config.layers, seed=config.seed,
                                  normalisation=norm)
     table = views.view(mode, config.frame_pool, norm)
-    train, val, test = (table.subset(fold.train), table.subset(fold.validation),
-                        table.subset(fold.test))
     input_layers = table.num_layers if table.features[0].dim() == 3 else 1
     # The same seed gives the same initial weights in every run, resumed or not.
     torch.manual_seed(config.seed)
     model = model_factory(table.feature_dim, len(table.label_names), input_layers)
+    if not getattr(model, "standardises_input", True) and norm != "none":
+        # A head defined on the raw features (vanilla-snn, the paper's baseline) gets them.
+        norm, norm_scores = "none", {}
+        table = views.view(mode, config.frame_pool, norm)
+    train, val, test = (table.subset(fold.train), table.subset(fold.validation),
+                        table.subset(fold.test))
     checkpoint = fold_dir / "train_state" if fold_dir else None
     result: FitResult = fit(model, train, val, config, checkpoint=checkpoint, resume=resume,
                             epoch_hook=epoch_hook)

@@ -202,7 +202,7 @@ def fit(
     generators = {"order": order_rng, "augment": augment_rng}
     torch.manual_seed(config.seed + 7919 * rank)
 
-    if config.normalisation != "none" and hasattr(model, "set_input_statistics"):
+    if config.normalisation != "none" and getattr(model, "standardises_input", False):
         # Moments of the training split only (validation and test never enter them).
         model.set_input_statistics(*train_data.moments())
 
