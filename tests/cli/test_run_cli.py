@@ -47,6 +47,9 @@ def test_benchmark_smoke_on_real_casia_subset_and_resume(shared_data, tmp_path):
         assert len(folds) == 4
         for fold in folds:
             assert 0.0 <= fold["test"]["ua"] <= 1.0
+            # Chosen per fold on validation speakers, for every head alike.
+            assert fold["normalisation"] in ("global", "speaker")
+            assert set(fold["normalisation_scores"]) == {"global", "speaker"}
             assert sum(map(sum, fold["test"]["confusion"])) == fold["test"]["num_samples"] == 12
             if name != "probe":
                 assert 1 <= fold["fit"]["epochs_run"] <= 2
@@ -55,6 +58,7 @@ def test_benchmark_smoke_on_real_casia_subset_and_resume(shared_data, tmp_path):
     assert pts["energy_mj_per_sample"] > 0 and "uncalibrated" in pts
     assert results["environment"]["torch"] and results["peak_memory_mb"] > 0
     assert results["settings"]["train"]["max_epochs"] == 2
+    assert results["settings"]["train"]["normalisation"] == "auto"
     report = (out / "report.md").read_text()
     assert "| pts-snn |" in report and "| probe |" in report and "SYNTHETIC" not in report
     assert (out / "plots" / "casia-pts-snn-confusion.png").exists()

@@ -40,6 +40,13 @@ def _firing(eff: dict[str, Any] | None, key: str, condition: str = "calibrated")
     return f"{100 * eff[condition][key]:.1f}"
 
 
+def _normalisation(model: dict[str, Any]) -> str:
+    """``speaker 4/4``-style count of the feature standardisation the fold runs used."""
+    counts = model.get("normalisation") or {}
+    total = sum(counts.values())
+    return ", ".join(f"{norm} {n}/{total}" for norm, n in counts.items()) or "–"
+
+
 def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[str]]) -> str:
     """The Markdown section of one corpus."""
     from ptssnn.benchmark.runner import MODEL_ORDER
@@ -58,8 +65,8 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
     lines.append("")
     lines.append("| model | WA % | UA % | macro-F1 % | weighted-F1 % | params | head energy "
                  "mJ/sample | firing rate % | silent % | saturated % | silent / saturated % "
-                 "without calibration | layers | best epoch |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "without calibration | layers | features | best epoch |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     models = sorted(entry["models"], key=lambda m: (MODEL_ORDER.index(m)
                                                     if m in MODEL_ORDER else 99, m))
     for model in models:
@@ -77,7 +84,8 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
             f"{_pct(metrics['macro_f1'])} | {_pct(metrics['weighted_f1'])} | "
             f"{_params(m['num_parameters'])} | {energy} | {_firing(eff, 'mean_rate')} | "
             f"{_firing(eff, 'silent_fraction')} | {_firing(eff, 'saturated_fraction')} | "
-            f"{uncal} | {', '.join(m['layers'])} | {_num(epochs.get('mean'), '.1f')} |"
+            f"{uncal} | {', '.join(m['layers'])} | {_normalisation(m)} | "
+            f"{_num(epochs.get('mean'), '.1f')} |"
         )
     backbone = entry.get("backbone_energy", {})
     if backbone:
@@ -131,10 +139,18 @@ def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | No
         f"Training: AdamW lr {train['lr']}, weight decay {train['weight_decay']}, batch "
         f"{train['batch_size']}, ≤ {train['max_epochs']} epochs, patience {train['patience']}, "
         f"warm-up {train['warmup_epochs']} epochs + cosine, label smoothing "
-        f"{train['label_smoothing']}, layers `{train['layers']}`, backbone frames averaged "
+        f"{train['label_smoothing']}, layers `{train['layers']}`, feature standardisation "
+        f"`{train.get('normalisation', 'none')}`, backbone frames averaged "
         f"in groups of {train.get('frame_pool', 1)}"
         f"{', refit on training + validation' if train.get('refit') else ''}."
     )
+    lines.append("")
+    lines.append(
+        "Column *features*: how many fold runs read globally standardised features "
+        "(training-split moments, kept in the model), speaker-standardised ones (each speaker "
+        "by its own moments, test speakers included: audio only, never labels) or raw ones "
+        "(`vanilla-snn`); with `auto` the choice is made per fold by a linear probe's "
+        "validation UA.")
     lines.append("")
     timings = results.get("timings", {})
     total = timings.get("total_s")

@@ -361,6 +361,9 @@ def summarise_model(runs: dict[int, CrossValResult]) -> dict[str, Any]:
         "num_parameters": int(np.median([f.num_parameters for f in folds])) if folds else 0,
         "confusion": pooled_confusion([f.test.to_dict() for f in folds]),
         "layers": sorted({f.layers for f in folds}),
+        # How many fold runs read globally / speaker-standardised / raw features.
+        "normalisation": {norm: sum(f.normalisation == norm for f in folds)
+                          for norm in sorted({f.normalisation for f in folds})},
         "epochs": mean_std(f.fit.get("best_epoch", float("nan")) for f in folds).to_dict(),
         "seconds": float(sum(f.seconds for f in folds)),
     }

@@ -59,7 +59,7 @@ def benchmark(
     models: Annotated[
         str,
         typer.Option(help="Comma-separated heads: pts-snn, +ssla, +shift, +saturation, "
-                     "vanilla-snn, ann, probe."),
+                     "+standardise, vanilla-snn, ann, probe."),
     ] = "pts-snn,vanilla-snn,ann,probe",
     protocol: Annotated[
         str | None, typer.Option(help="Fold protocol (default: each corpus's honest "
@@ -71,6 +71,11 @@ def benchmark(
     layers: Annotated[
         str | None, typer.Option(help="Hidden states the neural heads read: auto, all, mean, "
                                  "mean:a-b or one index.")
+    ] = None,
+    normalisation: Annotated[
+        str | None, typer.Option(help="Feature standardisation: auto (global or per speaker, "
+                                 "chosen per fold on validation; the default), global, "
+                                 "speaker or none.")
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Training config JSON (TrainConfig fields; replaces "
@@ -124,6 +129,8 @@ def benchmark(
         changes["patience"] = patience
     if layers is not None:
         changes["layers"] = layers
+    if normalisation is not None:
+        changes["normalisation"] = normalisation
     if changes:
         train = train.replace(**changes)
     model_names = tuple(m.strip() for m in models.split(",") if m.strip())
