@@ -34,6 +34,10 @@ def calibrated_model(**overrides: object) -> torch.nn.Module:
         for module in model.modules():  # varied time constants, not all τ0 = 2
             if isinstance(module, PLIF):
                 module.w.fill_(float(torch.randn((), generator=generator)))
+    # Trained heads standardise their input with the training split's moments.
+    shape = model.input_mean.shape
+    model.set_input_statistics(torch.randn(shape, generator=generator),
+                               torch.rand(shape, generator=generator) + 0.5)
     return model.eval()
 
 
@@ -114,6 +118,7 @@ def test_graph_reads_back_with_its_parameters(tmp_path: Path) -> None:
     assert float(graph.metadata["dt"]) == pytest.approx(FRAME_DT)
     ops = [graph.metadata["host_ops"][k]["op"] for k in sorted(graph.metadata["host_ops"])]
     for op in (
+        "standardise",
         "soft_saturation",
         "layer_norm",
         "temporal_shift",

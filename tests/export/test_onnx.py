@@ -24,6 +24,10 @@ def calibrated_model(**overrides: object) -> torch.nn.Module:
         projection = model.calibration.projection
         projection.weight.copy_(torch.randn(projection.weight.shape, generator=generator) * 0.3)
         projection.bias.copy_(torch.randn(projection.bias.shape, generator=generator) * 0.3)
+    # Trained heads standardise their input with the training split's moments.
+    shape = model.input_mean.shape
+    model.set_input_statistics(torch.randn(shape, generator=generator),
+                               torch.rand(shape, generator=generator) + 0.5)
     return model.eval()
 
 

@@ -25,6 +25,8 @@ metadata (``host_ops``) lists, in execution order, the host-side operation that 
 them (with the name of the PyTorch module whose weights it uses, found in the model
 directory's ``model.safetensors``):
 
+* the per-channel input standardisation (``input_mean``/``input_std`` buffers of the model:
+  an affine map, but applied before the layer sum, which NIR cannot express either);
 * learned layer sum (``[L, T, D]`` → ``[T, D]``), soft saturation ``tanh(ξ·LayerNorm)`` and
   every ``LayerNorm`` (per-frame normalisation: not an affine map);
 * the temporal shift (the one-step-*earlier* channels are anti-causal; the later ones would be
@@ -170,6 +172,9 @@ def build_nir_graph(model: nn.Module, *, dt: float = FRAME_DT) -> Any:
 
     # Front end (host): layer sum, saturation; the projection is an Affine between cuts.
     stream = "features"
+    if config.standardise_input:
+        g.host("standardise", [stream], "standardised")
+        stream = "standardised"
     if config.input_layers > 1:
         g.host("layer_sum", [stream], "x", "layer_weights")
         stream = "x"
@@ -476,6 +481,8 @@ def run_nir_head(graph: Any, model: nn.Module, features: torch.Tensor) -> np.nda
             module = modules.get(op.get("module", ""))
             if kind == "copy":
                 out = reads[0]
+            elif kind == "standardise":
+                out = model.standardise_features(reads[0][None])[0]
             elif kind == "layer_sum":
                 weights = torch.softmax(model.layer_weights, 0)
                 out = torch.einsum("ltd,l->td", reads[0], weights)

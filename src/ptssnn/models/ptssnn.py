@@ -196,7 +196,7 @@ class PTSSNN(nn.Module):
         self.input_mean.copy_(mean)
         self.input_std.copy_(std)
 
-    def _standardise(self, features: torch.Tensor) -> torch.Tensor:
+    def standardise_features(self, features: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / std`` per channel (and per layer for ``[B, L, T, D]``)."""
         if not self.config.standardise_input:
             return features
@@ -241,7 +241,7 @@ class PTSSNN(nn.Module):
             raise ModelConfigError(
                 f"features have {features.shape[-1]} channels, the model expects input_dim="
                 f"{self.config.input_dim}")
-        x = self._combine_layers(self._standardise(features))
+        x = self._combine_layers(self.standardise_features(features))
         if x.shape[-1] != self.config.input_dim:
             raise ModelConfigError(
                 f"features have {x.shape[-1]} channels, the model expects input_dim="
