@@ -28,13 +28,9 @@ def test_chunk_must_be_whole_frames(recognizer: EmotionRecognizer) -> None:
     assert session.left_context_s == pytest.approx(1.0)  # floored to whole frames
 
 
-def test_head_receives_the_offline_frames_except_at_chunk_edges(
-    recognizer: EmotionRecognizer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With left context, every chunk's frames equal the offline frames (fbank: all but the
-    last frame of each chunk, whose analysis window reaches past the chunk's end)."""
-    wave = voiced(3.1, seed=4)
-    offline = recognizer.features(wave)[0]  # [T, D]
+def record_head_input(recognizer: EmotionRecognizer, monkeypatch: pytest.MonkeyPatch
+                      ) -> list[torch.Tensor]:
+    """The frames each ``stream_step`` call hands the head, in order (filled as it runs)."""
     received: list[torch.Tensor] = []
     original = recognizer.model.stream_step
 
@@ -43,6 +39,17 @@ def test_head_receives_the_offline_frames_except_at_chunk_edges(
         return original(chunk, state)
 
     monkeypatch.setattr(recognizer.model, "stream_step", spy)
+    return received
+
+
+def test_head_receives_the_offline_frames_except_at_chunk_edges(
+    recognizer: EmotionRecognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With left context, every chunk's frames equal the offline frames (fbank: all but the
+    last frame of each chunk, whose analysis window reaches past the chunk's end)."""
+    wave = voiced(3.1, seed=4)
+    offline = recognizer.features(wave)[0]  # [T, D]
+    received = record_head_input(recognizer, monkeypatch)
     updates = recognizer.stream(chunk_s=0.4, left_context_s=0.6).run(wave, 16000)
     streamed = torch.cat(received)
     assert streamed.shape == offline.shape  # no frame lost or repeated
@@ -59,14 +66,7 @@ def test_lookahead_makes_chunk_edges_exact(
     """fbank frames need 12.5 ms past their end: a 0.1 s look-ahead removes the edge effect."""
     wave = voiced(2.5, seed=8)
     offline = recognizer.features(wave)[0]
-    received: list[torch.Tensor] = []
-    original = recognizer.model.stream_step
-
-    def spy(chunk: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
-        received.append(chunk[0].clone())
-        return original(chunk, state)
-
-    monkeypatch.setattr(recognizer.model, "stream_step", spy)
+    received = record_head_input(recognizer, monkeypatch)
     session = recognizer.stream(chunk_s=0.4, left_context_s=0.6, lookahead_s=0.1)
     assert session.lookahead_s == pytest.approx(0.1)
     updates = session.push(wave[:16000])  # 1 s in: two chunks, the third waits for look-ahead

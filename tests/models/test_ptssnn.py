@@ -108,6 +108,8 @@ def test_input_statistics_standardise_every_channel():
         model.set_input_statistics(torch.zeros(24), torch.zeros(24))
     with pytest.raises(ModelConfigError, match="input_layers"):
         layered(torch.stack([x, x, x], dim=1), mask)
+    with pytest.raises(ModelConfigError, match="input_layers"):
+        layered(x[:, None], mask)  # one layer must not broadcast against two
 
 
 def test_input_errors_are_typed():

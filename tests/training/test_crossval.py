@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from folds import Fold
 from ptssnn.training import LabelledFeatures, TrainConfig, cross_validate, select_layers
 from ptssnn.training.crossval import LayerViews
 
@@ -33,14 +32,6 @@ class MeanPoolHead(nn.Module):
 
 def factory(input_dim: int, num_classes: int, input_layers: int) -> nn.Module:
     return MeanPoolHead(input_dim, num_classes, input_layers)
-
-
-@dataclass(frozen=True)
-class Fold:
-    name: str
-    train: tuple[str, ...]
-    validation: tuple[str, ...]
-    test: tuple[str, ...]
 
 
 def corpus(speakers: int = 4, per: int = 12, layers: int = 3, informative: int = 2):

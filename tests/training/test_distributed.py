@@ -37,6 +37,8 @@ def tiny_factory(input_dim: int, num_classes: int, input_layers: int) -> nn.Modu
     return TinyHead(input_dim, num_classes)
 
 
+# Defined here, not imported from tests/folds.py: the torchrun workers import this module
+# by file path, without the tests folder on sys.path.
 @dataclass(frozen=True)
 class Fold:
     name: str

@@ -3,13 +3,12 @@ stored statistics."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from folds import Fold
 from ptssnn.models import create_model, load_pretrained, save_pretrained
 from ptssnn.training import (
     DataError,
@@ -24,14 +23,6 @@ from ptssnn.training import (
 from ptssnn.training.crossval import FoldResult, LayerViews
 
 SMALL = dict(width=16, block_hidden=24, attention_heads=4, num_prompts=2)
-
-
-@dataclass(frozen=True)
-class Fold:
-    name: str
-    train: tuple[str, ...]
-    validation: tuple[str, ...]
-    test: tuple[str, ...]
 
 
 def speaker_corpus(confounded: bool, speakers: int = 6, per: int = 12, seed: int = 0):

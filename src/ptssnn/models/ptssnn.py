@@ -202,7 +202,8 @@ class PTSSNN(nn.Module):
             return features
         mean, std = self.input_mean, self.input_std
         if features.dim() == 4:
-            if features.shape[1] not in (1, mean.shape[0]):
+            # A one-layer stack must not broadcast against several layers' moments.
+            if mean.shape[0] > 1 and features.shape[1] != mean.shape[0]:
                 raise ModelConfigError(
                     f"features must be [B, {mean.shape[0]}, T, D] for this model "
                     f"(input_layers={mean.shape[0]}), got {tuple(features.shape)}")
@@ -242,10 +243,6 @@ class PTSSNN(nn.Module):
                 f"features have {features.shape[-1]} channels, the model expects input_dim="
                 f"{self.config.input_dim}")
         x = self._combine_layers(self.standardise_features(features))
-        if x.shape[-1] != self.config.input_dim:
-            raise ModelConfigError(
-                f"features have {x.shape[-1]} channels, the model expects input_dim="
-                f"{self.config.input_dim}")
         x = x.transpose(0, 1).to(self.projection.weight.dtype)
         m = None if mask is None else mask.transpose(0, 1).to(torch.bool)
         if m is not None and m.shape != x.shape[:2]:

@@ -56,6 +56,12 @@ def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _table_key(normalisation: str) -> str:
+    """Which stored table a normalisation reads: the speaker-standardised copy, or the raw
+    table (``global`` standardises inside the model, ``none`` not at all)."""
+    return "speaker" if normalisation == "speaker" else "global"
+
+
 class LayerViews:
     """A corpus table reduced to each layer mode once (not once per fold).
 
@@ -77,7 +83,7 @@ class LayerViews:
 
     def normalised(self, normalisation: str = "global") -> LabelledFeatures:
         """The table as the head sees it before its own (global) standardisation."""
-        key = "speaker" if normalisation == "speaker" else "global"
+        key = _table_key(normalisation)
         if key not in self._tables:
             if self.speakers is None:
                 raise TrainConfigError(
@@ -89,7 +95,7 @@ class LayerViews:
     def view(self, mode: str, frame_pool: int = 1, normalisation: str = "global"
              ) -> LabelledFeatures:
         """The table under a resolved layer mode, frames pooled by ``frame_pool``."""
-        norm = "speaker" if normalisation == "speaker" else "global"
+        norm = _table_key(normalisation)
         key = f"{norm}|{mode}|{frame_pool}"
         if key not in self._views:
             table = self.normalised(norm)
@@ -98,7 +104,7 @@ class LayerViews:
 
     def pooled(self, normalisation: str = "global") -> tuple[np.ndarray, tuple[str, ...]]:
         """Pooled statistics of every item (for probes and ``"auto"``), computed once."""
-        norm = "speaker" if normalisation == "speaker" else "global"
+        norm = _table_key(normalisation)
         if norm not in self._stats:
             from ptssnn.evaluation.probe import pooled_statistics
 
@@ -109,7 +115,7 @@ class LayerViews:
                      ) -> dict[str, float]:
         """Validation UA of a linear probe per layer candidate for one fold (cached: every
         head and the probe baseline of a fold share one ranking)."""
-        norm = "speaker" if normalisation == "speaker" else "global"
+        norm = _table_key(normalisation)
         key = (norm, tuple(fold.train), tuple(fold.validation), seed)
         if key not in self._layer_scores:
             from ptssnn.evaluation.probe import probe_layer_scores
