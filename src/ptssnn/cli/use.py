@@ -281,15 +281,62 @@ def export_command(
 
 def serve_command(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by `ptssnn train`.")],
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[
+        str,
+        typer.Option(help="Interface to listen on (other than 127.0.0.1: set a token)."),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (1-65535).")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload (MB).")] = 20.0,
     max_seconds: Annotated[float, typer.Option(help="Longest recording (s).")] = 60.0,
-    max_concurrency: Annotated[int, typer.Option(help="Predictions running at once.")] = 1,
+    max_decoded_mb: Annotated[
+        float,
+        typer.Option(help="Largest decoded upload, frames x channels x 4 B, from the header (MB)."),
+    ] = 100.0,
+    max_concurrency: Annotated[
+        int, typer.Option(help="Decodes + predictions running at once.")
+    ] = 1,
+    max_connections: Annotated[int, typer.Option(help="Open connections (more get 503).")] = 64,
+    request_timeout: Annotated[
+        float, typer.Option(help="Seconds an upload has to arrive (slower: 408).")
+    ] = 30.0,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the bearer token clients must send (default: $PTSSNN_TOKEN; "
+            "neither: no token)."
+        ),
+    ] = None,
 ) -> None:
-    """Serve the model over HTTP: POST /predict (audio upload), GET /health, /docs."""
+    """Serve the model over HTTP: POST /predict (audio upload), GET /health, /openapi.json.
+
+    Errors are JSON {"error": {"code", "message"}}. With a token (--token-file or
+    $PTSSNN_TOKEN) every request needs "Authorization: Bearer <token>".
+    """
+    from ptssnn.serve import check_port, read_token, serve
+
+    token = read_token(token_file)
+    # Cheap checks first: a bad limit or a busy port is one line, before the model loads.
+    if max_connections < 1:
+        raise PtssnnError(f"--max-connections must be ≥ 1, got {max_connections}")
+    for name, value in (
+        ("--max-upload-mb", max_upload_mb),
+        ("--max-seconds", max_seconds),
+        ("--max-decoded-mb", max_decoded_mb),
+        ("--request-timeout", request_timeout),
+    ):
+        if not value > 0:
+            raise PtssnnError(f"{name} must be > 0, got {value}")
+    if max_concurrency < 1:
+        raise PtssnnError(f"--max-concurrency must be ≥ 1, got {max_concurrency}")
+    check_port(host, port)
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        Console(stderr=True).print(
+            f"[yellow]warning[/] listening on {host} without a token: anyone who can reach "
+            "this port can use the model (set $PTSSNN_TOKEN or --token-file)",
+            highlight=False,
+        )
+
     from ptssnn.inference import EmotionRecognizer
-    from ptssnn.serve import serve
 
     recognizer = EmotionRecognizer.load(model_dir, max_seconds=max_seconds)
     serve(
@@ -299,6 +346,10 @@ def serve_command(
         max_upload_mb=max_upload_mb,
         max_seconds=max_seconds,
         max_concurrency=max_concurrency,
+        max_decoded_mb=max_decoded_mb,
+        request_timeout_s=request_timeout,
+        max_connections=max_connections,
+        token=token,
     )
 
 
