@@ -55,39 +55,66 @@ AUDIO_SUFFIXES = frozenset(
 )
 
 
-def find_audio_files(paths: list[Path]) -> list[Path]:
+def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files and directories (recursively) into a sorted, de-duplicated file list.
 
     Files given explicitly are kept whatever their suffix; inside directories only files
     with an audio suffix (:data:`AUDIO_SUFFIXES`, case-insensitive) are taken and hidden
-    files are skipped.
+    files and folders are skipped.
 
-    Raises:
-        PtssnnError: A path that does not exist.
+    Returns:
+        ``(files, problems)``: the files, and ``(path, reason)`` for every path that does not
+        exist and every folder that could not be listed (permissions), so that the caller can
+        report them and go on with the rest.
     """
     found: list[Path] = []
+    problems: list[tuple[str, str]] = []
     for path in paths:
         if path.is_dir():
-            found.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file()
-                    and p.suffix.lower() in AUDIO_SUFFIXES
-                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                )
-            )
+            found.extend(_walk_audio(path, problems))
         elif path.exists():
             found.append(path)
+        elif path.is_symlink():
+            problems.append((str(path), "is a broken symbolic link"))
         else:
-            raise PtssnnError(f"{path}: no such file or directory")
+            problems.append((str(path), "no such file or directory"))
     seen: set[Path] = set()
     unique = []
     for p in found:
         if p not in seen:
             seen.add(p)
             unique.append(p)
-    return unique
+    return unique, problems
+
+
+def _walk_audio(root: Path, problems: list[tuple[str, str]]) -> list[Path]:
+    """Audio files under ``root``; folders that cannot be listed go to ``problems``."""
+
+    def unreadable(error: OSError) -> None:
+        where = error.filename or str(root)
+        if isinstance(error, PermissionError):
+            problems.append((where, "folder cannot be read: permission denied"))
+        else:
+            problems.append((where, f"folder cannot be read ({error.strerror or error})"))
+
+    files: list[Path] = []
+    visited: set[str] = set()
+    for folder, subfolders, names in os.walk(root, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a symbolic link back up the tree
+            subfolders[:] = []
+            continue
+        visited.add(real)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in names:
+            candidate = Path(folder) / name
+            if (
+                not name.startswith(".")
+                and candidate.suffix.lower() in AUDIO_SUFFIXES
+                and candidate.is_file()
+            ):
+                files.append(candidate)
+    return sorted(files)
 
 
 def _predict_one(
@@ -164,19 +191,35 @@ def predict_command(
 ) -> None:
     """Recognise the emotion in audio files (directories are searched recursively).
 
-    Bad files are reported and skipped; the exit status is 1 when any file failed.
+    Missing paths, folders that cannot be read and bad files are reported (with the reason,
+    e.g. "permission denied") and skipped; the rest is predicted. Exit status: 0 when every
+    input was recognised, 1 when any was skipped, 2 when nothing could be read at all.
     """
     from ptssnn.inference import EmotionRecognizer
 
     if jsonl and table:
         raise PtssnnError("choose one of --jsonl and --table")
+    _check_predict_options(window, hop, stream, chunk, left_context, lookahead, max_seconds)
     err = Console(stderr=True)
-    files = find_audio_files(paths)
+    files, missing = find_audio_files(paths)
+    for where, reason in missing:
+        err.print(f"[yellow]skipped[/] {where}: {reason}", highlight=False)
+        if jsonl:
+            print(json.dumps({"source": where, "error": f"{where}: {reason}"}), flush=True)
     if not files:
+        if missing:
+            raise PtssnnError(
+                "nothing to predict: " + "; ".join(f"{w}: {r}" for w, r in missing[:5])
+            )
         raise PtssnnError(f"no audio files found in {', '.join(map(str, paths))}")
     recognizer = EmotionRecognizer.load(
         model_dir, window_s=window, hop_s=hop, max_seconds=max_seconds
     )
+    if stream:
+        try:  # the chunk must be whole feature frames: say so once, not per file
+            recognizer.stream(chunk_s=chunk, left_context_s=left_context, lookahead_s=lookahead)
+        except ValueError as error:
+            raise PtssnnError(f"--chunk/--left-context/--lookahead: {error}") from error
     records: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
     started = time.perf_counter()
@@ -241,14 +284,43 @@ def predict_command(
         out.print(grid)
     audio = sum(r["duration_s"] for r in records)
     counts = Counter(r["label"] for r in records)
+    unsearched = (
+        f"; {len(missing)} path{'s' if len(missing) != 1 else ''} missing or unreadable"
+        if missing
+        else ""
+    )
     err.print(
-        f"{len(records)} of {len(files)} files recognised, {len(failures)} skipped; "
-        f"{audio:.1f} s of audio in {elapsed:.1f} s ({audio / max(elapsed, 1e-9):.1f}× real "
-        f"time); labels: " + (", ".join(f"{k} {v}" for k, v in counts.most_common()) or "-"),
+        f"{len(records)} of {len(files)} files recognised, {len(failures)} skipped"
+        f"{unsearched}; {audio:.1f} s of audio in {elapsed:.1f} s "
+        f"({audio / max(elapsed, 1e-9):.1f}× real time); labels: "
+        + (", ".join(f"{k} {v}" for k, v in counts.most_common()) or "-"),
         highlight=False,
     )
-    if failures:
+    if failures or missing:
         raise typer.Exit(1)
+
+
+def _check_predict_options(
+    window: float,
+    hop: float,
+    stream: bool,
+    chunk: float,
+    left_context: float,
+    lookahead: float,
+    max_seconds: float,
+) -> None:
+    """One-line errors for option values that would otherwise fail deep inside."""
+    if not window > 0 or not hop > 0:
+        raise PtssnnError(f"--window and --hop must be > 0, got {window} and {hop}")
+    if hop > window:
+        raise PtssnnError(f"--hop ({hop} s) longer than --window ({window} s) leaves gaps")
+    if not max_seconds > 0:
+        raise PtssnnError(f"--max-seconds must be > 0, got {max_seconds}")
+    if stream and (not chunk > 0 or left_context < 0 or lookahead < 0):
+        raise PtssnnError(
+            f"--chunk must be > 0 and --left-context, --lookahead ≥ 0, got {chunk}, "
+            f"{left_context}, {lookahead}"
+        )
 
 
 def export_command(
