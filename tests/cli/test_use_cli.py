@@ -194,6 +194,7 @@ def test_predict_option_errors_are_one_line(
         (["--max-concurrency", "0"], "--max-concurrency must be ≥ 1"),
         (["--max-decoded-mb", "-1"], "--max-decoded-mb must be > 0"),
         (["--request-timeout", "0"], "--request-timeout must be > 0"),
+        (["--max-requests", "0"], "--max-requests must be ≥ 1"),
         (["--port", "99999"], "between 1 and 65535"),
     ],
 )

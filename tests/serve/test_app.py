@@ -67,13 +67,14 @@ def test_health_and_openapi(server: Running) -> None:
         "max_decoded_mb": 100.0,
         "max_concurrency": 2,
         "request_timeout_s": 30.0,
+        "max_requests": 64,
     }
     schema = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
     assert "/predict" in schema["paths"] and "post" in schema["paths"]["/predict"]
     assert "/health" in schema["paths"]
     # The error shape is documented in the schema.
     errors = schema["paths"]["/predict"]["post"]["responses"]
-    assert set(errors) >= {"200", "401", "408", "413", "415", "422"}
+    assert set(errors) >= {"200", "401", "408", "413", "415", "422", "503"}
     assert "ErrorBody" in schema["components"]["schemas"]
 
 

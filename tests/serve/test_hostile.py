@@ -193,6 +193,20 @@ def test_slow_clients_get_408_and_lose_the_connection(recognizer: EmotionRecogni
         assert ok.status_code == 200
 
 
+def test_requests_beyond_the_limit_get_503_in_the_same_shape(
+    recognizer: EmotionRecognizer,
+) -> None:
+    with Running(recognizer, request_timeout_s=3.0, max_requests=2) as running:
+        with ThreadPoolExecutor(2) as pool:
+            holders = [pool.submit(slow_upload, running.port, 10) for _ in range(2)]
+            time.sleep(1.0)  # both slow uploads are in progress now
+            busy = post(httpx.Client(timeout=30), running.url, "a.wav", wav_bytes(voiced(1.0)))
+            assert "2 requests are in progress" in error_of(busy, 503, "server_busy")
+            assert all(h.result()[0].startswith(b"HTTP/1.1 408") for h in holders)
+        ok = post(httpx.Client(timeout=30), running.url, "a.wav", wav_bytes(voiced(1.0)))
+        assert ok.status_code == 200  # the slots are free again
+
+
 # --- token, docs, internal errors -----------------------------------------------------------
 
 

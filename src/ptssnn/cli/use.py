@@ -367,7 +367,9 @@ def serve_command(
     max_concurrency: Annotated[
         int, typer.Option(help="Decodes + predictions running at once.")
     ] = 1,
-    max_connections: Annotated[int, typer.Option(help="Open connections (more get 503).")] = 64,
+    max_requests: Annotated[
+        int, typer.Option(help="Requests in progress, uploads included (more get 503).")
+    ] = 64,
     request_timeout: Annotated[
         float, typer.Option(help="Seconds an upload has to arrive (slower: 408).")
     ] = 30.0,
@@ -388,8 +390,6 @@ def serve_command(
 
     token = read_token(token_file)
     # Cheap checks first: a bad limit or a busy port is one line, before the model loads.
-    if max_connections < 1:
-        raise PtssnnError(f"--max-connections must be ≥ 1, got {max_connections}")
     for name, value in (
         ("--max-upload-mb", max_upload_mb),
         ("--max-seconds", max_seconds),
@@ -398,8 +398,9 @@ def serve_command(
     ):
         if not value > 0:
             raise PtssnnError(f"{name} must be > 0, got {value}")
-    if max_concurrency < 1:
-        raise PtssnnError(f"--max-concurrency must be ≥ 1, got {max_concurrency}")
+    for name, count in (("--max-concurrency", max_concurrency), ("--max-requests", max_requests)):
+        if count < 1:
+            raise PtssnnError(f"{name} must be ≥ 1, got {count}")
     check_port(host, port)
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
         Console(stderr=True).print(
@@ -420,7 +421,7 @@ def serve_command(
         max_concurrency=max_concurrency,
         max_decoded_mb=max_decoded_mb,
         request_timeout_s=request_timeout,
-        max_connections=max_connections,
+        max_requests=max_requests,
         token=token,
     )
 

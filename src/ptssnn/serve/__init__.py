@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ptssnn.serve.app import (
     DEFAULT_MAX_DECODED_MB,
+    DEFAULT_MAX_REQUESTS,
     DEFAULT_MAX_SECONDS,
     DEFAULT_MAX_UPLOAD_MB,
     DEFAULT_REQUEST_TIMEOUT_S,
@@ -17,6 +18,7 @@ from ptssnn.serve.app import (
 
 __all__ = [
     "DEFAULT_MAX_DECODED_MB",
+    "DEFAULT_MAX_REQUESTS",
     "DEFAULT_MAX_SECONDS",
     "DEFAULT_MAX_UPLOAD_MB",
     "DEFAULT_REQUEST_TIMEOUT_S",

@@ -61,6 +61,7 @@ DEFAULT_MAX_SECONDS = 60.0
 #: 100 MB of float32 = 25 M samples: 60 s at 48 kHz × 8 channels, or at 384 kHz mono.
 DEFAULT_MAX_DECODED_MB = 100.0
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
+DEFAULT_MAX_REQUESTS = 64
 #: Environment variable holding the bearer token (``ptssnn serve`` reads it).
 TOKEN_ENV = "PTSSNN_TOKEN"
 
@@ -83,6 +84,7 @@ ERROR_CODES: dict[str, int] = {
     "not_found": 404,
     "method_not_allowed": 405,
     "request_timeout": 408,
+    "server_busy": 503,
     "upload_too_large": 413,
     "invalid_request": 422,
     "bad_request": 400,
@@ -139,7 +141,7 @@ class _Refused(Exception):
 
 
 class RequestGuard:
-    """ASGI middleware: bearer token, body size and body deadline, before the app runs.
+    """ASGI middleware: token, requests in progress, body size and deadline, before the app.
 
     FastAPI's form parser turns any exception raised while it reads the body into a 400
     "error parsing the body"; so the refusal is remembered here, whatever the app then
@@ -149,15 +151,24 @@ class RequestGuard:
         app: The wrapped app.
         max_bytes: Largest accepted request body.
         timeout_s: Time the whole body has to arrive, from the request's start.
+        max_requests: Requests in progress at once (waiting, uploading or running); more
+            get 503 at once rather than a growing queue.
         token: Required bearer token (``None``: no authentication).
     """
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, timeout_s: float, token: str | None = None
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        timeout_s: float,
+        max_requests: int = 64,
+        token: str | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
+        self.max_requests = max_requests
+        self.in_progress = 0  # one event loop: no lock needed
         self.token = token.encode() if token else None
 
     def _authorised(self, scope: Scope) -> bool:
@@ -185,6 +196,19 @@ class RequestGuard:
             )
             await response(scope, receive, send)
             return
+        if self.in_progress >= self.max_requests:
+            busy = _Refused(
+                503, "server_busy", f"{self.max_requests} requests are in progress; retry later"
+            )
+            await self._refuse(busy, scope, send)
+            return
+        self.in_progress += 1
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self.in_progress -= 1
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit_mb = self.max_bytes / 1e6
         too_large = _Refused(
             413, "upload_too_large", f"upload larger than the limit of {limit_mb:g} MB"
@@ -281,6 +305,7 @@ def create_app(
     max_concurrency: int = 1,
     max_decoded_mb: float = DEFAULT_MAX_DECODED_MB,
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
     token: str | None = None,
 ) -> FastAPI:
     """Build the FastAPI app.
@@ -293,6 +318,7 @@ def create_app(
         max_decoded_mb: Largest decoded upload (frames × channels × 4 bytes, from the
             header, before decoding; larger → 413).
         request_timeout_s: Time a request body has to arrive (slower → 408).
+        max_requests: Requests in progress at once, uploads included (more → 503).
         token: Bearer token every request must carry (``None``: open service).
 
     Returns:
@@ -309,8 +335,10 @@ def create_app(
     ):
         if not value > 0:
             raise PtssnnError(f"{name} must be > 0, got {value}")
-    if max_concurrency < 1:
-        raise PtssnnError(f"max_concurrency must be ≥ 1, got {max_concurrency}")
+    if max_concurrency < 1 or max_requests < 1:
+        raise PtssnnError(
+            f"max_concurrency and max_requests must be ≥ 1, got {max_concurrency}, {max_requests}"
+        )
     if token is not None and not token.strip():
         raise PtssnnError("the bearer token is empty")
     slots = threading.BoundedSemaphore(max_concurrency)
@@ -330,6 +358,7 @@ def create_app(
         "max_decoded_mb": max_decoded_mb,
         "max_concurrency": max_concurrency,
         "request_timeout_s": request_timeout_s,
+        "max_requests": max_requests,
     }
 
     @app.exception_handler(ApiError)
@@ -369,6 +398,7 @@ def create_app(
             "model": ErrorBody,
             "description": "Empty, silent, too short or non-finite audio; no file field",
         },
+        503: {"model": ErrorBody, "description": "Too many requests in progress"},
     }
 
     @app.get("/health", summary="Liveness and what is loaded", responses={401: errors[401]})
@@ -420,6 +450,7 @@ def create_app(
         RequestGuard,
         max_bytes=int(max_upload_mb * 1e6),
         timeout_s=request_timeout_s,
+        max_requests=max_requests,
         token=token.strip() if token else None,
     )
     return app
@@ -496,19 +527,16 @@ def serve(
     max_concurrency: int = 1,
     max_decoded_mb: float = DEFAULT_MAX_DECODED_MB,
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
-    max_connections: int = 64,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
     token: str | None = None,
     log_level: str = "info",
 ) -> None:
     """Serve the recogniser over HTTP with uvicorn until interrupted.
 
-    ``max_connections`` bounds the open connections (uvicorn answers 503 beyond it), idle
-    keep-alive connections close after 5 s; the other arguments are :func:`create_app`'s.
+    Idle keep-alive connections close after 5 s; the arguments are :func:`create_app`'s.
     """
     import uvicorn
 
-    if max_connections < 1:
-        raise PtssnnError(f"max_connections must be ≥ 1, got {max_connections}")
     app = create_app(
         recognizer,
         max_upload_mb=max_upload_mb,
@@ -516,14 +544,8 @@ def serve(
         max_concurrency=max_concurrency,
         max_decoded_mb=max_decoded_mb,
         request_timeout_s=request_timeout_s,
+        max_requests=max_requests,
         token=token,
     )
     check_port(host, port)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_keep_alive=5,
-        limit_concurrency=max_connections,
-    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5)
