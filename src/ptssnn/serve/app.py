@@ -188,13 +188,13 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         if not self._authorised(scope):
-            response = error_response(
+            # Refused before the body is read: an unauthenticated upload costs nothing.
+            denied = _Refused(
                 401,
                 "unauthorized",
                 "a valid bearer token is required (header 'Authorization: Bearer <token>')",
-                headers={"WWW-Authenticate": "Bearer"},
             )
-            await response(scope, receive, send)
+            await self._refuse(denied, scope, send, {"WWW-Authenticate": "Bearer"})
             return
         if self.in_progress >= self.max_requests:
             busy = _Refused(
@@ -267,10 +267,15 @@ class RequestGuard:
             await self._refuse(refused, scope, send)
 
     @staticmethod
-    async def _refuse(refusal: _Refused, scope: Scope, send: Send) -> None:
+    async def _refuse(
+        refusal: _Refused, scope: Scope, send: Send, headers: dict[str, str] | None = None
+    ) -> None:
         # Connection: close, since the rest of the body is never read.
         response = error_response(
-            refusal.status, refusal.code, refusal.message, headers={"Connection": "close"}
+            refusal.status,
+            refusal.code,
+            refusal.message,
+            headers={"Connection": "close", **(headers or {})},
         )
 
         async def no_body() -> Message:
