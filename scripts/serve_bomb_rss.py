@@ -5,6 +5,7 @@ Builds a tiny random model (fbank backbone), starts ``python -m ptssnn.cli serve
 prints the server's peak RSS (VmHWM from /proc) before and after, with the answer.
 
     PYTHONPATH=src python scripts/serve_bomb_rss.py [--rate 655350] [--seconds 59] [--copies 3]
+        [--max-concurrency 4]
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=655350)
     parser.add_argument("--seconds", type=int, default=59)
     parser.add_argument("--copies", type=int, default=3)
+    parser.add_argument("--max-concurrency", type=int, default=4)
     args = parser.parse_args()
 
     import torch
@@ -70,7 +72,7 @@ def main() -> None:
         port = s.getsockname()[1]
     server = subprocess.Popen(
         [sys.executable, "-m", "ptssnn", "serve", str(folder / "model"), "--port", str(port),
-         "--max-concurrency", "4"],
+         "--max-concurrency", str(args.max_concurrency)],
         env=os.environ | {"OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -94,7 +96,7 @@ def main() -> None:
             answers = list(pool.map(send, range(args.copies)))
         after = peak_rss_mb(server.pid)
         print(f"bomb: {len(data) / 1e3:.0f} kB FLAC, 8 ch x {args.rate} Hz x {args.seconds} s, "
-              f"{args.copies} at once")
+              f"{args.copies} at once, --max-concurrency {args.max_concurrency}")
         print(f"server peak RSS before {before:.0f} MB, after {after:.0f} MB")
         print(f"answer: {answers[0].status_code} {answers[0].text[:300]}")
     finally:

@@ -54,6 +54,19 @@ def test_hot_float_wav_gives_the_same_probabilities_as_array_and_file(
     assert from_array == pytest.approx(scaled, abs=1e-5)
 
 
+def test_a_hot_stream_is_scaled_down_like_the_file(recognizer: EmotionRecognizer) -> None:
+    wave = voiced(1.5, seed=4)
+    hot = (wave * (2.4 / np.abs(wave).max())).astype(np.float32)
+    streamed = recognizer.stream().run(hot, 16000)[-1].probabilities
+    scaled = recognizer.stream().run(hot / 2.4, 16000)[-1].probabilities
+    assert streamed == pytest.approx(scaled, abs=1e-5)
+    # Block by block: a louder block lowers the gain for itself and what follows.
+    session = recognizer.stream()
+    session.push(wave * 0.5, 16000)
+    session.push(hot, 16000)
+    assert session._gain == pytest.approx(1 / 2.4)
+
+
 def test_minus_120_dbfs_is_silent_as_file_as_array_and_through_predict(
     recognizer: EmotionRecognizer, tmp_path: Path
 ) -> None:
