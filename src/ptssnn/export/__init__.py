@@ -17,7 +17,7 @@ from ptssnn.export.nir_export import (
     run_nir_head,
     simulate_nir,
 )
-from ptssnn.export.onnx_export import ExportError, export_onnx, exportable_plif, run_onnx
+from ptssnn.export.onnx_export import ExportError, export_onnx, run_onnx
 
 __all__ = [
     "FRAME_DT",
@@ -25,7 +25,6 @@ __all__ = [
     "build_nir_graph",
     "export_nir",
     "export_onnx",
-    "exportable_plif",
     "plif_to_nir_lif",
     "run_nir_head",
     "run_onnx",
