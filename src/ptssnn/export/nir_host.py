@@ -15,6 +15,7 @@ in the model's order (``Affine`` as ``F.linear``, the LIF charge as the PLIF cha
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ from ptssnn.export.nir_export import HOST_PARAMETERS, MANIFEST
 from ptssnn.export.onnx_export import ExportError
 from ptssnn.snn.shift import TemporalShift
 
-__all__ = ["NIRExport", "compare_with_model", "run_export", "simulate_nir"]
+__all__ = ["NIRExport", "SegmentRunner", "compare_with_model", "run_export", "simulate_nir"]
+
+#: ``(graph, x [T, n]) → (output [T, m], spikes by LIF node name)``: runs one NIR segment.
+SegmentRunner = Callable[[Any, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 _LN_EPS = 1e-5  # torch.nn.LayerNorm's default, which every LayerNorm of the head uses
 
@@ -128,12 +132,25 @@ class NIRExport:
         prefix = step.get("params", "")
         return self.tensors[f"{prefix}.{key}" if prefix else key]
 
+    def simulate(self, graph: Any, x: torch.Tensor) -> tuple[torch.Tensor,
+                                                             dict[str, torch.Tensor]]:
+        """The default segment runner: :func:`simulate_nir` → ``(output, spikes by node)``."""
+        spikes: dict[str, torch.Tensor] = {}
+        return simulate_nir(graph, x, self.dt, target=self.target, record=spikes), spikes
+
     def run(self, features: torch.Tensor | np.ndarray,
-            record: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+            record: dict[str, torch.Tensor] | None = None,
+            runner: SegmentRunner | None = None) -> torch.Tensor:
         """Logits ``[C]`` of one utterance, ``features [T, D_in]`` or ``[L, T, D_in]``.
 
-        ``record`` collects the spikes of every LIF node (under the model's module path).
+        Args:
+            features: the utterance's backbone features, all frames real.
+            record: collects the spikes of every LIF node (under the model's module path).
+            runner: runs one NIR segment, ``(graph, x [T, n]) → (output [T, m], spikes by
+                node name)``; default :meth:`simulate`. Another simulator or a neuromorphic
+                tool goes here (``benchmarks/nir_consumers.py``).
         """
+        runner = runner or self.simulate
         x = torch.as_tensor(np.asarray(features, np.float32))
         seq: dict[str, torch.Tensor] = {"features": x if x.dim() == 3 else x[None]}
         with torch.inference_mode():
@@ -141,9 +158,8 @@ class NIRExport:
                 reads = [seq[name] for name in step["reads"]] if "op" in step else []
                 if "run" in step:
                     graph = self.graphs[step["run"]]
-                    spikes: dict[str, torch.Tensor] = {}
-                    out = simulate_nir(graph, seq[step["reads"]][:, 0], self.dt,
-                                       target=self.target, record=spikes)
+                    out, spikes = runner(graph, seq[step["reads"]][:, 0])
+                    out = torch.as_tensor(out, dtype=torch.float32)
                     if record is not None:
                         modules = graph.metadata.get("modules", {})
                         record.update({modules.get(k, k): v for k, v in spikes.items()})
