@@ -387,7 +387,9 @@ def export_nir(
     model = model.eval()
     card = dict((metadata or {}).get("recognizer") or {})
     frame_dt = float(card.get("frame_pool", 1)) / float(card.get("frame_rate", 1 / FRAME_DT))
-    if target in TARGETS and dt is None:
+    if target not in TARGETS:
+        raise ExportError(f"unknown NIR target {target!r}; choose one of {', '.join(TARGETS)}")
+    if dt is None:
         dt = TARGET_DT[target] or frame_dt
     if dt is None or not dt > 0:
         raise ExportError(f"dt must be a positive number of seconds, got {dt}")
