@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from nir_heads import calibrated_model
 from ptssnn.export import (
     FRAME_DT,
     TARGETS,
@@ -24,26 +25,6 @@ from ptssnn.export import (
 )
 from ptssnn.models import create_model
 from ptssnn.snn.plif import PLIF, PLIFParameters, plif_multi_step_loop
-
-
-def calibrated_model(preset: str = "pts-snn", **overrides: object) -> torch.nn.Module:
-    """A small head whose calibration bias is not zero (a fresh one starts at zero), with
-    varied time constants and non-trivial input moments, as a trained head has."""
-    model = create_model(preset, input_dim=80, num_classes=4, width=64, block_hidden=96,
-                         **overrides)
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        if model.calibration is not None:
-            projection = model.calibration.projection
-            projection.weight.copy_(torch.randn(projection.weight.shape, generator=generator) * 0.3)
-            projection.bias.copy_(torch.randn(projection.bias.shape, generator=generator) * 0.3)
-        for module in model.modules():
-            if isinstance(module, PLIF):
-                module.w.fill_(float(torch.randn((), generator=generator)))
-    shape = model.input_mean.shape
-    model.set_input_statistics(torch.randn(shape, generator=generator),
-                               torch.rand(shape, generator=generator) + 0.5)
-    return model.eval()
 
 
 def chain(node: object, size: int) -> nir.NIRGraph:

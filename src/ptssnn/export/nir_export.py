@@ -62,6 +62,7 @@ There is no padding mask in NIR: one utterance at a time, real frames only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -200,7 +201,7 @@ class _Program:
         graph_nodes = {"input": nir.Input(input_type={"input": np.array([size])})}
         graph_nodes.update({node_name(path): node for path, node in nodes})
         graph_nodes["output"] = nir.Output(output_type={"output": np.array([out_size])})
-        edges = list(zip(names[:-1], names[1:], strict=True))
+        edges = list(itertools.pairwise(names))
         metadata = {
             "producer": "ptssnn", "format": FORMAT, "segment": name, "target": self.target,
             "dt": float(self.dt), "modules": {node_name(p): p for p, _ in nodes},

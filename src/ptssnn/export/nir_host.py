@@ -49,10 +49,9 @@ def _lif(node: Any, current: torch.Tensor, dt: float, target: str) -> torch.Tens
     v = reset.clone()
     spikes = torch.empty_like(current)
     for t in range(current.shape[0]):
-        if target == "sinabs":
-            h = alpha * v + current[t]
-        else:  # v + ((v_leak − v) + r·I)·dt/τ, written as the PLIF charge (bit-identical)
-            h = v + (r * current[t] - (v - leak)) * q
+        # sinabs: exp(−1/τ)·v + I; NIR: v + ((v_leak − v) + r·I)·dt/τ, written as the PLIF
+        # charge (bit-identical to it).
+        h = alpha * v + current[t] if target == "sinabs" else v + (r * current[t] - (v - leak)) * q
         fired = h >= threshold
         spikes[t] = fired.to(current.dtype)
         v = torch.where(fired, reset, h)
