@@ -6,6 +6,7 @@ import torch
 
 from ptssnn.models import create_model
 from ptssnn.snn import PLIF
+from ptssnn.snn.norm import MaskedBatchNorm
 
 
 def calibrated_model(preset: str = "pts-snn", **overrides: object) -> torch.nn.Module:
@@ -22,6 +23,11 @@ def calibrated_model(preset: str = "pts-snn", **overrides: object) -> torch.nn.M
         for module in model.modules():
             if isinstance(module, PLIF):
                 module.w.fill_(float(torch.randn((), generator=generator)))
+            if isinstance(module, MaskedBatchNorm):  # learned statistics, not the identity
+                shape = module.running_mean.shape
+                module.running_mean.copy_(torch.randn(shape, generator=generator) * 0.3)
+                module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(shape, generator=generator) + 0.5)
     shape = model.input_mean.shape
     model.set_input_statistics(torch.randn(shape, generator=generator),
                                torch.rand(shape, generator=generator) + 0.5)

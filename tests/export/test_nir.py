@@ -132,14 +132,16 @@ def test_export_alone_rebuilds_the_head_on_real_features(shared_data: Path,
     clips = [shared_data / "casia" / "zhaoquanyin" / e / "210.flac"
              for e in ("angry", "fear", "neutral")]
     features = [backbone(torch.from_numpy(load_audio(c)))[0] for c in clips]
-    for target, overrides in (("nir", {}), ("nir", {"calibration_context": "causal"}),
-                              ("snntorch", {}), ("norse", {}), ("sinabs", {})):
-        model = calibrated_model(**overrides)
-        directory = tmp_path / f"{target}-{len(overrides)}"
+    for preset, target, overrides in (
+            ("pts-snn", "nir", {}), ("pts-snn", "nir", {"calibration_context": "causal"}),
+            ("pts-snn", "snntorch", {}), ("pts-snn", "norse", {}), ("pts-snn", "sinabs", {}),
+            ("neuromorphic", "nir", {}), ("neuromorphic", "norse", {})):
+        model = calibrated_model(preset, **overrides)
+        directory = tmp_path / f"{preset}-{target}-{len(overrides)}"
         export_nir(model, directory, target=target, check=False)
         for x in features:
             result = compare_with_model(directory, model, x)
-            assert result["spikes_equal"], (target, overrides)
+            assert result["spikes_equal"], (preset, target, overrides)
             assert result["spikes"] > 1000 and result["max_abs_diff"] <= 1e-5
         with torch.inference_mode():
             want = model(features[0][None])[0].numpy()
@@ -158,6 +160,21 @@ def test_standardisation_and_layer_sum_fold_into_the_projection(
     assert "standardise" not in report["host_ops"] and "layer_sum" not in report["host_ops"]
     projection = nir.read(str(tmp_path / "projection.nir")).nodes["projection"]
     assert projection.weight.shape == (64, folded_width)
+    assert report["spikes_equal"] and report["max_abs_diff"] <= 1e-5
+
+
+def test_neuromorphic_preset_keeps_no_normalisation_on_the_host(tmp_path: Path) -> None:
+    """Its batch norms fold into the Affines: Affine → LIF → Affine run as one graph."""
+    model = calibrated_model("neuromorphic")
+    report = export_nir(model, tmp_path)
+    assert not {"layer_norm", "layer_norm_residual", "soft_saturation",
+                "standardise"} & set(report["host_ops"])
+    assert report["segments"]["blocks.0.mlp"] == ["Input", "Affine", "LIF", "Affine", "Output"]
+    assert report["segments"]["calibration.key"] == ["Input", "Affine", "LIF", "Output"]
+    scale, shift = model.blocks[0].norm1.affine()
+    fc1 = nir.read(str(tmp_path / "blocks.0.mlp.nir")).nodes["blocks_0_fc1"]
+    expected = scale[:, None] * model.blocks[0].fc1.weight
+    np.testing.assert_allclose(fc1.weight, expected.detach().numpy(), rtol=1e-6, atol=1e-7)
     assert report["spikes_equal"] and report["max_abs_diff"] <= 1e-5
 
 

@@ -58,11 +58,13 @@ def _run_with(consumer: str, dt: float):
     return run
 
 
+@pytest.mark.parametrize("preset", ["pts-snn", "neuromorphic"])
 @pytest.mark.parametrize("consumer", ["snntorch", "norse", "sinabs"])
-def test_consumer_reproduces_spikes_and_logits(consumer: str, tmp_path: Path) -> None:
+def test_consumer_reproduces_spikes_and_logits(consumer: str, preset: str,
+                                               tmp_path: Path) -> None:
     pytest.importorskip(consumer, reason=f"{consumer} not installed (separate environment)")
     torch.manual_seed(0)
-    model = calibrated_model()
+    model = calibrated_model(preset)
     export_nir(model, tmp_path, target=consumer, check=False)
     export = NIRExport(tmp_path)
     x = torch.randn(50, 80)

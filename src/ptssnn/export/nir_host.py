@@ -193,6 +193,8 @@ class NIRExport:
         if op == "select_bias":  # [n_targets, D] per utterance or [T, n_targets, D] per frame
             bias = reads[0][..., int(step["index"]), :]
             return bias.expand(reads[1].shape[0], 1, -1) if bias.dim() == 1 else bias[:, None]
+        if op == "residual":
+            return reads[1] + reads[0]
         if op == "concat":
             return torch.cat(reads, -1)
         if op == "mean_over_time":
