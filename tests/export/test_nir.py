@@ -173,8 +173,11 @@ def test_neuromorphic_preset_keeps_no_normalisation_on_the_host(tmp_path: Path) 
     assert report["segments"]["calibration.key"] == ["Input", "Affine", "LIF", "Output"]
     scale, shift = model.blocks[0].norm1.affine()
     fc1 = nir.read(str(tmp_path / "blocks.0.mlp.nir")).nodes["blocks_0_fc1"]
-    expected = scale[:, None] * model.blocks[0].fc1.weight
+    fc = model.blocks[0].fc1
+    expected = scale[:, None] * fc.weight
     np.testing.assert_allclose(fc1.weight, expected.detach().numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fc1.bias, (scale * fc.bias + shift).detach().numpy(),
+                               rtol=1e-6, atol=1e-6)
     assert report["spikes_equal"] and report["max_abs_diff"] <= 1e-5
 
 
