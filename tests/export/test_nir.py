@@ -90,7 +90,7 @@ def test_segments_are_chains_with_standard_names_and_the_model_weights(tmp_path:
                                               modules[path].weight.detach().numpy())
                 np.testing.assert_array_equal(graph.nodes[node_name].bias,
                                               modules[path].bias.detach().numpy())
-    assert lifs == {n for n, m in modules.items() if isinstance(m, PLIF)}
+    assert lifs == {n for n, m in modules.items() if isinstance(m, PLIF)} == set(report["lif"])
     # The calibration bias is an explicit input current: [u; b] → Affine [I I] → LIF.
     block = nir.read(str(tmp_path / "blocks.0.input.nir"))
     current = block.nodes["blocks_0_current"]

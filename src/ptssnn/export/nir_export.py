@@ -468,10 +468,10 @@ def export_nir(
                      for name, g in prog.segments.items()},
         "host_ops": [step["op"] for step in prog.steps if "op" in step],
         "lif": {
-            node.replace("_", "."): {"tau": float(graph.nodes[node].tau[0]),
-                                     "r": float(graph.nodes[node].r[0]),
-                                     "v_threshold": float(graph.nodes[node].v_threshold[0]),
-                                     "size": int(graph.nodes[node].tau.shape[0])}
+            graph.metadata["modules"][node]: {
+                "tau": float(graph.nodes[node].tau[0]), "r": float(graph.nodes[node].r[0]),
+                "v_threshold": float(graph.nodes[node].v_threshold[0]),
+                "size": int(graph.nodes[node].tau.shape[0])}
             for graph in prog.segments.values() for node in graph.nodes
             if type(graph.nodes[node]).__name__ == "LIF"
         },
