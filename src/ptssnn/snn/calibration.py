@@ -41,7 +41,9 @@ class MembraneCalibration(nn.Module):
         num_targets: number of neuron layers that receive a bias (one ``[B, D]`` each).
         heads: SSLA heads.
         neuron: ``"plif"`` or ``"gelu"``.
-        neuron_options: PLIF keyword arguments.
+        neuron_options: :func:`~ptssnn.snn.neurons.make_neuron` keywords (``params``,
+            ``backend``).
+        norm: normalisation of the key and value currents (``"layer"`` or ``"batch"``).
     """
 
     def __init__(
@@ -52,12 +54,13 @@ class MembraneCalibration(nn.Module):
         heads: int = 8,
         neuron: str = "plif",
         neuron_options: dict | None = None,
+        norm: str = "layer",
     ) -> None:
         super().__init__()
         options = neuron_options or {}
         self.prompts = nn.Parameter(torch.randn(num_prompts, dim) * 0.02)
         self.context_neuron = make_neuron(neuron, **options)
-        self.attention = SpikingSparseLinearAttention(dim, heads, neuron, options)
+        self.attention = SpikingSparseLinearAttention(dim, heads, neuron, options, norm)
         self.projection = nn.Linear(dim, dim)
         self.projection.per_utterance = True  # type: ignore[attr-defined]
         self.projection.fed_by_spikes = False  # type: ignore[attr-defined]
