@@ -84,7 +84,7 @@ def test_two_cpu_processes_train_one_fold(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]), OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", "-m", "ptssnn.training.distributed", str(job_dir),
+               "--nproc_per_node", "2", "-m", "ptssnn", "fold-job", str(job_dir),
                "--threads", "1"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -25,9 +25,9 @@ from ptssnn.errors import (
     TooShortAudioError,
     UnsupportedChannelsError,
 )
-from ptssnn.inference.card import ModelCard
 from ptssnn.inference.results import Prediction, SegmentPrediction, Timings
 from ptssnn.inference.windows import plan_windows
+from ptssnn.models.card import ModelCard
 
 if TYPE_CHECKING:
     from ptssnn.backbones import Backbone

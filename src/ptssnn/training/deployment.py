@@ -21,7 +21,7 @@ Training is the benchmark's per-fold routine itself (:func:`ptssnn.training.trai
 layer choice on the validation speakers, frame pooling, seeding, ``fit`` with model
 selection on validation, then a final fit on training + validation data for the chosen
 number of epochs: the head that gets deployed) with the benchmark's training configuration
-(:func:`ptssnn.benchmark.runner.benchmark_train_config`), and the model
+(:func:`ptssnn.training.config.benchmark_train_config`), and the model
 factory of the benchmark (the seed goes into the head's initialisation). The model card
 records the feature pipeline (resolved layer selection, frame pooling, dtype policy,
 normalisation), so inference feeds the head exactly what it was trained on.
@@ -40,7 +40,7 @@ import torch
 
 import ptssnn
 from ptssnn.errors import PtssnnError
-from ptssnn.inference.card import ModelCard, save_recognizer
+from ptssnn.models.card import ModelCard, save_recognizer
 
 
 @dataclass(frozen=True)
@@ -139,11 +139,11 @@ def train_recognizer(
         PtssnnError: Unknown corpus/speaker, missing folders, empty splits.
     """
     from ptssnn.backbones import load_backbone
-    from ptssnn.benchmark.runner import benchmark_train_config
     from ptssnn.corpora import get_corpus, scan_corpus
-    from ptssnn.features import FeaturePipeline, extract_features
-    from ptssnn.models import create_model
-    from ptssnn.training import LabelledFeatures
+    from ptssnn.features import extract_features
+    from ptssnn.features.table import LabelledFeatures
+    from ptssnn.models import HeadSpec
+    from ptssnn.training.config import benchmark_train_config
     from ptssnn.training.crossval import LayerViews, train_fold
 
     started = time.perf_counter()
@@ -253,16 +253,12 @@ def train_recognizer(
             f"({record.get('seconds', 0.0):.1f} s)"
         )
 
-    def factory(input_dim: int, num_classes: int, input_layers: int) -> torch.nn.Module:
-        # As the benchmark's factory: the seed goes into the model's initialisation.
-        extra: dict[str, Any] = {"seed": seed, **(model_overrides or {})}
-        if input_layers > 1:
-            extra["input_layers"] = input_layers
-        return create_model(preset, input_dim, num_classes, **extra)
+    # As the benchmark's heads: the seed goes into the model's initialisation.
+    head = HeadSpec(preset, {"seed": seed, **(model_overrides or {})})
 
     # The benchmark's own per-fold routine: layer choice on validation, frame pooling,
     # seeding, fit with model selection on validation, scoring of the held-out split.
-    result, model = train_fold(LayerViews(table), split, factory, config, epoch_hook=on_epoch)
+    result, model = train_fold(LayerViews(table), split, head, config, epoch_hook=on_epoch)
     model.eval()
     mode = result.layers
     held_out = result.test.to_dict() if test_ids else None
@@ -272,8 +268,7 @@ def train_recognizer(
         backbone=encoder.name,
         backbone_options={},
         backbone_identity=_jsonable(encoder.identity()),
-        pipeline=FeaturePipeline(layers=mode, frame_pool=config.frame_pool,
-                                 normalisation=result.normalisation),
+        pipeline=result.pipeline(config.frame_pool),
         sample_rate=encoder.sample_rate,
         frame_rate=encoder.frame_rate,
         preset=preset,
