@@ -178,7 +178,7 @@ def fold_job(
                                                 "(default: cores / processes).")] = None,
 ) -> None:
     """Train one fold job, alone or as one of several DDP processes under torchrun:
-    ``torchrun --standalone --nproc_per_node 2 -m ptssnn fold-job JOB_DIR``."""
+    torchrun --standalone --nproc_per_node 2 -m ptssnn fold-job JOB_DIR"""
     from ptssnn.training.distributed import main
 
     raise typer.Exit(main(job_dir, resume=resume, threads=threads))
