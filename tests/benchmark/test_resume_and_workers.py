@@ -75,11 +75,19 @@ def test_resume_refuses_results_made_with_other_settings(task, tmp_path: Path) -
     run(limited(task, 1), out, cache, resume=True)
 
 
-def test_resume_refuses_a_folder_without_a_record(task, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    (out / "runs").mkdir(parents=True)
-    with pytest.raises(BenchmarkError, match="settings they were made with are unknown"):
-        run(limited(task, 1), out, tmp_path / "cache", resume=True)
+def test_resume_refuses_results_without_a_record(task, tmp_path: Path) -> None:
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    (out / "runs" / "synthetic").mkdir(parents=True)  # e.g. a run folder of an older ptssnn
+    with pytest.raises(BenchmarkError, match=r"no record in run-settings\.json"):
+        run(limited(task, 1), out, cache, resume=True)
+    # A fresh run under other settings forgets the records of corpora it did not run, so
+    # their stale fold results cannot be resumed later.
+    other = dataclasses.replace(limited(task, 1), name="other")
+    (out / "runs" / "synthetic").rmdir()
+    run(other, out, cache, resume=False)
+    run(limited(task, 1), out, cache, resume=False, max_epochs=3)
+    with pytest.raises(BenchmarkError, match="fold results of other"):
+        run(other, out, cache, resume=True, max_epochs=3)
 
 
 # ---------------------------------------------------------------------- worker processes
@@ -142,3 +150,38 @@ def test_killing_the_benchmark_kills_its_workers(tmp_path: Path, how: signal.Sig
         for worker in workers:
             if alive(worker):
                 os.kill(worker, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------- the worker pool
+def echo_worker(factor: int, units, events) -> None:
+    while (unit := units.get()) is not None:
+        events.put(("done", unit, unit * factor))
+
+
+def crashing_worker(factor: int, units, events) -> None:
+    os._exit(3)
+
+
+def idle_worker(factor: int, units, events) -> None:
+    return
+
+
+def test_worker_pool_runs_units_and_reports_dead_workers() -> None:
+    from ptssnn.benchmark.scheduling import WorkerPool
+
+    with WorkerPool(f"{__name__}:echo_worker", (10,), jobs=2) as pool:
+        pool.submit([1, 2, 3])
+        got = {}
+        for kind, unit, value in pool.events(poll_s=0.2):
+            assert kind == "done"
+            got[unit] = value
+            if len(got) == 3:
+                break
+    assert got == {1: 10, 2: 20, 3: 30}
+    assert all(not p.is_alive() for p in pool.processes)
+    for target, message in (("crashing_worker", "exit code 3"), ("idle_worker", "undone")):
+        with pytest.raises(BenchmarkError, match=message), \
+                WorkerPool(f"{__name__}:{target}", (10,), jobs=1) as pool:
+            pool.submit([1])
+            for _ in pool.events(poll_s=0.2):
+                pass

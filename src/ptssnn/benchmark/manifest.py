@@ -60,28 +60,51 @@ def check_or_record(out: Path, current: Mapping[str, Any], *, resume: bool) -> N
 
     Raises:
         BenchmarkError: Resuming with other settings, or resuming a folder that has fold
-            results but no record of their settings.
+            results of a corpus but no record of their settings. A fresh run keeps the
+            records of other corpora only when the run settings are the same.
     """
     path = out / MANIFEST
     record = dict(current)
-    if resume and path.exists():
+    saved = None
+    if path.exists():
         try:
-            saved = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise BenchmarkError(f"{path} is unreadable ({error}); delete it and run without "
-                                 "--resume") from error
-        found = differences(saved, current)
+            saved = _read(path)
+        except BenchmarkError:
+            if resume:
+                raise  # a fresh run simply writes a new record
+    if resume:
+        recorded = set(saved["corpora"]) if saved is not None else set()
+        # Fold results of a corpus the record does not cover were made with unknown settings.
+        unknown = sorted(c for c in current["corpora"]
+                         if c not in recorded and (out / "runs" / c).is_dir())
+        if unknown:
+            raise BenchmarkError(
+                f"--resume: {out} holds fold results of {', '.join(unknown)} but no record in "
+                f"{MANIFEST} of the settings they were made with; drop --resume to recompute, "
+                "or use another --out")
+        found = differences(saved, current) if saved is not None else []
         if found:
             shown = "; ".join(found[:6]) + ("; …" if len(found) > 6 else "")
             raise BenchmarkError(
                 f"--resume: the run in {out} was made with other settings ({shown}); rerun "
                 "with the same settings, use another --out, or drop --resume to recompute")
+    if saved is not None and not differences({**saved, "corpora": {}},
+                                             {**current, "corpora": {}}):
+        # Same run settings: the other corpora's records stay valid.
         record["corpora"] = {**saved.get("corpora", {}), **current["corpora"]}
-    elif resume and (out / "runs").is_dir():
-        raise BenchmarkError(
-            f"--resume: {out} holds fold results but no {MANIFEST}, so the settings they were "
-            "made with are unknown; drop --resume to recompute, or use another --out")
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise BenchmarkError(f"{path} is unreadable ({error}); delete it and run without "
+                             "--resume") from error
+    if not isinstance(saved, dict) or not isinstance(saved.get("corpora"), dict):
+        raise BenchmarkError(f"{path} is not a run-settings record; delete it and run without "
+                             "--resume")
+    return saved

@@ -178,17 +178,27 @@ class WorkerPool:
         """Worker events until the caller stops; a worker that died silently is an error.
 
         Raises:
-            BenchmarkError: A worker exited with a non-zero status without reporting.
+            BenchmarkError: A worker exited with a non-zero status without reporting, or
+                every worker ended while the caller still waits.
         """
+        quiet_after_exit = 0
         while True:
             try:
                 yield self._events.get(timeout=poll_s)
+                quiet_after_exit = 0
             except queue_module.Empty:
                 dead = [p for p in self.processes if p.exitcode not in (None, 0)]
                 if dead:
                     raise BenchmarkError(
                         f"worker process {dead[0].name} died (exit code {dead[0].exitcode}); "
                         "rerun with --resume to continue") from None
+                # Every worker gone and nothing left to read (twice: their last events may
+                # still be in flight once): the caller's units can no longer finish.
+                if all(p.exitcode is not None for p in self.processes):
+                    quiet_after_exit += 1
+                    if quiet_after_exit > 1:
+                        raise BenchmarkError("every worker process ended with units left "
+                                             "undone; rerun with --resume to continue") from None
 
 
 def run_units(
