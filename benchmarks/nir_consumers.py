@@ -58,8 +58,8 @@ def prepare(model_dir: Path | None, data_root: Path, work: Path, clips: int) -> 
     work.mkdir(parents=True, exist_ok=True)
     reference: dict[str, Any] = {"clips": [], "model": str(model_dir)}
     for index, path in enumerate(chosen):
-        # The deployment path: backbone → layer selection → frame pooling.
-        x, _ = recognizer.head_input([recognizer.pool(recognizer.features(load_audio(path)))])
+        # The deployment path: backbone → the model card's feature pipeline.
+        x, _ = recognizer.pipeline.head_input([recognizer.hidden_states(load_audio(path))])
         features = x[0]  # [T, D] or [L, T, D]
         seen: dict[str, np.ndarray] = {}
 

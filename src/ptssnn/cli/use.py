@@ -471,7 +471,7 @@ def train_command(
     ] = 1,
 ) -> None:
     """Train a deployable model on all speakers of the given corpora (minus validation)."""
-    from ptssnn.inference.training import train_recognizer
+    from ptssnn.training.deployment import train_recognizer
 
     summary = train_recognizer(
         [c.strip() for c in corpora.split(",") if c.strip()],
