@@ -74,6 +74,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ptssnn.export.nir_format import FORMAT, HOST_PARAMETERS, MANIFEST
+from ptssnn.export.nir_host import compare_with_model
 from ptssnn.export.onnx_export import ExportError
 
 #: Seconds per backbone frame (50 frames/s): one PLIF step per head frame.
@@ -86,9 +88,6 @@ TARGETS: tuple[str, ...] = ("nir", "snntorch", "norse", "sinabs")
 TARGET_DT: dict[str, float | None] = {"nir": None, "snntorch": 1e-4, "norse": 1e-3,
                                       "sinabs": None}
 
-MANIFEST = "manifest.json"
-HOST_PARAMETERS = "host.safetensors"
-FORMAT = "ptssnn-nir/2"
 
 
 def node_name(module_path: str) -> str:
@@ -478,8 +477,6 @@ def export_nir(
         "bytes": sum(f.stat().st_size for f in directory.iterdir() if f.is_file()),
     }
     if check:
-        from ptssnn.export.nir_host import compare_with_model
-
         generator = torch.Generator().manual_seed(0)
         shape = (60, model.config.input_dim)
         if model.config.input_layers > 1:

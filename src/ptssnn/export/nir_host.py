@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ptssnn.export.nir_export import HOST_PARAMETERS, MANIFEST
+from ptssnn.export.nir_format import HOST_PARAMETERS, MANIFEST
 from ptssnn.export.onnx_export import ExportError
 from ptssnn.snn.shift import TemporalShift
 
