@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from ptssnn.audio import SILENCE_PEAK, load_audio, probe_audio, split_long
+from ptssnn.audio import SILENCE_PEAK, load_audio, probe_audio
 from ptssnn.errors import (
     AudioError,
     EmptyAudioError,
@@ -195,7 +195,7 @@ def test_long_file_policies(tmp_path):
     path = write(tmp_path / "long.wav", tone(2.5, 48000), 48000)
     cropped = load_audio(path, max_seconds=1.0)  # default policy: crop
     assert cropped.shape == (16000,)
-    whole = load_audio(path, max_seconds=1.0, long_policy="split")
+    whole = load_audio(path, max_seconds=None)
     assert whole.shape == (40000,)
     np.testing.assert_allclose(cropped[:15000], whole[:15000], atol=1e-3)  # same start
     with pytest.raises(TooLongAudioError, match="maximum 1 s"):
@@ -211,32 +211,6 @@ def test_errors_name_the_file_and_reason(tmp_path):
         load_audio(path)
     assert caught.value.path == str(path)
     assert str(path) in str(caught.value) and "silence" in str(caught.value)
-
-
-# --- split_long -------------------------------------------------------------------------------
-
-
-def test_split_long_back_to_back_windows():
-    wave = np.arange(16000 * 65, dtype=np.float32)
-    pieces = split_long(wave, max_seconds=30.0)
-    assert [p.shape[0] for p in pieces] == [480000, 480000, 80000]
-    np.testing.assert_array_equal(np.concatenate(pieces), wave)
-
-
-def test_split_long_drops_a_tail_shorter_than_minimum():
-    wave = np.zeros(16000 * 60 + 1000, dtype=np.float32)  # tail of 1000 samples = 62 ms
-    assert [p.shape[0] for p in split_long(wave, max_seconds=30.0)] == [480000, 480000]
-
-
-def test_split_long_with_overlap_and_short_input():
-    wave = np.arange(16000 * 3, dtype=np.float32)
-    pieces = split_long(wave, max_seconds=2.0, hop_seconds=1.0)
-    assert [(p[0], p.shape[0]) for p in pieces] == [(0, 32000), (16000, 32000)]
-    assert len(split_long(wave[:1000], max_seconds=2.0)) == 1
-    with pytest.raises(ValueError):
-        split_long(wave.reshape(3, -1))
-    with pytest.raises(ValueError):
-        split_long(wave, max_seconds=1.0, hop_seconds=2.0)
 
 
 # --- real originals against their FLAC copies -------------------------------------------------

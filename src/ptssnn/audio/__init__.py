@@ -23,7 +23,6 @@ from ptssnn.audio.loading import (
     check_header,
     load_audio,
     probe_audio,
-    split_long,
 )
 
 __all__ = [
@@ -40,5 +39,4 @@ __all__ = [
     "length_policy",
     "load_audio",
     "probe_audio",
-    "split_long",
 ]

@@ -14,8 +14,8 @@ comes in. The policy, in the order the checks run:
 3. **Length** (:func:`length_policy`, also applied to file headers before decoding): no
    samples -> :class:`EmptyAudioError`; shorter than ``min_seconds`` ->
    :class:`TooShortAudioError`; longer than ``max_seconds`` -> cropped to the first
-   ``max_seconds`` (``"crop"``), kept whole (``"split"``) or :class:`TooLongAudioError`
-   (``"error"``).
+   ``max_seconds`` (``"crop"``) or :class:`TooLongAudioError` (``"error"``); with
+   ``max_seconds=None`` any length is kept.
 4. **Finite**: any NaN or infinite sample -> :class:`NonFiniteAudioError`.
 5. **Down-mix**: the mean of the channels (keeps the level of one voice recorded in stereo).
 6. **Silence**: a peak below :data:`SILENCE_PEAK` (-80 dBFS, under the dither of 16-bit audio)
@@ -51,8 +51,8 @@ RESAMPLE_QUALITY = "VHQ"
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 384_000
 
-LongPolicy = Literal["crop", "split", "error"]
-LONG_POLICIES = ("crop", "split", "error")
+LongPolicy = Literal["crop", "error"]
+LONG_POLICIES = ("crop", "error")
 
 
 def check_sample_rate(sample_rate: Any, source: str | Path) -> int:
@@ -178,7 +178,7 @@ def condition_waveform(
         min_seconds: Shortest accepted duration (0 for stream blocks).
         max_seconds: Longest accepted duration (``None``: no limit); what happens to longer
             audio depends on ``long_policy``.
-        long_policy: ``"crop"``, ``"split"`` (kept whole) or ``"error"``.
+        long_policy: ``"crop"`` or ``"error"`` (``max_seconds=None`` keeps any length).
         max_channels: Most channels accepted.
         reject_silence: Raise :class:`SilentAudioError` on a peak below ``SILENCE_PEAK``.
         normalise_peak: Scale a signal whose peak exceeds 1 down to peak 1.

@@ -202,8 +202,8 @@ def load_audio(
             files depends on ``long_policy``.
         min_seconds: Shortest accepted duration.
         long_policy: ``"crop"`` keeps the first ``max_seconds`` (and decodes no more);
-            ``"split"`` returns the whole signal so that the caller can cut it with
-            :func:`split_long`; ``"error"`` raises :class:`TooLongAudioError`.
+            ``"error"`` raises :class:`TooLongAudioError`. Long recordings are windowed
+            by the caller (:func:`ptssnn.inference.windows.plan_windows`).
         max_decoded_mb: Refuse, from the header, a file whose decoded float32 samples
             (frames x channels) would exceed this many megabytes (``None``: no limit).
 
@@ -214,7 +214,7 @@ def load_audio(
         AudioError: A subclass naming the file and the reason (unreadable, truncated or not
             permitted, empty, silent, NaN/inf, too short, too long under ``"error"``, too
             many channels, unsupported sample rate, too large to decode).
-        ValueError: ``long_policy`` is not one of ``crop``, ``split``, ``error``.
+        ValueError: ``long_policy`` is not ``crop`` or ``error``.
     """
     info = probe_audio(path)
     frames_to_read = check_header(
@@ -244,51 +244,3 @@ def load_audio(
         max_seconds=max_seconds,
         long_policy=long_policy,
     )
-
-
-def split_long(
-    wave: np.ndarray,
-    *,
-    sample_rate: int = SAMPLE_RATE,
-    max_seconds: float = 30.0,
-    min_seconds: float = 0.25,
-    hop_seconds: float | None = None,
-) -> list[np.ndarray]:
-    """Cut a long waveform into windows of at most ``max_seconds``.
-
-    Windows start every ``hop_seconds`` (default ``max_seconds``: back to back, no overlap).
-    A trailing piece shorter than ``min_seconds`` is dropped, since it would be rejected as too
-    short on its own; a wave no longer than ``max_seconds`` comes back as one window.
-
-    Args:
-        wave: ``[num_samples]`` waveform.
-        sample_rate: Its rate in Hz.
-        max_seconds: Window length in seconds.
-        min_seconds: Shortest trailing window kept.
-        hop_seconds: Distance between window starts; at most ``max_seconds``.
-
-    Returns:
-        List of ``[<= max_seconds * sample_rate]`` views into ``wave``, in time order.
-
-    Raises:
-        ValueError: ``wave`` is not 1-D, or the window/hop lengths are not positive.
-    """
-    if wave.ndim != 1:
-        raise ValueError(f"split_long expects a 1-D waveform, got shape {tuple(wave.shape)}")
-    hop_seconds = max_seconds if hop_seconds is None else hop_seconds
-    if max_seconds <= 0 or not 0 < hop_seconds <= max_seconds:
-        raise ValueError("need max_seconds > 0 and 0 < hop_seconds <= max_seconds")
-    window = round(max_seconds * sample_rate)
-    hop = round(hop_seconds * sample_rate)
-    shortest = round(min_seconds * sample_rate)
-    if wave.shape[0] <= window:
-        return [wave]
-    pieces: list[np.ndarray] = []
-    for start in range(0, wave.shape[0], hop):
-        piece = wave[start : start + window]
-        if piece.shape[0] < window and pieces and piece.shape[0] < shortest:
-            break
-        pieces.append(piece)
-        if start + window >= wave.shape[0]:
-            break
-    return pieces

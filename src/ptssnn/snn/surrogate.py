@@ -10,13 +10,11 @@ Forward: the Heaviside step ``S = (x >= 0)``. Backward: the derivative of a smoo
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 
 from ptssnn.errors import ModelConfigError
 
-SurrogateName = Literal["sigmoid", "atan"]
 SURROGATES: tuple[str, ...] = ("sigmoid", "atan")
 DEFAULT_ALPHA: dict[str, float] = {"sigmoid": 4.0, "atan": 2.0}
 
