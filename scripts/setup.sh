@@ -24,4 +24,10 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 .venv/bin/python -c "import spikingjelly" 2>/dev/null \
     || "${pip[@]}" install --no-deps "spikingjelly==2.0.0" \
     || echo "setup: spikingjelly not installed; its comparison tests will be skipped" >&2
+# The independent NIR consumers the export is checked against (tests/export/test_nir_consumers.py),
+# also without their declared dependencies (torchvision/torchaudio would pull a CUDA torch).
+.venv/bin/python -c "import snntorch, norse, sinabs, nirtorch" 2>/dev/null \
+    || "${pip[@]}" install --no-deps "snntorch==1.0.0" "norse==1.1.0" "sinabs==3.1.3" \
+        "nirtorch==2.6" "pbr" \
+    || echo "setup: NIR consumers not installed; their export tests will be skipped" >&2
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, ptssnn; print("torch", torch.__version__, "ptssnn", ptssnn.__version__)'))"
