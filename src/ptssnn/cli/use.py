@@ -334,7 +334,7 @@ def export_command(
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
     target: Annotated[
         str, typer.Option(help="NIR conventions: nir, snntorch, norse or sinabs "
-                          "(docs/neuromorphic.md).")
+                          "(docs/export.md).")
     ] = "nir",
     dt: Annotated[
         float | None,

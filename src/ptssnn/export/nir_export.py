@@ -40,7 +40,7 @@ is written in the consumer's:
   threshold ``V_th/q`` (the same neuron, with its membrane scaled by ``1/q``). sinabs's
   importer always builds multi-spike neurons with subtractive reset: to reproduce the model
   set ``spike_fn=SingleSpike`` and ``reset_fn=MembraneReset`` on the loaded layers
-  (docs/neuromorphic.md); needs ``v_reset = 0``.
+  (docs/export.md); needs ``v_reset = 0``.
 
 **What stays on the host, and why** (each a host operation of the manifest):
 
