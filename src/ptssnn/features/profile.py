@@ -44,7 +44,7 @@ from ptssnn.errors import PtssnnError
 PROFILE_FORMAT = "ptssnn-speaker-profile"
 PROFILE_VERSION = 1
 #: Prior weight of the global moments, in clips (see the module docstring).
-DEFAULT_PRIOR_CLIPS = 5.0
+DEFAULT_PRIOR_CLIPS = 2.0
 #: Floor on a standard deviation so dead channels divide safely (as ``feature_moments``).
 STD_FLOOR = 1e-5
 
@@ -55,7 +55,7 @@ class ProfileError(PtssnnError):
 
 # --------------------------------------------------------------------------- moments (pure)
 @dataclass(frozen=True)
-class Moments:
+class RunningMoments:
     """Frame moments of a set of ``[L, T, D]`` clips, per layer and channel.
 
     Attributes:
@@ -79,14 +79,14 @@ class Moments:
         return tuple(self.mean.shape)  # type: ignore[return-value]
 
 
-def empty_moments(num_layers: int, dim: int) -> Moments:
+def empty_moments(num_layers: int, dim: int) -> RunningMoments:
     """Moments of nothing (the identity of :func:`merge_moments`)."""
     zeros = np.zeros((num_layers, dim), dtype=np.float64)
-    return Moments(0, zeros, zeros.copy())
+    return RunningMoments(0, zeros, zeros.copy())
 
 
-def clip_moments(features: np.ndarray | torch.Tensor) -> Moments:
-    """Moments of one clip's frames.
+def clip_moments(features: np.ndarray | torch.Tensor) -> RunningMoments:
+    """RunningMoments of one clip's frames.
 
     Args:
         features: ``[L, T, D]`` (or ``[T, D]``, read as ``L = 1``), any float dtype.
@@ -110,11 +110,11 @@ def clip_moments(features: np.ndarray | torch.Tensor) -> Moments:
         raise ProfileError("clip features contain NaN or infinite values")
     mean = x.mean(axis=1)
     m2 = ((x - mean[:, None, :]) ** 2).sum(axis=1)
-    return Moments(int(x.shape[1]), mean, m2)
+    return RunningMoments(int(x.shape[1]), mean, m2)
 
 
-def merge_moments(a: Moments, b: Moments) -> Moments:
-    """Moments of the union of two frame sets (Chan, Golub & LeVeque's pairwise update).
+def merge_moments(a: RunningMoments, b: RunningMoments) -> RunningMoments:
+    """RunningMoments of the union of two frame sets (Chan, Golub & LeVeque's pairwise update).
 
     Raises:
         ProfileError: Different ``[L, D]`` shapes.
@@ -129,7 +129,7 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
     delta = b.mean - a.mean
     mean = a.mean + delta * (b.frames / total)
     m2 = a.m2 + b.m2 + delta * delta * (a.frames * b.frames / total)
-    return Moments(total, mean, m2)
+    return RunningMoments(total, mean, m2)
 
 
 def shrink_moments(
@@ -199,7 +199,7 @@ class SpeakerProfile:
     pipeline: str
     layers: tuple[int, ...]
     clips: int = 0
-    stats: Moments = field(default_factory=lambda: empty_moments(1, 1))
+    stats: RunningMoments = field(default_factory=lambda: empty_moments(1, 1))
     name: str = ""
 
     @classmethod
@@ -362,7 +362,7 @@ class SpeakerProfile:
             pipeline=pipeline,
             layers=layers,
             clips=clips,
-            stats=Moments(frames, mean, m2),
+            stats=RunningMoments(frames, mean, m2),
             name=str(data.get("name", "")),
         )
 
