@@ -75,6 +75,7 @@ def audio_source(seconds: float, count: int, seed: int = 0) -> list[np.ndarray]:
 def random_model_dir(backbone_name: str, preset: str) -> Path:
     """A model directory with a randomly initialised head (speed only)."""
     from ptssnn.backbones import load_backbone
+    from ptssnn.features import FeaturePipeline
     from ptssnn.inference import ModelCard, save_recognizer
     from ptssnn.models import create_model
 
@@ -86,7 +87,7 @@ def random_model_dir(backbone_name: str, preset: str) -> Path:
         labels=("angry", "fear", "happy", "neutral", "sad", "surprise"),
         backbone=backbone.name,
         backbone_identity=json.loads(json.dumps(backbone.identity(), default=str)),
-        layers="all",
+        pipeline=FeaturePipeline(layers="all"),
         preset=preset,
     )
     return save_recognizer(model, Path(tempfile.mkdtemp(prefix="bench-model-")), card)

@@ -34,6 +34,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from ptssnn.backbones import load_backbone
+    from ptssnn.features import FeaturePipeline
     from ptssnn.inference import ModelCard, save_recognizer
     from ptssnn.models import create_model
 
@@ -45,7 +46,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         labels=("angry", "neutral", "sad"),
         backbone=backbone.name,
         backbone_identity=backbone.identity(),
-        layers="0",
+        pipeline=FeaturePipeline(layers="0"),
         preset="pts-snn",
     )
     return save_recognizer(model, tmp_path_factory.mktemp("tiny-model"), card, {"note": "random"})

@@ -15,8 +15,8 @@ import torch
 
 from features.feature_helpers import Utt, make_utterances, write_speechlike
 from ptssnn.audio import load_audio
-from ptssnn.backbones import LayerSpec, load_backbone
-from ptssnn.features import FeatureCacheError, FeatureStore, extract_features
+from ptssnn.backbones import load_backbone
+from ptssnn.features import FeatureCacheError, FeatureStore, LayerSelection, extract_features
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_layers_and_content_are_in_the_key(tmp_path: Path) -> None:
     assert averaged.get("utt-000").shape[0] == 1 and picked.get("utt-000").shape[0] == 2
     states = tiny(torch.from_numpy(load_audio(utterances[0].path)))
     np.testing.assert_allclose(
-        averaged.get("utt-000"), LayerSpec.parse("mean:1-2").apply(states).numpy(), atol=2e-2
+        averaged.get("utt-000"), LayerSelection.parse("mean:1-2").apply(states).numpy(), atol=2e-2
     )
     np.testing.assert_allclose(picked.get("utt-000")[1], states[4].numpy(), atol=2e-2)
 

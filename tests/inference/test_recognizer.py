@@ -52,7 +52,8 @@ def test_predict_returns_probabilities_and_timings(recognizer: EmotionRecognizer
 
 def test_predict_matches_the_head_on_backbone_features(recognizer: EmotionRecognizer) -> None:
     wave = voiced(1.5, seed=3)
-    features = recognizer.backbone(torch.from_numpy(wave))[0]  # layer 0: [T, D]
+    # Layer 0, rounded to float16 as the feature cache stores it (the pipeline's dtype policy).
+    features = recognizer.backbone(torch.from_numpy(wave))[0].half().float()  # [T, D]
     with torch.inference_mode():
         logits = recognizer.model(features[None], torch.ones(1, features.shape[0], dtype=bool))
     expected = torch.softmax(logits, -1)[0]

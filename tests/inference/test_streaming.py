@@ -48,7 +48,7 @@ def test_head_receives_the_offline_frames_except_at_chunk_edges(
     """With left context, every chunk's frames equal the offline frames (fbank: all but the
     last frame of each chunk, whose analysis window reaches past the chunk's end)."""
     wave = voiced(3.1, seed=4)
-    offline = recognizer.features(wave)[0]  # [T, D]
+    offline = recognizer.features(wave).float()  # [T, D]
     received = record_head_input(recognizer, monkeypatch)
     updates = recognizer.stream(chunk_s=0.4, left_context_s=0.6).run(wave, 16000)
     streamed = torch.cat(received)
@@ -65,7 +65,7 @@ def test_lookahead_makes_chunk_edges_exact(
 ) -> None:
     """fbank frames need 12.5 ms past their end: a 0.1 s look-ahead removes the edge effect."""
     wave = voiced(2.5, seed=8)
-    offline = recognizer.features(wave)[0]
+    offline = recognizer.features(wave).float()
     received = record_head_input(recognizer, monkeypatch)
     session = recognizer.stream(chunk_s=0.4, left_context_s=0.6, lookahead_s=0.1)
     assert session.lookahead_s == pytest.approx(0.1)
@@ -118,7 +118,8 @@ def pooled(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Em
     from ptssnn.models import load_pretrained
 
     model, metadata = load_pretrained(tiny_model_dir)
-    card = dataclasses.replace(ModelCard.from_metadata(metadata, tiny_model_dir), frame_pool=4)
+    card = ModelCard.from_metadata(metadata, tiny_model_dir)
+    card = dataclasses.replace(card, pipeline=card.pipeline.replace(frame_pool=4))
     directory = save_recognizer(model, tmp_path_factory.mktemp("pooled"), card)
     return EmotionRecognizer.load(directory)
 
@@ -126,18 +127,18 @@ def pooled(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Em
 def test_frame_pooling_offline_and_streaming(
     pooled: EmotionRecognizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ptssnn.inference.recognizer import pool_frames
+    from ptssnn.features import FeaturePipeline
 
     assert pooled.card.frame_pool == 4 and pooled.card.head_dt == pytest.approx(0.08)
     frames = torch.arange(2 * 10 * 3, dtype=torch.float32).reshape(2, 10, 3)
-    groups = pool_frames(frames, 4)
+    groups = FeaturePipeline(frame_pool=4, dtype="float32").pool(frames)
     assert groups.shape == (2, 3, 3)
     torch.testing.assert_close(groups[:, 0], frames[:, :4].mean(1))
     torch.testing.assert_close(groups[:, 2], frames[:, 8:].mean(1))  # short last group
     wave = voiced(2.3, seed=6)  # 115 frames: 28 groups of 4 and one of 3
-    features = pooled.features(wave)[0]
+    features = pooled.features(wave)  # [T, D], float16 (the dtype policy)
     with torch.inference_mode():
-        logits = pooled.model(pool_frames(features, 4)[None])
+        logits = pooled.model(pooled.pipeline.pool(features).float()[None])
     expected = torch.softmax(logits, -1)[0].tolist()
     assert list(pooled.predict(wave, 16000).probabilities.values()) == pytest.approx(
         expected, abs=1e-6

@@ -1,4 +1,5 @@
-"""In-memory features: subsets, layer modes, bucketed batches, masks, augmentation."""
+"""In-memory features: subsets, bucketed batches, augmentation (layer selection, pooling and
+collation: tests/features/test_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from ptssnn.training import DataError, LabelledFeatures, TrainConfig, TrainConfigError
-from ptssnn.training.data import bucketed_batches, collate, shard_batches, spec_augment
+from ptssnn.training.data import bucketed_batches, shard_batches, spec_augment
 
 
 def table(layers: int = 3) -> LabelledFeatures:
@@ -31,22 +32,6 @@ def test_subset_keeps_order_and_shares_tensors():
 def test_unknown_label_is_an_error():
     with pytest.raises(DataError, match="not among"):
         LabelledFeatures.from_arrays([("x", np.zeros((2, 3)), "zzz")], ["a"])
-
-
-def test_layer_modes():
-    t = table()
-    assert t.num_layers == 3 and t.feature_dim == 2
-    single = t.with_layers("2")
-    assert single.features[1].shape == (9, 2) and float(single.features[1][0, 0]) == 21
-    mean = t.with_layers("mean")
-    assert float(mean.features[0][0, 0]) == pytest.approx(10.0)  # (0 + 10 + 20) / 3
-    part = t.with_layers("mean:1-2")
-    assert float(part.features[0][0, 0]) == pytest.approx(15.0)
-    assert t.with_layers("all") is t
-    with pytest.raises(TrainConfigError, match="needs hidden state 5"):
-        t.with_layers("5")
-    with pytest.raises(TrainConfigError, match="resolved"):
-        t.with_layers("auto")
 
 
 def test_bad_layer_value_in_config():
@@ -81,22 +66,6 @@ def test_shards_tile_the_epoch_with_equal_counts():
     assert sorted(b[0] for s in shards for b in s) == [0, 0, 1, 2, 3, 4]
 
 
-def test_collate_pads_and_masks():
-    t = table().with_layers("0")
-    batch = collate(t, [0, 2])
-    assert batch.features.shape == (2, 5, 2) and batch.features.dtype == torch.float32
-    assert batch.mask.tolist() == [[True] * 5, [True] * 3 + [False] * 2]
-    assert float(batch.features[1, 3:].abs().sum()) == 0.0
-    full = collate(table(), [1, 3])
-    assert full.features.shape == (2, 3, 9, 2)
-
-
-def test_collate_crops_long_items_in_training():
-    t = table().with_layers("0")
-    batch = collate(t, [1], crop_frames=4, generator=torch.Generator().manual_seed(1))
-    assert batch.features.shape == (1, 4, 2) and batch.mask.all()
-
-
 def test_spec_augment_masks_only_real_frames():
     x = torch.ones(2, 20, 16)
     mask = torch.zeros(2, 20, dtype=torch.bool)
@@ -119,13 +88,3 @@ def test_spec_augment_masks_only_real_frames():
                  feature_mask_width=4, generator=torch.Generator().manual_seed(0))
     channels = (other.features == 0).all(1)  # [B, D]: channel zero in every frame
     assert channels.any() and ((other.features == 0).any(1) == channels).all()
-
-
-def test_pool_frames_averages_groups_and_keeps_the_tail():
-    x = np.arange(7, dtype=np.float32).reshape(7, 1) * np.ones((1, 2), dtype=np.float32)
-    t = LabelledFeatures.from_arrays([("u", x, "a")], ["a"], dtype=torch.float32)
-    pooled = t.pool_frames(3).features[0]
-    assert pooled[:, 0].tolist() == [1.0, 4.0, 6.0]  # (0+1+2)/3, (3+4+5)/3, 6/1
-    assert t.pool_frames(1) is t
-    layered = table().pool_frames(2)
-    assert layered.features[1].shape == (3, 5, 2)  # 9 frames -> 5 groups, layers kept

@@ -9,13 +9,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from folds import Fold
+from ptssnn.features import FeaturePipeline
 from ptssnn.models import create_model, load_pretrained, save_pretrained
 from ptssnn.training import (
     DataError,
     LabelledFeatures,
     TrainConfig,
     TrainConfigError,
-    feature_moments,
     fit,
     select_normalisation,
     train_fold,
@@ -50,19 +50,6 @@ def speaker_corpus(confounded: bool, speakers: int = 6, per: int = 12, seed: int
     return table, fold, spk
 
 
-def test_feature_moments_match_torch_over_all_frames():
-    items = [torch.randn(2, t, 5) * 3 + 1 for t in (3, 7, 11)]
-    mean, std = feature_moments(items)
-    frames = torch.cat(items, dim=1)
-    torch.testing.assert_close(mean, frames.mean(1))
-    torch.testing.assert_close(std, frames.std(1, unbiased=False), atol=1e-5, rtol=1e-5)
-    assert mean.shape == (2, 5)
-    _, floor = feature_moments([torch.ones(4, 3)])  # a dead channel must not divide by 0
-    assert bool((floor > 0).all())
-    with pytest.raises(DataError):
-        feature_moments([])
-
-
 def test_standardise_by_group_zeroes_each_group():
     table, _, spk = speaker_corpus(confounded=False)
     normed = table.standardise_by_group(spk)
@@ -93,7 +80,7 @@ def test_auto_normalisation_follows_the_validation_speakers():
     assert select_normalisation(LayerViews(table), fold, "auto") == ("global", {})
     assert select_normalisation(LayerViews(table), fold, "speaker") == ("speaker", {})
     with pytest.raises(TrainConfigError, match="speaker"):
-        LayerViews(table).view("all", 1, "speaker")
+        LayerViews(table).view(FeaturePipeline(normalisation="speaker"))
 
 
 def test_train_fold_records_the_chosen_normalisation():

@@ -3,21 +3,19 @@
 ``load_backbone(name)`` returns a frozen module (eval mode, no gradients); calling it on a 1-D
 float tensor gives ``[L, T, D]`` at 50 frames/s, index 0 = the input of the first block, index
 i = the output of block i (the last one after the final layer norm, like Hugging Face's
-``hidden_states``). ``LayerSpec`` selects or averages layers.
+``hidden_states``). Layer selection lives in
+``ptssnn.features`` (``LayerSelection``).
 """
 
 from __future__ import annotations
 
 from ptssnn.backbones.base import Backbone
-from ptssnn.backbones.layers import LayerSpec, LayerSpecError
 from ptssnn.backbones.registry import DEFAULT_BACKBONE, BackboneInfo, list_backbones, load_backbone
 
 __all__ = [
     "DEFAULT_BACKBONE",
     "Backbone",
     "BackboneInfo",
-    "LayerSpec",
-    "LayerSpecError",
     "list_backbones",
     "load_backbone",
 ]

@@ -81,14 +81,14 @@ def extract(
     """Extract every utterance of a corpus once; later runs hit the cache."""
     import torch
 
-    from ptssnn.backbones import LayerSpec, load_backbone
+    from ptssnn.backbones import load_backbone
     from ptssnn.corpora import scan_corpus
-    from ptssnn.features import FeatureStore, ProcessGroup, extract_features
+    from ptssnn.features import FeatureStore, LayerSelection, ProcessGroup, extract_features
 
     started = time.perf_counter()
     # Threads that wait on each other spin: on a busy machine 2 threads were ~10× slower than 1.
     torch.set_num_threads(max(1, threads))
-    spec = LayerSpec.parse(layers)
+    spec = LayerSelection.parse(layers)
     scan = scan_corpus(corpus, root)
     utterances = scan.utterances[:limit] if limit else scan.utterances
     model = load_backbone(backbone, padding=padding.value)

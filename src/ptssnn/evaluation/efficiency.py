@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ptssnn.training.data import Batch, LabelledFeatures, bucketed_batches, collate
+from ptssnn.training.data import Batch, LabelledFeatures, bucketed_batches
 
 #: Below this rate (spikes per real step) a neuron counts as silent, above the other as
 #: saturated: the thresholds of ``ptssnn.energy``'s neuron statistics.
@@ -72,7 +72,7 @@ def analysis_batches(data: LabelledFeatures, max_items: int, batch_size: int = 3
         return []
     picked = np.unique(np.linspace(0, count - 1, min(count, max_items)).round().astype(int))
     part = data.subset([data.ids[i] for i in picked])
-    return [collate(part, idx) for idx in bucketed_batches(part.lengths(), batch_size)]
+    return [part.batch(idx) for idx in bucketed_batches(part.lengths(), batch_size)]
 
 
 @torch.no_grad()

@@ -31,10 +31,11 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ptssnn.backbones import Backbone, LayerSpec, load_backbone
+from ptssnn.backbones import Backbone, load_backbone
 from ptssnn.errors import AudioError
 from ptssnn.features.distributed import ProcessGroup
 from ptssnn.features.feature_set import ExtractionFailure, ExtractionReport, FeatureSet
+from ptssnn.features.layers import LayerSelection
 from ptssnn.features.store import Entry, FeatureStore, Namespace, Verify, file_sha256
 
 AudioLoader = Callable[..., np.ndarray]
@@ -114,7 +115,7 @@ class _ShardResult:
 def extract_features(
     utterances: Iterable[UtteranceLike],
     backbone: Backbone | str = "whisper-base",
-    layers: LayerSpec | str | int = "all",
+    layers: LayerSelection | str | int = "all",
     store: FeatureStore | str | Path | None = None,
     progress: bool = True,
     *,
@@ -131,7 +132,7 @@ def extract_features(
     Args:
         utterances: Objects with ``.id`` and ``.path`` (``ptssnn.corpora.Utterance``).
         backbone: A loaded backbone, or a name for :func:`ptssnn.backbones.load_backbone`.
-        layers: Which hidden states to keep (:class:`LayerSpec` or its text).
+        layers: Which hidden states to keep (:class:`LayerSelection` or its text).
         store: The cache (a :class:`FeatureStore` or its folder; default ``$PTSSNN_CACHE`` or
             ``~/.cache/ptssnn/features``).
         progress: Show a progress bar (utterances/s, ETA) on stderr (rank 0 only).
@@ -151,7 +152,7 @@ def extract_features(
         unreadable ones are in ``.failures`` and the rest goes on.
 
     Raises:
-        LayerSpecError: ``layers`` does not fit the backbone.
+        LayerSelectionError: ``layers`` does not fit the backbone.
         FeatureCacheError: The cache folder is not writable.
         BackboneUnavailableError: ``backbone`` names a backbone that cannot be loaded.
     """
@@ -163,7 +164,7 @@ def extract_features(
         raise ValueError(f"utterance ids must be unique; repeated: {duplicates}")
     if isinstance(backbone, str):
         backbone = load_backbone(backbone)
-    spec = LayerSpec.parse(layers)
+    spec = LayerSelection.parse(layers)
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)
     policy = audio_policy or AudioPolicy()
     namespace = store.namespace(
@@ -224,7 +225,7 @@ def extract_features(
 def _extract_shard(
     shard: Sequence[UtteranceLike],
     backbone: Backbone,
-    spec: LayerSpec,
+    spec: LayerSelection,
     namespace: Namespace,
     policy: AudioPolicy,
     loader: AudioLoader,

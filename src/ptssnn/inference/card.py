@@ -9,8 +9,11 @@ A model directory written by ``ptssnn train`` is self-contained::
 
 The ``"recognizer"`` metadata names the label order, the backbone (registry name, load
 options and its identity, which includes a hash of its weights), the layer selection and
-the audio/frame rates, so that :class:`ptssnn.inference.EmotionRecognizer` can rebuild the
-exact feature pipeline the head was trained on.
+the audio/frame rates, and the :class:`ptssnn.features.FeaturePipeline` (layer selection,
+frame pooling, dtype, normalisation), so that :class:`ptssnn.inference.EmotionRecognizer`
+runs the exact feature pipeline the head was trained on. Version 1 cards (``layers`` and
+``frame_pool`` only) are still read: their pipeline is the version-1 fields with the
+default dtype policy.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ptssnn.errors import CheckpointError
+from ptssnn.errors import CheckpointError, PtssnnError
+from ptssnn.features.pipeline import FeaturePipeline
 
 #: Metadata key under which the recogniser card lives inside ``config.json``.
 CARD_KEY = "recognizer"
-#: Bumped when the card's meaning changes incompatibly.
-CARD_VERSION = 1
+#: Bumped when the card's meaning changes incompatibly (2: the feature pipeline).
+CARD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -38,11 +42,10 @@ class ModelCard:
         backbone_options: Keyword options it was loaded with (e.g. ``{"padding": "30s"}``).
         backbone_identity: ``backbone.identity()`` at training time (weights hash, front-end
             settings); checked on load so that a head never meets features of other weights.
-        layers: Layer selection spec (``"all"``, ``"3"``, ``"1,3,5"``, ``"mean:2-4"``).
+        pipeline: How hidden states become head input (resolved layer selection, frame
+            pooling, dtype policy, normalisation), exactly as in training.
         sample_rate: Audio rate the backbone expects (Hz).
         frame_rate: Backbone frames per second.
-        frame_pool: Groups of this many backbone frames are averaged before the head (the
-            trainer's ``TrainConfig.frame_pool``; 4 → the head runs at 12.5 Hz).
         preset: Model preset the head was created from (informational).
     """
 
@@ -50,11 +53,20 @@ class ModelCard:
     backbone: str
     backbone_options: dict[str, Any] = field(default_factory=dict)
     backbone_identity: dict[str, Any] = field(default_factory=dict)
-    layers: str = "all"
+    pipeline: FeaturePipeline = field(default_factory=FeaturePipeline)
     sample_rate: int = 16000
     frame_rate: int = 50
-    frame_pool: int = 1
     preset: str | None = None
+
+    @property
+    def layers(self) -> str:
+        """The pipeline's layer selection."""
+        return self.pipeline.layers
+
+    @property
+    def frame_pool(self) -> int:
+        """The pipeline's frame pooling (4 → the head runs at 12.5 Hz)."""
+        return self.pipeline.frame_pool
 
     @property
     def head_dt(self) -> float:
@@ -71,10 +83,12 @@ class ModelCard:
                 "options": dict(self.backbone_options),
                 "identity": dict(self.backbone_identity),
             },
+            "pipeline": self.pipeline.to_dict(),
+            # Mirrors of the pipeline for readers of version-1 cards (e.g. NIR export).
             "layers": self.layers,
+            "frame_pool": self.frame_pool,
             "sample_rate": self.sample_rate,
             "frame_rate": self.frame_rate,
-            "frame_pool": self.frame_pool,
             "preset": self.preset,
         }
 
@@ -102,24 +116,28 @@ class ModelCard:
         try:
             backbone = card["backbone"]
             labels = tuple(str(x) for x in card["labels"])
+            if "pipeline" in card:
+                pipeline = FeaturePipeline.from_dict(card["pipeline"])
+            else:  # version 1
+                pipeline = FeaturePipeline(layers=str(card.get("layers", "all")),
+                                           frame_pool=int(card.get("frame_pool", 1)))
+            if not pipeline.resolved:
+                raise ValueError("the layer selection is 'auto'")
             result = cls(
                 labels=labels,
                 backbone=str(backbone["name"]),
                 backbone_options=dict(backbone.get("options", {})),
                 backbone_identity=dict(backbone.get("identity", {})),
-                layers=str(card.get("layers", "all")),
+                pipeline=pipeline,
                 sample_rate=int(card.get("sample_rate", 16000)),
                 frame_rate=int(card.get("frame_rate", 50)),
-                frame_pool=int(card.get("frame_pool", 1)),
                 preset=card.get("preset"),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, PtssnnError) as error:
             raise CheckpointError(
                 f"{directory}: incomplete '{CARD_KEY}' metadata in config.json ({error!r}); "
                 "re-create the model directory with `ptssnn train`"
             ) from error
-        if result.frame_pool < 1:
-            raise CheckpointError(f"{directory}: frame_pool must be >= 1, got {result.frame_pool}")
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise CheckpointError(
                 f"{directory}: label names {list(labels)} must be at least two distinct names"

@@ -2,10 +2,10 @@
 
 Pipeline per recording: audio (any rate, mono or multi-channel) → resample to the backbone's
 rate (soxr, the loader's quality) → analysis windows (:func:`~ptssnn.inference.plan_windows`)
-→ frozen backbone per window → layer selection (the model card's ``LayerSpec``) → frame
-pooling (the card's ``frame_pool``, as in training) → spiking head, all windows in one padded,
-masked batch → softmax per window → overall probabilities = the duration-weighted mean of the
-windows' probabilities.
+→ frozen backbone per window → the model card's :class:`~ptssnn.features.FeaturePipeline`
+(the training code's own layer selection, frame pooling, dtype policy and collation: all
+windows in one padded, masked batch) → spiking head → softmax per window → overall
+probabilities = the duration-weighted mean of the windows' probabilities.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ptssnn.inference.windows import plan_windows
 
 if TYPE_CHECKING:
     from ptssnn.backbones import Backbone
-    from ptssnn.backbones.layers import LayerSpec
+    from ptssnn.features.pipeline import FeaturePipeline, Moments
     from ptssnn.inference.streaming import StreamingSession
 
 #: Default analysis window and hop for long recordings (seconds). Emotion corpora clips are
@@ -55,7 +55,7 @@ class EmotionRecognizer:
         model: The spiking head (``ptssnn.models.PTSSNN``), in eval mode.
         backbone: The frozen encoder named in the model card.
         card: The model directory's deployment metadata.
-        layer_spec: Which hidden states the head reads.
+        pipeline: The card's feature pipeline (hidden states → head input).
         window_s: Analysis window for long recordings (seconds).
         hop_s: Hop between analysis windows (seconds).
         max_seconds: Longest accepted recording (seconds).
@@ -72,28 +72,26 @@ class EmotionRecognizer:
         max_seconds: float = DEFAULT_MAX_SECONDS,
         model_dir: str | Path | None = None,
     ) -> None:
-        from ptssnn.backbones.layers import LayerSpec
-
         # Validate the window now rather than on the first long file.
         plan_windows(1, card.sample_rate, window_s, hop_s)
         self.model = model.eval()
         self.backbone = backbone
         self.card = card
-        self.layer_spec: LayerSpec = LayerSpec.parse(card.layers)
+        self.pipeline: FeaturePipeline = card.pipeline
         self.window_s = float(window_s)
         self.hop_s = float(hop_s)
         self.max_seconds = float(max_seconds)
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self._input_layers = int(getattr(getattr(model, "config", None), "input_layers", 1) or 1)
-        selected = self.layer_spec.num_selected(backbone.num_hidden_states)
+        selected = self.pipeline.input_layers(backbone.num_hidden_states)
         if self._input_layers > 1 and selected != self._input_layers:
             raise CheckpointError(
-                f"the head reads {self._input_layers} hidden states but layer spec "
+                f"the head reads {self._input_layers} hidden states but layer selection "
                 f"{card.layers!r} selects {selected} of backbone {backbone.name!r}"
             )
         if self._input_layers == 1 and selected != 1:
             raise CheckpointError(
-                f"the head reads one hidden state but layer spec {card.layers!r} selects "
+                f"the head reads one hidden state but layer selection {card.layers!r} selects "
                 f"{selected}; use a single layer or 'mean:...' when training"
             )
 
@@ -244,48 +242,26 @@ class EmotionRecognizer:
             )
         return np.ascontiguousarray(wave)
 
-    def features(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Selected hidden states of one stretch of audio.
+    def hidden_states(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Every hidden state of the backbone for one stretch of audio.
 
         Args:
             wave: ``[N]`` float32 at :attr:`sample_rate`.
 
         Returns:
-            ``[L_sel, T, D]`` float32 (``L_sel`` = 1 unless the head reads several layers).
+            ``[L, T, D]`` float32.
         """
-        audio = torch.as_tensor(wave, dtype=torch.float32)
-        hidden = self.backbone(audio)
-        return self.layer_spec.apply(hidden).float()
+        return self.backbone(torch.as_tensor(wave, dtype=torch.float32))
 
-    def pool(self, features: torch.Tensor) -> torch.Tensor:
-        """Average groups of ``card.frame_pool`` frames, as the head was trained.
-
-        Args:
-            features: ``[L_sel, T, D]`` backbone frames.
+    def features(self, wave: np.ndarray | torch.Tensor, moments: Moments | None = None
+                 ) -> torch.Tensor:
+        """The pipeline's frames of one stretch of audio, before frame pooling.
 
         Returns:
-            ``[L_sel, ceil(T / frame_pool), D]``; a last, shorter group is averaged over the
-            frames it has (the trainer's ``LabelledFeatures.pool_frames``).
+            ``[T, D]`` (or ``[L_sel, T, D]`` for a multi-layer head) in the pipeline's
+            storage dtype.
         """
-        return pool_frames(features, self.card.frame_pool)
-
-    def head_input(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pad a list of ``[L_sel, T_i, D]`` feature tensors into the head's batch layout.
-
-        Returns:
-            ``(x, mask)``: ``x`` is ``[B, T, D]`` (or ``[B, L, T, D]`` for a multi-layer
-            head), ``mask`` ``[B, T]`` bool with True on real frames.
-        """
-        longest = max(f.shape[1] for f in features)
-        layers, _, dim = features[0].shape
-        x = torch.zeros(len(features), layers, longest, dim)
-        mask = torch.zeros(len(features), longest, dtype=torch.bool)
-        for i, f in enumerate(features):
-            x[i, :, : f.shape[1]] = f
-            mask[i, : f.shape[1]] = True
-        if self._input_layers == 1:
-            x = x[:, 0]
-        return x, mask
+        return self.pipeline.frames(self.hidden_states(wave), moments)
 
     def probabilities(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``[B, C]`` from the head for a padded batch."""
@@ -312,10 +288,10 @@ class EmotionRecognizer:
         features = []
         for s, e in windows:
             t0 = time.perf_counter()
-            features.append(self.pool(self.features(wave[s:e])))
+            features.append(self.pipeline.prepare(self.hidden_states(wave[s:e])))
             backbone_s += time.perf_counter() - t0
         t0 = time.perf_counter()
-        x, mask = self.head_input(features)
+        x, mask = self.pipeline.collate(features)
         probs = self.probabilities(x, mask)
         head_s = time.perf_counter() - t0
         # Duration-weighted mean: overlapping windows of equal length weigh the same, a
@@ -385,29 +361,6 @@ class EmotionRecognizer:
 
     def _named(self, probs: torch.Tensor) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self.labels, probs.tolist(), strict=True)}
-
-
-def pool_frames(features: torch.Tensor, factor: int) -> torch.Tensor:
-    """Average non-overlapping groups of ``factor`` frames along axis -2.
-
-    Args:
-        features: ``[..., T, D]``.
-        factor: Group size (1 returns the input).
-
-    Returns:
-        ``[..., ceil(T / factor), D]``; the last group may be shorter and is averaged over
-        the frames it has, so no frame is dropped or diluted by padding.
-    """
-    if factor <= 1:
-        return features
-    frames = features.shape[-2]
-    groups = -(-frames // factor)
-    padded = features.new_zeros((*features.shape[:-2], groups * factor, features.shape[-1]))
-    padded[..., :frames, :] = features
-    sums = padded.reshape(*features.shape[:-2], groups, factor, features.shape[-1]).sum(-2)
-    counts = features.new_full((groups, 1), float(factor))
-    counts[-1] = frames - (groups - 1) * factor
-    return sums / counts
 
 
 def _num_classes(model: torch.nn.Module) -> int | None:

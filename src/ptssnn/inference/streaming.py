@@ -194,22 +194,23 @@ class StreamingSession:
             # The look-ahead audio is encoded too (the encoder attends to it) but its own
             # frames are dropped: they are emitted with the next chunk.
             encoded = window if ahead is None or not ahead.size else np.concatenate([window, ahead])
-            fresh = recognizer.features(encoded)[:, before : before + new_frames]
-            frames = fresh if self._frames is None else torch.cat([self._frames, fresh], dim=1)
+            fresh = recognizer.features(encoded)[..., before : before + new_frames, :]
+            frames = fresh if self._frames is None else torch.cat([self._frames, fresh], dim=-2)
         else:
             frames = self._frames
         backbone_done = time.perf_counter()
         # The head reads groups of `frame_pool` frames: pass the complete groups on, keep
         # the rest for the next chunk (the last, shorter group only at the end of the stream).
+        pipeline = recognizer.pipeline
         features = None
         if frames is not None:
-            factor = recognizer.card.frame_pool
-            usable = frames.shape[1] if last else frames.shape[1] // factor * factor
+            count = frames.shape[-2]
+            usable = count if last else count // pipeline.frame_pool * pipeline.frame_pool
             if usable:
-                features = recognizer.pool(frames[:, :usable])
-            self._frames = frames[:, usable:] if usable < frames.shape[1] else None
+                features = pipeline.pool(frames[..., :usable, :])
+            self._frames = frames[..., usable:, :] if usable < count else None
         if features is not None:
-            x, _ = recognizer.head_input([features])
+            x, _ = pipeline.collate([features])
             with torch.inference_mode():
                 logits, self._state = recognizer.model.stream_step(x, self._state)
             probs = torch.softmax(logits.float(), dim=-1)[0]

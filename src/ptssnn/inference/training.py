@@ -23,8 +23,8 @@ selection on validation, then a final fit on training + validation data for the 
 number of epochs: the head that gets deployed) with the benchmark's training configuration
 (:func:`ptssnn.benchmark.runner.benchmark_train_config`), and the model
 factory of the benchmark (the seed goes into the head's initialisation). The model card
-records the resolved layer spec and the frame pooling, so inference feeds the head exactly
-what it was trained on.
+records the feature pipeline (resolved layer selection, frame pooling, dtype policy,
+normalisation), so inference feeds the head exactly what it was trained on.
 """
 
 from __future__ import annotations
@@ -51,24 +51,6 @@ class _Split:
     train: tuple[str, ...]
     validation: tuple[str, ...]
     test: tuple[str, ...]
-
-
-def trainer_mode_to_layer_spec(mode: str) -> str:
-    """Translate a resolved trainer layer mode into a :class:`LayerSpec` string.
-
-    ``"all"`` → ``"all"`` (a multi-layer head), ``"mean"`` → ``"mean:all"``,
-    ``"mean:a-b"`` → ``"mean:a-b"``, ``"k"`` → ``"k"``.
-    """
-    from ptssnn.training import parse_layer_mode
-
-    kind, indices = parse_layer_mode(mode)
-    if kind == "auto":
-        raise ValueError("resolve the 'auto' layer mode before saving it")
-    if kind == "all":
-        return "all"
-    if kind == "mean":
-        return "mean:all" if not indices else f"mean:{indices[0]}-{indices[-1]}"
-    return str(indices[0])
 
 
 def _corpus_root(data_root: Path, corpus: str, count: int) -> Path:
@@ -159,7 +141,7 @@ def train_recognizer(
     from ptssnn.backbones import load_backbone
     from ptssnn.benchmark.runner import benchmark_train_config
     from ptssnn.corpora import get_corpus, scan_corpus
-    from ptssnn.features import extract_features
+    from ptssnn.features import FeaturePipeline, extract_features
     from ptssnn.models import create_model
     from ptssnn.training import LabelledFeatures
     from ptssnn.training.crossval import LayerViews, train_fold
@@ -290,10 +272,10 @@ def train_recognizer(
         backbone=encoder.name,
         backbone_options={},
         backbone_identity=_jsonable(encoder.identity()),
-        layers=trainer_mode_to_layer_spec(mode),
+        pipeline=FeaturePipeline(layers=mode, frame_pool=config.frame_pool,
+                                 normalisation=result.normalisation),
         sample_rate=encoder.sample_rate,
         frame_rate=encoder.frame_rate,
-        frame_pool=config.frame_pool,
         preset=preset,
     )
     summary: dict[str, Any] = {
@@ -301,6 +283,7 @@ def train_recognizer(
         "labels": list(labels),
         "backbone": encoder.name,
         "layers": {"mode": mode, "spec": card.layers, "scores": result.layer_scores},
+        "pipeline": card.pipeline.to_dict(),
         "frame_pool": config.frame_pool,
         "preset": preset,
         "num_train": len(train_ids),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ptssnn.errors import PtssnnError
+from ptssnn.features.layers import LayerSelection, LayerSelectionError
 
 #: Feature standardisation modes (see ``TrainConfig.normalisation``).
 NORMALISATIONS = ("global", "speaker", "auto", "none")
@@ -61,10 +62,13 @@ class TrainConfig:
             LOSO on four speakers then trains on three instead of two. Off by default (the
             validation scores of a refit head would be scores on its own training data); the
             benchmark turns it on (:func:`ptssnn.benchmark.runner.benchmark_train_config`).
-        layers: Which backbone hidden states the head reads: ``"auto"`` (chosen on the
+        layers: Which backbone hidden states the head reads, in the one layer grammar
+            (:class:`ptssnn.features.LayerSelection`): ``"auto"`` (chosen on the
             validation speakers, see :func:`ptssnn.training.select_layers`), ``"all"``
             (learned softmax-weighted sum, the model's ``input_layers``), ``"mean"`` (average
-            of all), ``"mean:a-b"`` (average of a..b) or one index such as ``"3"``.
+            of all), ``"mean:a-b"`` (average of a..b), one index such as ``"3"`` or ``"-1"``,
+            or a list ``"1,3"``. The resolved choice is saved in the model's
+            :class:`ptssnn.features.FeaturePipeline`.
         normalisation: How the frozen features are standardised per channel before the head:
             ``"global"`` (moments of the training split, stored in the model as buffers, so
             a single new clip needs nothing else), ``"speaker"`` (each speaker's features by
@@ -101,7 +105,6 @@ class TrainConfig:
     normalisation: str = "global"
     seed: int = 0
     num_threads: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -132,9 +135,9 @@ class TrainConfig:
             problems.append(f"normalisation must be one of {', '.join(NORMALISATIONS)} "
                             f"(got {self.normalisation!r})")
         try:
-            parse_layer_mode(self.layers)
-        except TrainConfigError as error:
-            problems.append(str(error))
+            LayerSelection.parse(self.layers)
+        except LayerSelectionError as error:
+            problems.append(f"layers: {error}")
         if problems:
             raise TrainConfigError("invalid training config: " + "; ".join(problems))
 
@@ -158,6 +161,8 @@ class TrainConfig:
                 f"unknown training config keys {unknown}; valid keys: {sorted(names)}"
             )
         values = dict(data)
+        if not values.get("extra", True):
+            del values["extra"]  # an always-empty field of earlier versions
         if "betas" in values:
             values["betas"] = tuple(values["betas"])
         return cls(**values)
@@ -174,40 +179,3 @@ class TrainConfig:
         except (OSError, json.JSONDecodeError) as error:
             raise TrainConfigError(f"cannot read training config {path}: {error}") from error
         return cls.from_dict(data)
-
-
-def parse_layer_mode(mode: str) -> tuple[str, tuple[int, ...]]:
-    """Parse a ``layers`` value.
-
-    Args:
-        mode: ``"auto"``, ``"all"``, ``"mean"``, ``"mean:a-b"`` or a single index ``"k"``.
-
-    Returns:
-        ``(kind, indices)`` with kind in ``{"auto", "all", "mean", "single"}``; ``indices``
-        is empty for "all of them" and explicit otherwise.
-
-    Raises:
-        TrainConfigError: On anything else.
-    """
-    text = str(mode).strip().lower()
-    if text in ("auto", "all", "mean"):
-        return text, ()
-    if text.startswith("mean:"):
-        body = text[5:]
-        try:
-            if "-" in body:
-                first, last = (int(part) for part in body.split("-", 1))
-            else:
-                first = last = int(body)
-        except ValueError:
-            first, last = 0, -1
-        if first < 0 or last < first:
-            raise TrainConfigError(
-                f"bad layer range {mode!r}: use 'mean:a-b' with 0 <= a <= b"
-            )
-        return "mean", tuple(range(first, last + 1))
-    if text.isdigit():
-        return "single", (int(text),)
-    raise TrainConfigError(
-        f"bad layers value {mode!r}: use 'auto', 'all', 'mean', 'mean:a-b' or one index like '3'"
-    )

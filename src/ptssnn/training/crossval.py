@@ -29,7 +29,9 @@ from ptssnn.evaluation.metrics import (
     pooled_confusion,
     summarise_folds,
 )
-from ptssnn.training.config import TrainConfig, TrainConfigError, parse_layer_mode
+from ptssnn.features.layers import LayerSelection
+from ptssnn.features.pipeline import FeaturePipeline
+from ptssnn.training.config import TrainConfig, TrainConfigError
 from ptssnn.training.data import LabelledFeatures
 from ptssnn.training.trainer import EpochHook, FitResult, evaluate, fit
 
@@ -92,14 +94,13 @@ class LayerViews:
             self._tables[key] = self.table.standardise_by_group(self.speakers)
         return self._tables[key]
 
-    def view(self, mode: str, frame_pool: int = 1, normalisation: str = "global"
-             ) -> LabelledFeatures:
-        """The table under a resolved layer mode, frames pooled by ``frame_pool``."""
-        norm = _table_key(normalisation)
-        key = f"{norm}|{mode}|{frame_pool}"
+    def view(self, pipeline: FeaturePipeline) -> LabelledFeatures:
+        """The table as a head reads it through ``pipeline`` (resolved layers, frame
+        pooling, the pipeline's normalisation)."""
+        norm = _table_key(pipeline.normalisation)
+        key = f"{norm}|{pipeline.layers}|{pipeline.frame_pool}"
         if key not in self._views:
-            table = self.normalised(norm)
-            self._views[key] = table.with_layers(mode).pool_frames(frame_pool)
+            self._views[key] = self.normalised(norm).prepared(pipeline)
         return self._views[key]
 
     def pooled(self, normalisation: str = "global") -> tuple[np.ndarray, tuple[str, ...]]:
@@ -174,8 +175,7 @@ def select_layers(views: LayerViews, fold: FoldLike, mode: str, *, seed: int = 0
     Returns:
         ``(resolved mode, {candidate: validation UA})`` (scores empty unless ``"auto"``).
     """
-    kind, _ = parse_layer_mode(mode)
-    if kind != "auto":
+    if not LayerSelection.parse(mode).auto:
         return mode, {}
     if views.table.num_layers == 1:
         return "0", {}
@@ -323,7 +323,8 @@ def train_fold(
     norm, norm_scores = select_normalisation(views, fold, config.normalisation)
     mode, scores = select_layers(views, fold, config.layers, seed=config.seed,
                                  normalisation=norm)
-    table = views.view(mode, config.frame_pool, norm)
+    pipeline = FeaturePipeline(layers=mode, frame_pool=config.frame_pool, normalisation=norm)
+    table = views.view(pipeline)
     input_layers = table.num_layers if table.features[0].dim() == 3 else 1
     # The same seed gives the same initial weights in every run, resumed or not.
     torch.manual_seed(config.seed)
@@ -331,7 +332,8 @@ def train_fold(
     if not getattr(model, "standardises_input", True) and norm != "none":
         # A head defined on the raw features (vanilla-snn, the paper's baseline) gets them.
         norm, norm_scores = "none", {}
-        table = views.view(mode, config.frame_pool, norm)
+        pipeline = pipeline.replace(normalisation=norm)
+        table = views.view(pipeline)
     train, val, test = (table.subset(fold.train), table.subset(fold.validation),
                         table.subset(fold.test))
     checkpoint = fold_dir / "train_state" if fold_dir else None

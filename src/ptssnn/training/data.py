@@ -1,4 +1,4 @@
-"""Features preloaded into RAM, layer selection, bucketed batches with padding masks.
+"""Features preloaded into RAM, bucketed batches with padding masks.
 
 A corpus's features are read from the feature store once (``[L, T, D]`` float16 per
 utterance) and kept as tensors; folds are index subsets of that one table, so no epoch and
@@ -7,7 +7,7 @@ no fold re-reads the disk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ptssnn.errors import PtssnnError
-from ptssnn.training.config import TrainConfigError, parse_layer_mode
+from ptssnn.features.pipeline import FeaturePipeline, Moments, pad_items, standardise
 
 
 class DataError(PtssnnError):
@@ -135,41 +135,6 @@ class LabelledFeatures:
             self.label_names,
         )
 
-    def with_layers(self, mode: str) -> LabelledFeatures:
-        """Reduce ``[L, T, D]`` items to what a head reads under a resolved layer mode.
-
-        Args:
-            mode: ``"all"`` (keep ``[L, T, D]``), ``"mean"``, ``"mean:a-b"`` or ``"k"``
-                (``[T, D]``). ``"auto"`` must be resolved first (see ``select_layers``).
-
-        Raises:
-            TrainConfigError: For ``"auto"`` or an index beyond the stored layers.
-        """
-        kind, indices = parse_layer_mode(mode)
-        if kind == "auto":
-            raise TrainConfigError("layer mode 'auto' must be resolved before building batches")
-        if self.features and self.features[0].dim() == 2:
-            if kind == "all" or indices in ((), (0,)):
-                return self
-            raise TrainConfigError(f"features hold one layer; layer mode {mode!r} needs more")
-        if kind == "all":
-            return self
-        count = self.num_layers
-        chosen = indices or tuple(range(count))
-        if max(chosen) >= count:
-            raise TrainConfigError(
-                f"layer mode {mode!r} needs hidden state {max(chosen)}, features hold {count} "
-                f"(0..{count - 1})"
-            )
-        if kind == "single":
-            feats = tuple(f[chosen[0]] for f in self.features)
-        else:
-            # Average in float32, store back in the table's dtype.
-            feats = tuple(
-                f[list(chosen)].float().mean(0).to(f.dtype) for f in self.features
-            )
-        return LabelledFeatures(self.ids, feats, self.labels, self.label_names)
-
     def relabel(self, label_names: Sequence[str]) -> LabelledFeatures:
         """Keep the items whose class is in ``label_names``, re-indexed to that order."""
         index = {name: i for i, name in enumerate(label_names)}
@@ -199,26 +164,35 @@ class LabelledFeatures:
         return LabelledFeatures(ids, tuple(f for t in tables for f in t.features),
                                 torch.cat([t.labels for t in tables]), names)
 
-    def pool_frames(self, factor: int) -> LabelledFeatures:
-        """Average non-overlapping groups of ``factor`` frames (50 Hz → 50/factor Hz).
+    def map(self, transform: Callable[[torch.Tensor], torch.Tensor]) -> LabelledFeatures:
+        """The same items, each passed through ``transform`` (e.g. a pipeline stage)."""
+        return LabelledFeatures(self.ids, tuple(transform(f) for f in self.features),
+                                self.labels, self.label_names)
 
-        A last, shorter group is averaged over the frames it has, so no frame is dropped or
-        diluted by padding. ``factor`` 1 returns ``self``.
+    def prepared(self, pipeline: FeaturePipeline) -> LabelledFeatures:
+        """The items as the head reads them: the pipeline's layer selection and frame
+        pooling (items are already in the storage dtype; see :meth:`from_feature_set`)."""
+        return self.map(lambda item: pipeline.pool(pipeline.select(item)))
+
+    def batch(
+        self,
+        indices: Sequence[int],
+        *,
+        crop_frames: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Batch:
+        """Items ``indices`` padded into one :class:`Batch` (the pipeline's collation).
+
+        Args:
+            indices: Items of the batch.
+            crop_frames: Random crop of longer items to this many frames (training only;
+                needs ``generator``).
+            generator: Randomness for the crop offsets.
         """
-        if factor <= 1:
-            return self
-        pooled = []
-        for item in self.features:
-            frames = item.shape[-2]
-            groups = -(-frames // factor)
-            padded = torch.zeros((*item.shape[:-2], groups * factor, item.shape[-1]),
-                                 dtype=torch.float32)
-            padded[..., :frames, :] = item.float()
-            sums = padded.reshape(*item.shape[:-2], groups, factor, item.shape[-1]).sum(-2)
-            counts = torch.full((groups, 1), float(factor))
-            counts[-1] = frames - (groups - 1) * factor
-            pooled.append((sums / counts).to(item.dtype))
-        return LabelledFeatures(self.ids, tuple(pooled), self.labels, self.label_names)
+        features, mask = pad_items([self.features[i] for i in indices],
+                                   crop_frames=crop_frames, generator=generator)
+        index = torch.tensor(list(indices), dtype=torch.long)
+        return Batch(features, mask, self.labels[index], index)
 
     def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of every channel over all frames of all items.
@@ -227,7 +201,8 @@ class LabelledFeatures:
             ``(mean, std)`` in float32, ``[L, D]`` for ``[L, T, D]`` items, ``[D]`` for
             ``[T, D]`` items. ``std`` is floored at 1e-5 so dead channels divide safely.
         """
-        return feature_moments(self.features)
+        moments = Moments.of(self.features)
+        return moments.mean, moments.std
 
     def standardise_by_group(self, groups: Mapping[str, str]) -> LabelledFeatures:
         """Standardise each item with the moments of its group (e.g. its speaker).
@@ -247,36 +222,14 @@ class LabelledFeatures:
             members.setdefault(groups[utt_id], []).append(index)
         out: list[torch.Tensor] = list(self.features)
         for indices in members.values():
-            mean, std = feature_moments([self.features[i] for i in indices])
+            moments = Moments.of([self.features[i] for i in indices])
             for i in indices:
-                item = self.features[i]
-                scaled = (item.float() - mean.unsqueeze(-2)) / std.unsqueeze(-2)
-                out[i] = scaled.to(item.dtype)
+                out[i] = standardise(self.features[i], moments)
         return LabelledFeatures(self.ids, tuple(out), self.labels, self.label_names)
 
     def class_counts(self) -> torch.Tensor:
         """``[C]`` items per class."""
         return torch.bincount(self.labels, minlength=len(self.label_names))
-
-
-def feature_moments(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std over every frame of ``[..., T, D]`` tensors (float64 sums,
-    so long corpora in float16 do not lose precision); std floored at 1e-5."""
-    if not features:
-        raise DataError("no features to compute moments of")
-    total = torch.zeros(features[0].shape[:-2] + features[0].shape[-1:], dtype=torch.float64)
-    square = torch.zeros_like(total)
-    count = 0
-    for item in features:
-        values = item.double()
-        total += values.sum(-2)
-        square += (values * values).sum(-2)
-        count += item.shape[-2]
-    if count == 0:
-        raise DataError("no frames to compute moments of")
-    mean = total / count
-    variance = (square / count - mean * mean).clamp(min=0.0)
-    return mean.float(), variance.sqrt().clamp(min=1e-5).float()
 
 
 @dataclass(frozen=True)
@@ -347,45 +300,6 @@ def shard_batches(batches: list[list[int]], rank: int, world_size: int) -> list[
     return padded[rank::world_size]
 
 
-def collate(
-    data: LabelledFeatures,
-    indices: Sequence[int],
-    *,
-    crop_frames: int | None = None,
-    generator: torch.Generator | None = None,
-) -> Batch:
-    """Pad items to the longest one and build the mask.
-
-    Args:
-        data: Source table.
-        indices: Items of the batch.
-        crop_frames: Random crop of longer items to this many frames (training only; needs
-            ``generator``).
-        generator: Randomness for the crop offsets.
-
-    Returns:
-        A :class:`Batch` (features float32, batch first).
-    """
-    pieces = []
-    for i in indices:
-        item = data.features[i]
-        frames = item.shape[-2]
-        if crop_frames is not None and frames > crop_frames and generator is not None:
-            start = int(torch.randint(0, frames - crop_frames + 1, (1,), generator=generator))
-            item = item[..., start : start + crop_frames, :]
-        pieces.append(item)
-    longest = max(p.shape[-2] for p in pieces)
-    shape = (len(pieces), *pieces[0].shape[:-2], longest, pieces[0].shape[-1])
-    features = torch.zeros(shape, dtype=torch.float32)
-    mask = torch.zeros(len(pieces), longest, dtype=torch.bool)
-    for row, piece in enumerate(pieces):
-        frames = piece.shape[-2]
-        features[row, ..., :frames, :] = piece.float()
-        mask[row, :frames] = True
-    index = torch.tensor(list(indices), dtype=torch.long)
-    return Batch(features, mask, data.labels[index], index)
-
-
 def spec_augment(
     batch: Batch,
     *,
@@ -423,4 +337,4 @@ def spec_augment(
 def iterate_eval_batches(data: LabelledFeatures, batch_size: int) -> Iterator[Batch]:
     """Deterministic evaluation batches (length-sorted, whole utterances)."""
     for indices in bucketed_batches(data.lengths(), batch_size):
-        yield collate(data, indices)
+        yield data.batch(indices)

@@ -29,7 +29,6 @@ from ptssnn.training.config import TrainConfig
 from ptssnn.training.data import (
     LabelledFeatures,
     bucketed_batches,
-    collate,
     iterate_eval_batches,
     shard_batches,
     spec_augment,
@@ -277,8 +276,8 @@ def fit(
                                    jitter=config.length_jitter)
         total_loss, total_items = 0.0, 0
         for indices in shard_batches(batches, rank, world):
-            batch = collate(train_data, indices, crop_frames=config.max_train_frames,
-                            generator=augment_rng)
+            batch = train_data.batch(indices, crop_frames=config.max_train_frames,
+                                     generator=augment_rng)
             batch = spec_augment(
                 batch,
                 time_masks=config.time_masks,
