@@ -43,12 +43,9 @@ def write_prior(recognizer: EmotionRecognizer, directory: Path, *, prior_clips: 
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def model_dir(enrol_model_dir: Path) -> Path:
     torch.set_num_threads(1)
-    directory = tmp_path_factory.mktemp("enrol-model")
-    shutil.copytree(tiny_model_dir, directory, dirs_exist_ok=True)
-    write_prior(EmotionRecognizer.load(tiny_model_dir), directory)
-    return directory
+    return enrol_model_dir
 
 
 @pytest.fixture(scope="module")

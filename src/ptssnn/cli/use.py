@@ -98,10 +98,11 @@ def _predict_one(
     left_context_s: float,
     lookahead_s: float,
     segments: bool,
+    profile: Any = None,
 ) -> dict[str, Any]:
     """One file's JSON record (offline prediction, or a streaming run with its updates)."""
     if not stream:
-        return recognizer.predict_file(path).to_dict(include_segments=segments)
+        return recognizer.predict_file(path, profile=profile).to_dict(include_segments=segments)
     from ptssnn.audio import load_audio
     from ptssnn.inference.recognizer import MIN_SECONDS
 
@@ -113,7 +114,7 @@ def _predict_one(
         long_policy="error",
     )
     session = recognizer.stream(
-        chunk_s=chunk_s, left_context_s=left_context_s, lookahead_s=lookahead_s
+        chunk_s=chunk_s, left_context_s=left_context_s, lookahead_s=lookahead_s, profile=profile
     )
     updates = session.run(wave, recognizer.sample_rate)
     last = updates[-1]
@@ -161,6 +162,11 @@ def predict_command(
     segments: Annotated[
         bool, typer.Option(help="Include per-window segments / streaming updates in JSON.")
     ] = True,
+    profile_path: Annotated[Path | None, typer.Option(
+        "--profile", help="Speaker profile (`ptssnn enrol`): every file is that speaker.")] = None,
+    enrol_from: Annotated[Path | None, typer.Option(
+        "--enrol-from", help="Enrol the speaker from the unlabelled audio in this folder "
+        "first, then predict every file with that profile.")] = None,
 ) -> None:
     """Recognise the emotion in audio files (directories are searched recursively).
 
@@ -170,6 +176,8 @@ def predict_command(
 
     if jsonl and table:
         raise PtssnnError("choose one of --jsonl and --table")
+    if profile_path is not None and enrol_from is not None:
+        raise PtssnnError("choose one of --profile and --enrol-from")
     err = Console(stderr=True)
     files = find_audio_files(paths)
     if not files:
@@ -177,6 +185,21 @@ def predict_command(
     recognizer = EmotionRecognizer.load(
         model_dir, window_s=window, hop_s=hop, max_seconds=max_seconds
     )
+    profile = None
+    if profile_path is not None:
+        from ptssnn.features.profile import SpeakerProfile
+
+        profile = SpeakerProfile.load(profile_path)
+        recognizer.moments_for(profile)  # a profile of another model: one clear error now
+    elif enrol_from is not None:
+        from ptssnn.cli.enrol import enrol_clips
+
+        clips = find_audio_files([enrol_from])
+        if not clips:
+            raise PtssnnError(f"no audio files found in {enrol_from}")
+        profile, skipped = enrol_clips(recognizer, clips, console=err)
+        err.print(f"enrolled {profile.clips} clip(s) from {enrol_from}, skipped {len(skipped)}",
+                  highlight=False)
     records: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
     started = time.perf_counter()
@@ -184,7 +207,7 @@ def predict_command(
     def handle(path: Path) -> None:
         try:
             record = _predict_one(
-                recognizer, path, stream, chunk, left_context, lookahead, segments
+                recognizer, path, stream, chunk, left_context, lookahead, segments, profile
             )
         except PtssnnError as error:
             failures.append((str(path), str(error)))
