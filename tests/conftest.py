@@ -59,8 +59,8 @@ def enrol_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
     (as a training set of several speakers and channels would)."""
     import shutil
 
+    from ptssnn.features.enrolment import SpeakerPrior, training_moments
     from ptssnn.inference import EmotionRecognizer
-    from ptssnn.inference.enrolment import SpeakerPrior, training_moments
     from speechlike import voiced
 
     directory = tmp_path_factory.mktemp("enrol-model")

@@ -13,14 +13,14 @@ import soundfile as sf
 import torch
 
 from ptssnn.errors import TooShortAudioError
-from ptssnn.features.profile import ProfileError, SpeakerProfile
-from ptssnn.inference import EmotionRecognizer
-from ptssnn.inference.enrolment import (
+from ptssnn.features.enrolment import (
     PRIOR_FILE,
     SpeakerPrior,
     pipeline_moments,
     training_moments,
 )
+from ptssnn.features.profile import ProfileError, SpeakerProfile
+from ptssnn.inference import EmotionRecognizer
 from speechlike import voiced
 
 GAIN = 0.25  # a second "speaker": the same voice 12 dB quieter (a shift of every log-Mel bin)

@@ -38,6 +38,7 @@ from ptssnn.training.crossval import (
     train_fold,
 )
 from ptssnn.training.data import LabelledFeatures
+from ptssnn.training.enrolment import EnrolmentProtocol
 
 #: Head names the benchmark knows besides the model presets.
 PROBE = "probe"
@@ -104,6 +105,8 @@ class BenchmarkSettings:
         threads: ``torch.set_num_threads`` per process (``None``: 1).
         jobs: Worker processes training folds side by side (``None``: one per core).
         cross_corpus: Also train on each corpus and test on each other one (shared classes).
+        enrolment: Also score every neural head's test speakers with speaker profiles from K
+            of their unlabelled clips (``ptssnn.training.enrolment``); ``None``: not.
     """
 
     backbone: str = "whisper-base"
@@ -119,6 +122,7 @@ class BenchmarkSettings:
     threads: int | None = None
     jobs: int | None = None
     cross_corpus: bool = False
+    enrolment: EnrolmentProtocol | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -135,6 +139,7 @@ class BenchmarkSettings:
             "threads": self.threads,
             "jobs": self.jobs,
             "cross_corpus": self.cross_corpus,
+            "enrolment": self.enrolment.to_dict() if self.enrolment else None,
         }
 
 
@@ -370,7 +375,18 @@ def summarise_model(runs: dict[int, CrossValResult]) -> dict[str, Any]:
     analyses = [f.analysis for f in folds if f.analysis]
     if analyses:
         out["efficiency"] = average_analyses(analyses)
+    if folds and all(f.enrolment for f in folds):
+        out["enrolment"] = summarise_enrolment(folds)
     return out
+
+
+def summarise_enrolment(folds: Sequence[FoldResult]) -> dict[str, Any]:
+    """Per enrolment K: UA and WA mean ± std over every (seed, fold) run."""
+    ks = list(folds[0].enrolment)
+    return {k: {"ua": mean_std(f.enrolment[k]["ua"] for f in folds).to_dict(),
+                "wa": mean_std(f.enrolment[k]["wa"] for f in folds).to_dict(),
+                "scored": int(sum(f.enrolment[k]["scored"] for f in folds))}
+            for k in ks if all(k in f.enrolment for f in folds)}
 
 
 def average_analyses(analyses: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -671,6 +687,7 @@ def _train_unit(model: str, seed: int, fold_index: int, out: Path
         views, fold, _model_factory(model, {"seed": seed, **settings.model_overrides}), config,
         out_dir=run_dir, resume=settings.resume, epoch_hook=on_epoch,
         analyse=make_analyser(model, settings.analysis_items),
+        enrolment=settings.enrolment,
     )
     return result.to_dict(), trained[0]
 
@@ -837,5 +854,7 @@ def settings_from_dict(data: dict[str, Any]) -> BenchmarkSettings:
     values["models"] = tuple(values["models"])
     values["cache"] = Path(values["cache"]) if values.get("cache") else None
     values["out"] = Path(values["out"])
+    values["enrolment"] = (EnrolmentProtocol.from_dict(values["enrolment"])
+                           if values.get("enrolment") else None)
     names = {f.name for f in dataclasses.fields(BenchmarkSettings)}
     return BenchmarkSettings(**{k: v for k, v in values.items() if k in names})

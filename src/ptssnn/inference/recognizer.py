@@ -27,8 +27,8 @@ from ptssnn.errors import (
     TooShortAudioError,
     UnsupportedChannelsError,
 )
+from ptssnn.features.enrolment import SpeakerPrior, new_profile, pipeline_moments
 from ptssnn.inference.card import ModelCard
-from ptssnn.inference.enrolment import SpeakerPrior, new_profile, pipeline_moments
 from ptssnn.inference.results import Prediction, SegmentPrediction, Timings
 from ptssnn.inference.windows import plan_windows
 
@@ -360,7 +360,7 @@ class EmotionRecognizer:
 
     def moments_for(self, profile: SpeakerProfile | None) -> Moments | None:
         """What the pipeline's normalisation gets for a speaker (``None``: no profile and a
-        head that needs none); see :func:`ptssnn.inference.enrolment.pipeline_moments`.
+        head that needs none); see :func:`ptssnn.features.enrolment.pipeline_moments`.
 
         Raises:
             ProfileError: A profile made for another model, or a model without a prior.

@@ -33,6 +33,7 @@ from ptssnn.features.layers import LayerSelection
 from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.training.config import TrainConfig, TrainConfigError
 from ptssnn.training.data import LabelledFeatures
+from ptssnn.training.enrolment import EnrolmentProtocol, score_enrolment
 from ptssnn.training.trainer import EpochHook, FitResult, evaluate, fit
 
 
@@ -202,6 +203,8 @@ class FoldResult:
         seconds: Wall time of the fold (layer selection, training, test, analysis).
         normalisation: Resolved feature standardisation (``"global"``, ``"speaker"``...).
         normalisation_scores: Best probe validation UA per mode when it was ``"auto"``.
+        enrolment: Test scores per enrolment K (:func:`ptssnn.training.enrolment.score_enrolment`),
+            when an enrolment protocol was asked for.
     """
 
     fold: str
@@ -215,6 +218,7 @@ class FoldResult:
     seconds: float = 0.0
     normalisation: str = "global"
     normalisation_scores: dict[str, float] = field(default_factory=dict)
+    enrolment: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -230,6 +234,7 @@ class FoldResult:
             "seconds": self.seconds,
             "normalisation": self.normalisation,
             "normalisation_scores": self.normalisation_scores,
+            **({"enrolment": self.enrolment} if self.enrolment else {}),
         }
 
     @classmethod
@@ -247,6 +252,7 @@ class FoldResult:
             seconds=float(data.get("seconds", 0.0)),
             normalisation=str(data.get("normalisation", "global")),
             normalisation_scores=dict(data.get("normalisation_scores", {})),
+            enrolment=dict(data.get("enrolment", {})),
         )
 
 
@@ -307,8 +313,10 @@ def train_fold(
     resume: bool = False,
     epoch_hook: EpochHook | None = None,
     analyse: Analyser | None = None,
+    enrolment: EnrolmentProtocol | None = None,
 ) -> tuple[FoldResult, nn.Module | None]:
-    """Train and test one head on one fold (see module docstring).
+    """Train and test one head on one fold (see module docstring); with ``enrolment``, also
+    score the test speakers with profiles from K of their clips (needs ``views.speakers``).
 
     Returns:
         ``(result, model)``; ``model`` is ``None`` when the fold was already finished.
@@ -353,6 +361,12 @@ def train_fold(
                             "seconds": refit.seconds}
     metrics, predicted = evaluate(model, test, config.eval_batch_size)
     analysis = analyse(model, test) if analyse is not None else {}
+    enrolment_scores: dict[str, Any] = {}
+    if enrolment is not None:
+        if views.speakers is None:
+            raise TrainConfigError("the enrolment protocol needs the speaker of every utterance")
+        enrolment_scores = score_enrolment(model, views.table, fold, pipeline, views.speakers,
+                                           enrolment, eval_batch_size=config.eval_batch_size)
     fold_result = FoldResult(
         fold=str(fold.name),
         layers=mode,
@@ -369,6 +383,7 @@ def train_fold(
         seconds=time.perf_counter() - started,
         normalisation=norm,
         normalisation_scores=norm_scores,
+        enrolment=enrolment_scores,
     )
     if fold_dir is not None:
         _write_json(fold_dir / "result.json", fold_result.to_dict())
