@@ -13,7 +13,12 @@ from ptssnn.features import FeaturePipeline
 from ptssnn.models import create_model
 from ptssnn.training import LabelledFeatures, TrainConfig, TrainConfigError, train_fold
 from ptssnn.training.crossval import FoldResult, LayerViews
-from ptssnn.training.enrolment import EnrolmentProtocol, parse_enrolment_k, score_enrolment
+from ptssnn.training.enrolment import (
+    EnrolledTraining,
+    EnrolmentProtocol,
+    parse_enrolment_k,
+    score_enrolment,
+)
 
 
 def offset_corpus(per: int = 16, seed: int = 0):
@@ -95,3 +100,43 @@ def test_train_fold_scores_every_k_and_k0_is_the_plain_test() -> None:
     assert FoldResult.from_dict(result.to_dict()).enrolment == result.enrolment
     with pytest.raises(TrainConfigError, match="speaker"):
         train_fold(LayerViews(table), fold, factory, config, enrolment=protocol)
+
+
+def test_enrolled_training_table_has_every_item_once_per_k() -> None:
+    table, fold, speakers = offset_corpus(per=12)
+    pipeline = FeaturePipeline(layers="0", normalisation="speaker")
+    mixed = EnrolledTraining(table, speakers, pipeline, (*fold.train, *fold.validation),
+                             ks=(0, 3, "all"), seed=1)
+    assert mixed.prior.trained_for == "enrolled"
+    part = mixed.table(fold.train)
+    assert len(part) == 3 * len(fold.train)
+    assert part.ids[0] == f"{fold.train[0]}@K=0" and part.ids[-1].endswith("@K=all")
+    assert torch.equal(part.labels[: len(fold.train)], table.subset(fold.train).labels)
+    # K = 0: the prior's moments (speaker s0's +2 offset is about one global std); K = all:
+    # the speaker's own but for the prior's 2 of 14 clips; K = 3: in between.
+    means = [float(torch.cat([f.float() for f in part.features[i * 12:(i + 1) * 12]])
+                   .mean(0)[1]) for i in range(3)]
+    assert means[0] > 0.8 and abs(means[2]) < 0.4 and means[2] < means[1] < means[0]
+    # Same seed, same draws.
+    again = EnrolledTraining(table, speakers, pipeline, (*fold.train, *fold.validation),
+                             ks=(0, 3, "all"), seed=1).table(fold.train)
+    assert all(torch.equal(a, b) for a, b in zip(part.features, again.features, strict=True))
+
+
+def test_train_fold_in_enrolled_mode() -> None:
+    table, fold, speakers = offset_corpus(per=12)
+    config = TrainConfig(max_epochs=1, batch_size=8, frame_pool=1, layers="0",
+                         normalisation="enrolled", time_masks=0, feature_masks=0,
+                         max_train_frames=None)
+
+    def factory(input_dim: int, num_classes: int, input_layers: int):
+        return create_model("pts-snn", input_dim, num_classes, width=16, block_hidden=24,
+                            attention_heads=4, num_prompts=2)
+
+    result, model = train_fold(LayerViews(table, speakers=speakers), fold, factory, config,
+                               enrolment=EnrolmentProtocol((0, "all"), draws=1))
+    assert result.normalisation == "enrolled" and set(result.enrolment) == {"0", "all"}
+    # The head standardised its (mixed, per-speaker normalised) training input itself.
+    assert float(model.input_mean.abs().max()) < 1.0
+    with pytest.raises(TrainConfigError, match="speaker"):
+        train_fold(LayerViews(table), fold, factory, config)

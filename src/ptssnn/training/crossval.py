@@ -33,7 +33,7 @@ from ptssnn.features.layers import LayerSelection
 from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.training.config import TrainConfig, TrainConfigError
 from ptssnn.training.data import LabelledFeatures
-from ptssnn.training.enrolment import EnrolmentProtocol, score_enrolment
+from ptssnn.training.enrolment import EnrolledTraining, EnrolmentProtocol, score_enrolment
 from ptssnn.training.trainer import EpochHook, FitResult, evaluate, fit
 
 
@@ -62,7 +62,7 @@ def count_trainable(model: nn.Module) -> int:
 def _table_key(normalisation: str) -> str:
     """Which stored table a normalisation reads: the speaker-standardised copy, or the raw
     table (``global`` standardises inside the model, ``none`` not at all)."""
-    return "speaker" if normalisation == "speaker" else "global"
+    return "speaker" if normalisation in ("speaker", "enrolled") else "global"
 
 
 class LayerViews:
@@ -331,7 +331,9 @@ def train_fold(
     norm, norm_scores = select_normalisation(views, fold, config.normalisation)
     mode, scores = select_layers(views, fold, config.layers, seed=config.seed,
                                  normalisation=norm)
-    pipeline = FeaturePipeline(layers=mode, frame_pool=config.frame_pool, normalisation=norm)
+    # A head trained for enrolment reads per-speaker standardised features, like "speaker".
+    pipeline = FeaturePipeline(layers=mode, frame_pool=config.frame_pool,
+                               normalisation="speaker" if norm == "enrolled" else norm)
     table = views.view(pipeline)
     input_layers = table.num_layers if table.features[0].dim() == 3 else 1
     # The same seed gives the same initial weights in every run, resumed or not.
@@ -344,6 +346,13 @@ def train_fold(
         table = views.view(pipeline)
     train, val, test = (table.subset(fold.train), table.subset(fold.validation),
                         table.subset(fold.test))
+    mixed = None
+    if norm == "enrolled":
+        if views.speakers is None:
+            raise TrainConfigError("normalisation 'enrolled' needs the speaker of every utterance")
+        mixed = EnrolledTraining(views.table, views.speakers, pipeline,
+                                 (*fold.train, *fold.validation), seed=config.seed)
+        train, val = mixed.table(fold.train), mixed.table(fold.validation)
     checkpoint = fold_dir / "train_state" if fold_dir else None
     result: FitResult = fit(model, train, val, config, checkpoint=checkpoint, resume=resume,
                             epoch_hook=epoch_hook)
@@ -352,7 +361,8 @@ def train_fold(
         # Same seed, same schedule length as chosen: train + validation, last weights.
         torch.manual_seed(config.seed)
         model = model_factory(table.feature_dim, len(table.label_names), input_layers)
-        both = table.subset((*fold.train, *fold.validation))
+        both = (mixed.table((*fold.train, *fold.validation)) if mixed is not None
+                else table.subset((*fold.train, *fold.validation)))
         refit_config = config.replace(max_epochs=result.best_epoch, min_epochs=1)
         refit = fit(model, both, None, refit_config,
                     checkpoint=fold_dir / "refit_state" if fold_dir else None,

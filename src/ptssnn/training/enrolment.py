@@ -12,6 +12,7 @@ fold's score for a ``K`` is the mean over draws.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -169,3 +170,75 @@ def score_enrolment(
         results[str(k)] = {"ua": float(np.mean(uas)), "wa": float(np.mean(was)),
                            "ua_draws": uas, "wa_draws": was, "scored": scored}
     return results
+
+
+#: Profiles per training speaker under ``normalisation="enrolled"``: every training item once
+#: per K (``docs/enrolment.md``: one head for every K, including no profile at all).
+ENROLLED_TRAINING_KS: tuple[int | str, ...] = (0, 5, 20, ALL)
+
+
+class EnrolledTraining:
+    """Training items as a head for enrolled use sees them (``normalisation="enrolled"``).
+
+    Each speaker's items are standardised by a profile from ``K`` random clips of that
+    speaker (shrunk toward the prior like a deployed profile), once for every ``K`` in
+    ``ks``: the head learns features normalised by good, poor and no profiles alike.
+
+    Args:
+        raw: The corpus's raw ``[L, T, D]`` items (the pipeline's input).
+        speakers: Utterance id → speaker.
+        pipeline: The head's pipeline (normalisation ``"speaker"``).
+        prior_ids: Items whose moments form the prior (the fold's labelled data).
+        ks: Profile sizes.
+        prior_clips: Shrinkage weight (``n0``).
+        seed: Seed of the clip draws.
+    """
+
+    def __init__(
+        self,
+        raw: LabelledFeatures,
+        speakers: Mapping[str, str],
+        pipeline: FeaturePipeline,
+        prior_ids: Sequence[str],
+        *,
+        ks: Sequence[int | str] = ENROLLED_TRAINING_KS,
+        prior_clips: float = DEFAULT_PRIOR_CLIPS,
+        seed: int = 0,
+    ) -> None:
+        self.raw = raw
+        self.speakers = speakers
+        self.pipeline = pipeline
+        self.ks = tuple(parse_enrolment_k(k) for k in ks)
+        self.seed = seed
+        self.prior = SpeakerPrior.from_moments(
+            training_moments(raw.subset(prior_ids).features), prior_clips=prior_clips,
+            trained_for="enrolled")
+
+    def table(self, ids: Sequence[str]) -> LabelledFeatures:
+        """The items ``ids``, each once per K (ids suffixed ``@K=k``)."""
+        part = self.raw.subset(ids)
+        first = part.features[0]
+        layers, dim = (first.shape[0] if first.dim() == 3 else 1), first.shape[-1]
+        by_speaker: dict[str, list[int]] = {}
+        for row, utt_id in enumerate(part.ids):
+            by_speaker.setdefault(self.speakers[utt_id], []).append(row)
+        out_ids: list[str] = []
+        items: list[torch.Tensor] = []
+        rows_out: list[int] = []
+        for k in self.ks:
+            for speaker, rows in sorted(by_speaker.items()):
+                if k == ALL:
+                    enrol = rows
+                else:
+                    rng = np.random.default_rng([self.seed, zlib.crc32(speaker.encode()), k])
+                    count = min(int(k), len(rows))
+                    enrol = [rows[i] for i in rng.choice(len(rows), size=count, replace=False)]
+                profile = (_profile([part.features[r] for r in enrol], layers, dim)
+                           if enrol else None)
+                moments = pipeline_moments(self.pipeline, self.prior, profile)
+                for r in rows:
+                    out_ids.append(f"{part.ids[r]}@K={k}")
+                    items.append(self.pipeline.prepare(part.features[r], moments))
+                    rows_out.append(r)
+        return LabelledFeatures(tuple(out_ids), tuple(items), part.labels[rows_out],
+                                part.label_names)
