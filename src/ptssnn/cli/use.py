@@ -355,6 +355,11 @@ def train_command(
     threads: Annotated[
         int, typer.Option(min=1, help="torch threads (1, as the benchmark: see its README).")
     ] = 1,
+    normalisation: Annotated[
+        str, typer.Option(help="global (one clip at a time, no profiles needed), enrolled "
+                          "(for use with speaker profiles: `ptssnn enrol`; works without one "
+                          "too) or speaker.")
+    ] = "global",
 ) -> None:
     """Train a deployable model on all speakers of the given corpora (minus validation)."""
     from ptssnn.inference.training import train_recognizer
@@ -371,7 +376,7 @@ def train_command(
         layers=layers,
         cache_dir=cache,
         seed=seed,
-        config_overrides={"num_threads": threads}
+        config_overrides={"num_threads": threads, "normalisation": normalisation}
         | ({"frame_pool": frame_pool} if frame_pool else {}),
         progress=sys.stderr.isatty(),
         log=lambda line: Console(stderr=True).print(line, highlight=False),

@@ -142,6 +142,7 @@ def train_recognizer(
     from ptssnn.benchmark.runner import benchmark_train_config
     from ptssnn.corpora import get_corpus, scan_corpus
     from ptssnn.features import FeaturePipeline, extract_features
+    from ptssnn.features.enrolment import SpeakerPrior, training_moments
     from ptssnn.models import create_model
     from ptssnn.training import LabelledFeatures
     from ptssnn.training.crossval import LayerViews, train_fold
@@ -262,7 +263,10 @@ def train_recognizer(
 
     # The benchmark's own per-fold routine: layer choice on validation, frame pooling,
     # seeding, fit with model selection on validation, scoring of the held-out split.
-    result, model = train_fold(LayerViews(table), split, factory, config, epoch_hook=on_epoch)
+    # Speakers (named per corpus, which may reuse names) for the speaker-aware normalisations.
+    speakers = {i: f"{by_id[i].corpus}/{by_id[i].speaker}" for i in table.ids}
+    result, model = train_fold(LayerViews(table, speakers=speakers), split, factory, config,
+                               epoch_hook=on_epoch)
     model.eval()
     mode = result.layers
     held_out = result.test.to_dict() if test_ids else None
@@ -272,18 +276,29 @@ def train_recognizer(
         backbone=encoder.name,
         backbone_options={},
         backbone_identity=_jsonable(encoder.identity()),
+        # A head trained for enrolled use reads per-speaker standardised features.
         pipeline=FeaturePipeline(layers=mode, frame_pool=config.frame_pool,
-                                 normalisation=result.normalisation),
+                                 normalisation="speaker" if result.normalisation == "enrolled"
+                                 else result.normalisation),
         sample_rate=encoder.sample_rate,
         frame_rate=encoder.frame_rate,
         preset=preset,
     )
+    # The moments of the labelled data at the pipeline's input: what speaker profiles are
+    # shrunk toward (and, for a speaker-trained head, what it uses without a profile).
+    prior = SpeakerPrior.from_moments(
+        training_moments(table.subset((*train_ids, *val_ids)).features),
+        trained_for={"enrolled": "enrolled", "speaker": "speaker"}.get(result.normalisation,
+                                                                         "global"))
     summary: dict[str, Any] = {
         "corpora": per_corpus,
         "labels": list(labels),
         "backbone": encoder.name,
         "layers": {"mode": mode, "spec": card.layers, "scores": result.layer_scores},
         "pipeline": card.pipeline.to_dict(),
+        "normalisation": result.normalisation,
+        "enrolment": {"trained_for": prior.trained_for, "prior_clips": prior.prior_clips,
+                      "prior_frames": prior.frames},
         "frame_pool": config.frame_pool,
         "preset": preset,
         "num_train": len(train_ids),
@@ -302,6 +317,7 @@ def train_recognizer(
         "python": platform.python_version(),
     }
     save_recognizer(model, out, card, summary)
+    prior.save(out)
     return summary
 
 
