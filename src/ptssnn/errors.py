@@ -48,6 +48,14 @@ class UnsupportedChannelsError(AudioError):
     reason = "has an unsupported number of channels"
 
 
+class UnsupportedSampleRateError(AudioError):
+    reason = "has an unsupported sample rate"
+
+
+class TooLargeAudioError(AudioError):
+    reason = "would decode to more samples than the limit"
+
+
 class CorpusError(PtssnnError):
     """Unknown corpus, missing root or a root with the wrong layout."""
 

@@ -215,3 +215,22 @@ def test_real_casia_subset(shared_data: Path, tmp_path: Path) -> None:
     assert report["extracted"] == 6 and report["shape"] == [5, "T", 384]
     # float16, 5 layers × 384 × 50 frames/s: 5*384*2*50*3600 bytes per hour plus headers.
     assert 0.68e9 < report["cache_bytes_per_hour"] < 0.72e9
+
+
+def test_extract_reports_cropped_recordings(tmp_path: Path) -> None:
+    from features.feature_helpers import write_speechlike
+
+    root = tmp_path / "casia"
+    build_casia_tree(root)
+    long = next(iter(sorted(root.rglob("*.wav"))))
+    write_speechlike(long, 45.0, seed=3)
+    summary = tmp_path / "summary.json"
+    result = invoke(
+        "features", "extract", "casia", str(root), "--backbone", "fbank",
+        "--cache", str(tmp_path / "cache"), "--no-progress", "--summary-json", str(summary),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "1 recording longer than 30 s was cropped to the first 30 s (0.2 min" in output
+    report = json.loads(summary.read_text())
+    assert report["cropped"] == 1 and report["cropped_away_seconds"] == pytest.approx(15.0)

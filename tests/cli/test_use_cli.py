@@ -113,10 +113,115 @@ def test_predict_stream(tiny_model_dir: Path, audio_tree: Path) -> None:
 def test_predict_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
     missing = runner.invoke(app, ["predict", str(tiny_model_dir), str(tmp_path / "nope.wav")])
     assert isinstance(missing.exception, PtssnnError)
+    assert "nothing to predict" in str(missing.exception) and "nope.wav" in str(missing.exception)
     empty = runner.invoke(app, ["predict", str(tiny_model_dir), str(tmp_path)])
     assert isinstance(empty.exception, PtssnnError) and "no audio files" in str(empty.exception)
     both = runner.invoke(app, ["predict", str(tiny_model_dir), str(tmp_path), "--jsonl", "--table"])
     assert isinstance(both.exception, PtssnnError)
+
+
+def test_predict_skips_a_missing_path_and_goes_on(
+    tiny_model_dir: Path, audio_tree: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.wav"
+    result = runner.invoke(
+        app, ["predict", str(tiny_model_dir), str(missing), str(audio_tree / "a.wav"), "--jsonl"]
+    )
+    assert result.exit_code == 1  # documented: something was skipped
+    records = jsonl(result.stdout)
+    assert records[0] == {"source": str(missing), "error": f"{missing}: no such file or directory"}
+    assert records[1]["label"] in ("angry", "neutral", "sad")
+    stderr = " ".join(result.stderr.split())  # rich wraps long lines
+    assert f"skipped {missing}: no such file or directory" in stderr
+    assert "1 of 1 files recognised, 0 skipped; 1 path missing or unreadable" in stderr
+
+
+def test_predict_reports_unreadable_folders_and_files(
+    tiny_model_dir: Path, audio_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    locked_folder = audio_tree / "nested" / "deeper"
+    locked_file = audio_tree / "nested" / "b.WAV"
+    real_scandir, real_open = os.scandir, os.open
+
+    # Simulated permission problems: the tests may run as root, whom chmod does not stop.
+    def scandir(path: object = ".") -> object:
+        if Path(str(path)) == locked_folder:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_scandir(path)  # type: ignore[arg-type]
+
+    def open_(file: object, flags: int, *args: object, **kwargs: object) -> int:
+        if Path(str(file)) == locked_file:
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "open", open_)
+    result = runner.invoke(app, ["predict", str(tiny_model_dir), str(audio_tree), "--jsonl"])
+    assert result.exit_code == 1
+    stderr = " ".join(result.stderr.split())  # rich may wrap long lines
+    assert f"{locked_folder}: folder cannot be read: permission denied" in stderr
+    assert f"{locked_file}: cannot be read: permission denied" in stderr
+    names = [Path(r["source"]).name for r in jsonl(result.stdout) if "label" in r]
+    assert names == ["a.wav"]  # c.flac is in the locked folder, b.WAV locked, broken.wav bad
+    assert "1 of 3 files recognised, 2 skipped; 1 path missing or unreadable" in stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--window", "0"], "--window and --hop must be > 0"),
+        (["--hop", "-1"], "--window and --hop must be > 0"),
+        (["--window", "1", "--hop", "2"], "leaves gaps"),
+        (["--stream", "--chunk", "0"], "--chunk must be > 0"),
+        (["--stream", "--chunk", "0.013"], "multiple of one frame"),
+        (["--max-seconds", "0"], "--max-seconds must be > 0"),
+    ],
+)
+def test_predict_option_errors_are_one_line(
+    tiny_model_dir: Path, audio_tree: Path, options: list[str], words: str
+) -> None:
+    result = runner.invoke(app, ["predict", str(tiny_model_dir), str(audio_tree), *options])
+    assert isinstance(result.exception, PtssnnError), result.exception
+    assert words in str(result.exception)
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--max-upload-mb", "0"], "--max-upload-mb must be > 0"),
+        (["--max-concurrency", "0"], "--max-concurrency must be ≥ 1"),
+        (["--max-decoded-mb", "-1"], "--max-decoded-mb must be > 0"),
+        (["--request-timeout", "0"], "--request-timeout must be > 0"),
+        (["--max-requests", "0"], "--max-requests must be ≥ 1"),
+        (["--port", "99999"], "between 1 and 65535"),
+    ],
+)
+def test_serve_option_errors_are_one_line(
+    tiny_model_dir: Path, options: list[str], words: str
+) -> None:
+    result = runner.invoke(app, ["serve", str(tiny_model_dir), *options])
+    assert isinstance(result.exception, PtssnnError), result.exception
+    assert words in str(result.exception)
+
+
+def test_serve_refuses_a_busy_port_and_a_bad_token_file(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", str(port)])
+        assert isinstance(result.exception, PtssnnError)
+        assert f"cannot listen on 127.0.0.1:{port}" in str(result.exception)
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    for token_file, words in ((empty, "token file is empty"), (tmp_path / "no", "cannot read")):
+        result = runner.invoke(app, ["serve", str(tiny_model_dir), "--token-file", str(token_file)])
+        assert isinstance(result.exception, PtssnnError)
+        assert words in str(result.exception)
 
 
 def test_export_commands(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -154,7 +259,8 @@ def test_python_cli_and_http_give_the_same_prediction(
         runner.invoke(app, ["predict", str(tiny_model_dir), str(clip), "--jsonl"]).stdout
     )
     port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PTSSNN_TOKEN": "t0ken"}
+    auth = {"Authorization": "Bearer t0ken"}
     process = subprocess.Popen(
         [sys.executable, "-m", "ptssnn", "serve", str(tiny_model_dir), "--port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -166,16 +272,17 @@ def test_python_cli_and_http_give_the_same_prediction(
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=2, headers=auth).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert process.poll() is None, process.stderr.read().decode()
             assert time.monotonic() < deadline, "ptssnn serve did not come up"
             time.sleep(0.2)
-        response = httpx.post(
-            f"{url}/predict", files={"file": (clip.name, clip.read_bytes())}, timeout=60
-        )
+        files = {"file": (clip.name, clip.read_bytes())}
+        refused = httpx.post(f"{url}/predict", files=files, timeout=60)
+        assert refused.status_code == 401  # $PTSSNN_TOKEN is set: no token, no answer
+        response = httpx.post(f"{url}/predict", files=files, timeout=60, headers=auth)
         assert response.status_code == 200, response.text
         http = response.json()
     finally:

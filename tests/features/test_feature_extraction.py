@@ -205,3 +205,34 @@ def test_two_processes_at_once_share_the_work(tmp_path: Path, fbank: torch.nn.Mo
         expected = fbank(torch.from_numpy(load_audio(utt.path))).numpy().astype(np.float16)
         np.testing.assert_allclose(check.get(utt.id), expected, atol=1e-2)
     assert not list(cache.glob("*/entries/*/.tmp-*"))
+
+
+def test_long_recordings_are_cropped_explicitly_counted_and_reported(
+    tmp_path: Path, fbank: torch.nn.Module
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    short = make_utterances(tmp_path / "audio", 2)
+    long = Utt("long", write_speechlike(tmp_path / "audio" / "long.wav", 31.5, seed=7))
+    store = FeatureStore(tmp_path / "cache")
+    for attempt in ("extracted", "cached"):
+        shown = io.StringIO()
+        features = extract_features(
+            [*short, long], fbank, "all", store, console=Console(file=shown, width=200)
+        )
+        report = features.report
+        assert getattr(report, attempt) == 3
+        assert report.extras == {
+            "cropped": 1,
+            "crop_seconds": 30.0,
+            "cropped_away_seconds": pytest.approx(1.5, abs=1e-3),
+            "cropped_ids": ["long"],
+        }
+        assert report.to_dict()["cropped"] == 1  # in --summary-json too
+        assert features.lengths["long"] == fbank.num_frames(30 * 16000)
+        assert "1 recording longer than 30 s was cropped to the first 30 s" in shown.getvalue()
+    # Nothing cropped, nothing said.
+    quiet = extract_features(short, fbank, "all", store, progress=False)
+    assert quiet.report.extras == {}

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,48 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import uvicorn
+from serving import Running, error_of, post, wav_bytes
 
 from ptssnn.inference import EmotionRecognizer
-from ptssnn.serve import create_app
 from speechlike import voiced
-
-
-def wav_bytes(wave: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, wave, rate, format="WAV", subtype=subtype)
-    return buffer.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Running:
-    """A uvicorn server in a background thread."""
-
-    def __init__(self, recognizer: EmotionRecognizer) -> None:
-        app = create_app(recognizer, max_upload_mb=1.0, max_seconds=5.0, max_concurrency=2)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -98,18 +57,25 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def post(client: httpx.Client, url: str, name: str, data: bytes) -> httpx.Response:
-    return client.post(f"{url}/predict", files={"file": (name, data, "audio/wav")})
-
-
 def test_health_and_openapi(server: Running) -> None:
     health = httpx.get(f"{server.url}/health", timeout=10).json()
     assert health["status"] == "ok"
     assert health["labels"] == ["angry", "neutral", "sad"]
-    assert health["limits"] == {"max_upload_mb": 1.0, "max_seconds": 5.0}
+    assert health["limits"] == {
+        "max_upload_mb": 1.0,
+        "max_seconds": 5.0,
+        "max_decoded_mb": 100.0,
+        "max_concurrency": 2,
+        "request_timeout_s": 30.0,
+        "max_requests": 64,
+    }
     schema = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
     assert "/predict" in schema["paths"] and "post" in schema["paths"]["/predict"]
     assert "/health" in schema["paths"]
+    # The error shape is documented in the schema.
+    errors = schema["paths"]["/predict"]["post"]["responses"]
+    assert set(errors) >= {"200", "401", "408", "413", "415", "422", "503"}
+    assert "ErrorBody" in schema["components"]["schemas"]
 
 
 def test_predictions_equal_the_python_api(
@@ -152,21 +118,34 @@ def test_bad_audio_gets_a_clear_4xx(server: Running, case: str) -> None:
     data, status, words = BAD_UPLOADS[case]
     response = post(httpx.Client(timeout=30), server.url, f"{case}.wav", data)
     assert response.status_code == status, response.text
-    detail = response.json()["detail"]
+    detail = error_of(response, status)
     assert words.lower() in detail.lower()
     assert f"{case}.wav" in detail  # the client's name, not the server's temporary file
+    assert "/tmp" not in detail and "ptssnn-upload" not in detail
+    assert "long_policy" not in detail  # an option HTTP clients cannot set
 
 
 def test_malformed_requests_are_4xx(server: Running) -> None:
     with httpx.Client(timeout=30) as client:
         too_big = post(client, server.url, "big.wav", b"\0" * 1_500_000)
-        assert too_big.status_code == 413 and "1 MB" in too_big.json()["detail"]
-        assert client.post(f"{server.url}/predict").status_code == 422
+        assert "1 MB" in error_of(too_big, 413, "upload_too_large")
+        assert "file" in error_of(client.post(f"{server.url}/predict"), 422, "invalid_request")
         wrong_field = client.post(f"{server.url}/predict", files={"audio": ("a.wav", b"x")})
-        assert wrong_field.status_code == 422
-        assert client.post(f"{server.url}/predict", json={"file": "a.wav"}).status_code == 422
-        assert client.get(f"{server.url}/predict").status_code == 405
-        assert client.get(f"{server.url}/nothing").status_code == 404
+        assert "file: Field required" in error_of(wrong_field, 422, "invalid_request")
+        error_of(client.post(f"{server.url}/predict", json={"file": "a.wav"}), 422)
+        bad_flag = client.post(
+            f"{server.url}/predict", params={"segments": "maybe"}, files={"file": ("a", b"x")}
+        )
+        assert "segments" in error_of(bad_flag, 422, "invalid_request")
+        error_of(client.get(f"{server.url}/predict"), 405, "method_not_allowed")
+        error_of(client.get(f"{server.url}/nothing"), 404, "not_found")
+        broken = client.post(
+            f"{server.url}/predict",
+            content=b"--x\r\nnot a multipart body",
+            headers={"content-type": "multipart/form-data; boundary=x"},
+        )
+        assert broken.status_code in (400, 422)
+        error_of(broken, broken.status_code)
 
 
 def test_bounded_concurrent_load(

@@ -1,15 +1,24 @@
-"""Audio decoding: any libsndfile format in, 16 kHz mono float32 in [-1, 1] out.
+"""Audio in: any libsndfile file, array, upload or stream -> 16 kHz mono float32 in [-1, 1].
 
-Bad files raise :class:`ptssnn.errors.AudioError` subclasses that name the file and the reason.
+Everything goes through one entry, :func:`condition_waveform` (files via :func:`load_audio`,
+which first checks the header). Bad audio raises :class:`ptssnn.errors.AudioError` subclasses
+that name the source and the reason.
 """
 
 from __future__ import annotations
 
-from ptssnn.audio.loading import (
+from ptssnn.audio.conditioning import (
     MAX_CHANNELS,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
     RESAMPLE_QUALITY,
     SAMPLE_RATE,
     SILENCE_PEAK,
+    check_sample_rate,
+    condition_waveform,
+    length_policy,
+)
+from ptssnn.audio.loading import (
     AudioInfo,
     check_header,
     load_audio,
@@ -19,11 +28,16 @@ from ptssnn.audio.loading import (
 
 __all__ = [
     "MAX_CHANNELS",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
     "RESAMPLE_QUALITY",
     "SAMPLE_RATE",
     "SILENCE_PEAK",
     "AudioInfo",
     "check_header",
+    "check_sample_rate",
+    "condition_waveform",
+    "length_policy",
     "load_audio",
     "probe_audio",
     "split_long",

@@ -3,51 +3,41 @@
 Policy, in the order the checks run:
 
 1. The header is read with :func:`soundfile.info` (the format comes from the file's bytes, never
-   from its extension). Unreadable header -> :class:`UnreadableAudioError`; more than
-   ``MAX_CHANNELS`` channels -> :class:`UnsupportedChannelsError`; zero frames ->
-   :class:`EmptyAudioError`; shorter than ``min_seconds`` -> :class:`TooShortAudioError`;
-   longer than ``max_seconds`` -> cropped, kept whole, or :class:`TooLongAudioError`, as
-   ``long_policy`` says.
-2. The samples are decoded as float32. Fewer frames than the header declares (a truncated
-   file) -> :class:`UnreadableAudioError`; any NaN or infinite sample ->
-   :class:`NonFiniteAudioError`.
-3. Channels are averaged (down-mix). A peak below ``SILENCE_PEAK`` (-80 dBFS, below the
-   dither of 16-bit audio) -> :class:`SilentAudioError`.
-4. Resampled with soxr at ``"VHQ"`` quality (very high: the quality the shared FLAC copies were
-   made with, so a WAV original and its FLAC copy give the same signal to within 16-bit
-   quantisation).
-5. If the peak exceeds 1 (float files recorded hot, or a few ulps of resampler overshoot) the
-   whole signal is scaled down to peak 1 rather than clipped, which would add distortion.
+   from its extension). Missing or unreadable file (permissions) or not an audio header ->
+   :class:`UnreadableAudioError`; then :func:`check_header` applies, from the header alone,
+   every rule of :func:`~ptssnn.audio.condition_waveform` that needs no samples (sample rate,
+   channels, length) and the decoded-size budget ``max_decoded_mb``, so a small file that
+   declares gigabytes of samples is refused before anything is decoded.
+2. The (possibly cropped) samples are decoded as float32. Fewer frames than the header
+   declares (a truncated file) -> :class:`UnreadableAudioError`.
+3. The samples go through :func:`~ptssnn.audio.condition_waveform`, the one audio entry that
+   arrays, uploads and streams use too (finite, down-mix, silence, resampling, peak).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-from ptssnn.errors import (
-    EmptyAudioError,
-    NonFiniteAudioError,
-    SilentAudioError,
-    TooLongAudioError,
-    TooShortAudioError,
-    UnreadableAudioError,
-    UnsupportedChannelsError,
+from ptssnn.audio.conditioning import (
+    MAX_CHANNELS,
+    SAMPLE_RATE,
+    LongPolicy,
+    check_channels,
+    check_sample_rate,
+    condition_waveform,
+    length_policy,
 )
+from ptssnn.errors import TooLargeAudioError, UnreadableAudioError
 
-SAMPLE_RATE = 16000
-MAX_CHANNELS = 8
-SILENCE_PEAK = 1e-4  # -80 dBFS
-RESAMPLE_QUALITY = "VHQ"
-
-LongPolicy = Literal["crop", "split", "error"]
-_LONG_POLICIES = ("crop", "split", "error")
+#: Bytes of one decoded sample (float32).
+_SAMPLE_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -88,6 +78,13 @@ def probe_audio(path: str | Path) -> AudioInfo:
     path = Path(path)
     if not path.is_file():
         raise UnreadableAudioError(path, "does not exist or is not a file")
+    try:
+        # libsndfile reports a permission problem as "System error."; ask the OS first.
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError as error:
+        if error.errno in (errno.EACCES, errno.EPERM):
+            raise UnreadableAudioError(path, "cannot be read: permission denied") from error
+        raise UnreadableAudioError(path, f"cannot be read ({error.strerror or error})") from error
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
@@ -140,28 +137,51 @@ def _missing_wav_bytes(path: Path) -> int:
 
 
 def check_header(
-    info: AudioInfo, *, min_seconds: float = 0.25, max_channels: int = MAX_CHANNELS
-) -> None:
-    """Apply the checks that need only the header (shared by :func:`load_audio` and scans).
+    info: AudioInfo,
+    *,
+    min_seconds: float = 0.25,
+    max_channels: int = MAX_CHANNELS,
+    max_seconds: float | None = None,
+    long_policy: LongPolicy = "crop",
+    max_decoded_mb: float | None = None,
+) -> int:
+    """Apply every check that needs only the header (shared by :func:`load_audio` and scans).
+
+    Returns:
+        How many frames :func:`load_audio` decodes (all, or the first ``max_seconds`` when
+        a long file is cropped).
 
     Raises:
+        UnsupportedSampleRateError: A sample rate outside 4-384 kHz.
         UnsupportedChannelsError: More than ``max_channels`` channels, or none.
         EmptyAudioError: No samples.
         TooShortAudioError: Shorter than ``min_seconds``.
+        TooLongAudioError: Longer than ``max_seconds`` under ``long_policy="error"``.
+        TooLargeAudioError: Frames x channels to decode exceed ``max_decoded_mb`` of float32.
     """
-    if not 1 <= info.channels <= max_channels:
-        raise UnsupportedChannelsError(
-            info.path,
-            f"has {info.channels} channels; at most {max_channels} are supported "
-            "(down-mix or extract the speech channel first)",
-        )
-    if info.frames <= 0 or info.sample_rate <= 0:
-        raise EmptyAudioError(info.path, "has no samples (zero-length file)")
-    if info.duration < min_seconds:
-        raise TooShortAudioError(
-            info.path,
-            f"lasts {info.duration:.3f} s, shorter than the minimum {min_seconds:g} s",
-        )
+    check_channels(info.channels, info.path, max_channels)
+    if info.frames <= 0:
+        # Before the rate check: a zero-length file is "empty" whatever its header's rate.
+        length_policy(0, 1, info.path)
+    rate = check_sample_rate(info.sample_rate, info.path)
+    frames = length_policy(
+        info.frames,
+        rate,
+        info.path,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        long_policy=long_policy,
+    )
+    if max_decoded_mb is not None:
+        decoded_mb = frames * info.channels * _SAMPLE_BYTES / 1e6
+        if decoded_mb > max_decoded_mb:
+            raise TooLargeAudioError(
+                info.path,
+                f"would decode to {decoded_mb:,.0f} MB ({info.channels} channels x "
+                f"{rate} Hz x {frames / rate:.1f} s), more than the limit of "
+                f"{max_decoded_mb:g} MB",
+            )
+    return frames
 
 
 def load_audio(
@@ -171,8 +191,9 @@ def load_audio(
     max_seconds: float | None = 30.0,
     min_seconds: float = 0.25,
     long_policy: LongPolicy = "crop",
+    max_decoded_mb: float | None = None,
 ) -> np.ndarray:
-    """Decode, down-mix and resample an audio file; see the module docstring for the policy.
+    """Decode a file and condition it like any waveform; see the module docstring.
 
     Args:
         path: Any file libsndfile reads; the format is taken from the content, not the name.
@@ -180,35 +201,29 @@ def load_audio(
         max_seconds: Longest accepted duration (``None``: no limit). What happens to longer
             files depends on ``long_policy``.
         min_seconds: Shortest accepted duration.
-        long_policy: ``"crop"`` keeps the first ``max_seconds``; ``"split"`` returns the whole
-            signal so that the caller can cut it with :func:`split_long`; ``"error"`` raises
-            :class:`TooLongAudioError`.
+        long_policy: ``"crop"`` keeps the first ``max_seconds`` (and decodes no more);
+            ``"split"`` returns the whole signal so that the caller can cut it with
+            :func:`split_long`; ``"error"`` raises :class:`TooLongAudioError`.
+        max_decoded_mb: Refuse, from the header, a file whose decoded float32 samples
+            (frames x channels) would exceed this many megabytes (``None``: no limit).
 
     Returns:
         ``[num_samples]`` float32 waveform at ``sample_rate``, peak at most 1.
 
     Raises:
-        AudioError: A subclass naming the file and the reason (unreadable or truncated,
-            empty, silent, NaN/inf, too short, too long under ``"error"``, too many channels).
+        AudioError: A subclass naming the file and the reason (unreadable, truncated or not
+            permitted, empty, silent, NaN/inf, too short, too long under ``"error"``, too
+            many channels, unsupported sample rate, too large to decode).
         ValueError: ``long_policy`` is not one of ``crop``, ``split``, ``error``.
     """
-    if long_policy not in _LONG_POLICIES:
-        raise ValueError(f"long_policy must be one of {_LONG_POLICIES}, not {long_policy!r}")
     info = probe_audio(path)
-    check_header(info, min_seconds=min_seconds)
-
-    frames_to_read = info.frames
-    if max_seconds is not None and info.duration > max_seconds:
-        if long_policy == "error":
-            raise TooLongAudioError(
-                info.path,
-                f"lasts {info.duration:.1f} s, longer than the maximum {max_seconds:g} s "
-                "(raise max_seconds, or use long_policy='crop' or 'split')",
-            )
-        if long_policy == "crop":
-            # Crop before decoding: no need to read (or resample) what is thrown away.
-            frames_to_read = round(max_seconds * info.sample_rate)
-
+    frames_to_read = check_header(
+        info,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        long_policy=long_policy,
+        max_decoded_mb=max_decoded_mb,
+    )
     try:
         data, _ = sf.read(str(info.path), frames=frames_to_read, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:
@@ -220,26 +235,15 @@ def load_audio(
             f"is truncated: the header declares {frames_to_read} frames, "
             f"only {data.shape[0]} could be decoded",
         )
-    if data.shape[0] == 0:
-        raise EmptyAudioError(info.path)
-    if not np.isfinite(data).all():
-        raise NonFiniteAudioError(info.path)
-
-    # Mean, not sum: keeps the level of a stereo recording of one voice.
-    wave = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    # Checked after the down-mix: silence is about what the model will hear.
-    if float(np.max(np.abs(wave))) < SILENCE_PEAK:
-        raise SilentAudioError(
-            info.path, f"is all silence (peak below {20 * np.log10(SILENCE_PEAK):.0f} dBFS)"
-        )
-
-    if info.sample_rate != sample_rate:
-        wave = soxr.resample(wave, info.sample_rate, sample_rate, quality=RESAMPLE_QUALITY)
-    wave = np.ascontiguousarray(wave, dtype=np.float32)
-    peak = float(np.max(np.abs(wave)))
-    if peak > 1.0:
-        wave /= peak
-    return wave
+    return condition_waveform(
+        data,
+        info.sample_rate,
+        target_rate=sample_rate,
+        source=info.path,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        long_policy=long_policy,
+    )
 
 
 def split_long(

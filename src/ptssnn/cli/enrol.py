@@ -71,7 +71,9 @@ def enrol_command(
     from ptssnn.inference import EmotionRecognizer
 
     err = Console(stderr=True)
-    files = find_audio_files(clips)
+    files, missing = find_audio_files(clips)
+    for where, reason in missing:
+        err.print(f"[yellow]skipped[/] {where}: {reason}", highlight=False)
     if not files:
         raise PtssnnError(f"no audio files found in {', '.join(map(str, clips))}")
     recognizer = EmotionRecognizer.load(model_dir)
@@ -81,11 +83,13 @@ def enrol_command(
         recognizer.moments_for(profile)  # refuses a profile of another model before the work
     before = (profile.clips, profile.frames) if profile is not None else (0, 0)
     profile, skipped = enrol_clips(recognizer, files, profile=profile, name=name, console=err)
+    skipped += missing
     profile.save(out)
     frames = profile.frames - before[1]
     seconds = frames / recognizer.frame_rate
     err.print(
-        f"enrolled {profile.clips - before[0]} of {len(files)} clip(s) ({seconds:.1f} s of "
+        f"enrolled {profile.clips - before[0]} of {len(files) + len(missing)} clip(s) "
+        f"({seconds:.1f} s of "
         f"audio), skipped {len(skipped)}; the profile now holds {profile.clips} clip(s) -> {out}",
         highlight=False,
     )

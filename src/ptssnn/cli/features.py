@@ -148,6 +148,10 @@ def extract(
         f"  time: {report.wall_seconds:.1f} s for {report.audio_seconds / 60:.1f} min of audio"
         f"{speed}; total with loading {summary['total_seconds']:.1f} s"
     )
+    if report.extras.get("cropped"):
+        from ptssnn.features.extraction import _crop_message
+
+        out.print(f"  [yellow]cropped[/] {_crop_message(report.extras)}", highlight=False)
     out.print(
         f"  cache: {_human_bytes(report.cache_bytes)} ({_human_bytes(report.bytes_per_hour)} per "
         f"hour of audio, {features.dtype}) in {features.namespace.path}",

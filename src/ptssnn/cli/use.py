@@ -55,39 +55,66 @@ AUDIO_SUFFIXES = frozenset(
 )
 
 
-def find_audio_files(paths: list[Path]) -> list[Path]:
+def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files and directories (recursively) into a sorted, de-duplicated file list.
 
     Files given explicitly are kept whatever their suffix; inside directories only files
     with an audio suffix (:data:`AUDIO_SUFFIXES`, case-insensitive) are taken and hidden
-    files are skipped.
+    files and folders are skipped.
 
-    Raises:
-        PtssnnError: A path that does not exist.
+    Returns:
+        ``(files, problems)``: the files, and ``(path, reason)`` for every path that does not
+        exist and every folder that could not be listed (permissions), so that the caller can
+        report them and go on with the rest.
     """
     found: list[Path] = []
+    problems: list[tuple[str, str]] = []
     for path in paths:
         if path.is_dir():
-            found.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file()
-                    and p.suffix.lower() in AUDIO_SUFFIXES
-                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                )
-            )
+            found.extend(_walk_audio(path, problems))
         elif path.exists():
             found.append(path)
+        elif path.is_symlink():
+            problems.append((str(path), "is a broken symbolic link"))
         else:
-            raise PtssnnError(f"{path}: no such file or directory")
+            problems.append((str(path), "no such file or directory"))
     seen: set[Path] = set()
     unique = []
     for p in found:
         if p not in seen:
             seen.add(p)
             unique.append(p)
-    return unique
+    return unique, problems
+
+
+def _walk_audio(root: Path, problems: list[tuple[str, str]]) -> list[Path]:
+    """Audio files under ``root``; folders that cannot be listed go to ``problems``."""
+
+    def unreadable(error: OSError) -> None:
+        where = error.filename or str(root)
+        if isinstance(error, PermissionError):
+            problems.append((where, "folder cannot be read: permission denied"))
+        else:
+            problems.append((where, f"folder cannot be read ({error.strerror or error})"))
+
+    files: list[Path] = []
+    visited: set[str] = set()
+    for folder, subfolders, names in os.walk(root, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a symbolic link back up the tree
+            subfolders[:] = []
+            continue
+        visited.add(real)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in names:
+            candidate = Path(folder) / name
+            if (
+                not name.startswith(".")
+                and candidate.suffix.lower() in AUDIO_SUFFIXES
+                and candidate.is_file()
+            ):
+                files.append(candidate)
+    return sorted(files)
 
 
 def _predict_one(
@@ -170,7 +197,9 @@ def predict_command(
 ) -> None:
     """Recognise the emotion in audio files (directories are searched recursively).
 
-    Bad files are reported and skipped; the exit status is 1 when any file failed.
+    Missing paths, folders that cannot be read and bad files are reported (with the reason,
+    e.g. "permission denied") and skipped; the rest is predicted. Exit status: 0 when every
+    input was recognised, 1 when any was skipped, 2 when nothing could be read at all.
     """
     from ptssnn.inference import EmotionRecognizer
 
@@ -178,13 +207,27 @@ def predict_command(
         raise PtssnnError("choose one of --jsonl and --table")
     if profile_path is not None and enrol_from is not None:
         raise PtssnnError("choose one of --profile and --enrol-from")
+    _check_predict_options(window, hop, stream, chunk, left_context, lookahead, max_seconds)
     err = Console(stderr=True)
-    files = find_audio_files(paths)
+    files, missing = find_audio_files(paths)
+    for where, reason in missing:
+        err.print(f"[yellow]skipped[/] {where}: {reason}", highlight=False)
+        if jsonl:
+            print(json.dumps({"source": where, "error": f"{where}: {reason}"}), flush=True)
     if not files:
+        if missing:
+            raise PtssnnError(
+                "nothing to predict: " + "; ".join(f"{w}: {r}" for w, r in missing[:5])
+            )
         raise PtssnnError(f"no audio files found in {', '.join(map(str, paths))}")
     recognizer = EmotionRecognizer.load(
         model_dir, window_s=window, hop_s=hop, max_seconds=max_seconds
     )
+    if stream:
+        try:  # the chunk must be whole feature frames: say so once, not per file
+            recognizer.stream(chunk_s=chunk, left_context_s=left_context, lookahead_s=lookahead)
+        except ValueError as error:
+            raise PtssnnError(f"--chunk/--left-context/--lookahead: {error}") from error
     profile = None
     if profile_path is not None:
         from ptssnn.features.profile import SpeakerProfile
@@ -194,9 +237,10 @@ def predict_command(
     elif enrol_from is not None:
         from ptssnn.cli.enrol import enrol_clips
 
-        clips = find_audio_files([enrol_from])
+        clips, unreadable = find_audio_files([enrol_from])
         if not clips:
-            raise PtssnnError(f"no audio files found in {enrol_from}")
+            raise PtssnnError(f"no audio files found in {enrol_from}"
+                              + "".join(f"; {w}: {r}" for w, r in unreadable[:5]))
         profile, skipped = enrol_clips(recognizer, clips, console=err)
         err.print(f"enrolled {profile.clips} clip(s) from {enrol_from}, skipped {len(skipped)}",
                   highlight=False)
@@ -264,14 +308,43 @@ def predict_command(
         out.print(grid)
     audio = sum(r["duration_s"] for r in records)
     counts = Counter(r["label"] for r in records)
+    unsearched = (
+        f"; {len(missing)} path{'s' if len(missing) != 1 else ''} missing or unreadable"
+        if missing
+        else ""
+    )
     err.print(
-        f"{len(records)} of {len(files)} files recognised, {len(failures)} skipped; "
-        f"{audio:.1f} s of audio in {elapsed:.1f} s ({audio / max(elapsed, 1e-9):.1f}× real "
-        f"time); labels: " + (", ".join(f"{k} {v}" for k, v in counts.most_common()) or "-"),
+        f"{len(records)} of {len(files)} files recognised, {len(failures)} skipped"
+        f"{unsearched}; {audio:.1f} s of audio in {elapsed:.1f} s "
+        f"({audio / max(elapsed, 1e-9):.1f}× real time); labels: "
+        + (", ".join(f"{k} {v}" for k, v in counts.most_common()) or "-"),
         highlight=False,
     )
-    if failures:
+    if failures or missing:
         raise typer.Exit(1)
+
+
+def _check_predict_options(
+    window: float,
+    hop: float,
+    stream: bool,
+    chunk: float,
+    left_context: float,
+    lookahead: float,
+    max_seconds: float,
+) -> None:
+    """One-line errors for option values that would otherwise fail deep inside."""
+    if not window > 0 or not hop > 0:
+        raise PtssnnError(f"--window and --hop must be > 0, got {window} and {hop}")
+    if hop > window:
+        raise PtssnnError(f"--hop ({hop} s) longer than --window ({window} s) leaves gaps")
+    if not max_seconds > 0:
+        raise PtssnnError(f"--max-seconds must be > 0, got {max_seconds}")
+    if stream and (not chunk > 0 or left_context < 0 or lookahead < 0):
+        raise PtssnnError(
+            f"--chunk must be > 0 and --left-context, --lookahead ≥ 0, got {chunk}, "
+            f"{left_context}, {lookahead}"
+        )
 
 
 def export_command(
@@ -304,15 +377,63 @@ def export_command(
 
 def serve_command(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by `ptssnn train`.")],
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[
+        str,
+        typer.Option(help="Interface to listen on (other than 127.0.0.1: set a token)."),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (1-65535).")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload (MB).")] = 20.0,
     max_seconds: Annotated[float, typer.Option(help="Longest recording (s).")] = 60.0,
-    max_concurrency: Annotated[int, typer.Option(help="Predictions running at once.")] = 1,
+    max_decoded_mb: Annotated[
+        float,
+        typer.Option(help="Largest decoded upload, frames x channels x 4 B, from the header (MB)."),
+    ] = 100.0,
+    max_concurrency: Annotated[
+        int, typer.Option(help="Decodes + predictions running at once.")
+    ] = 1,
+    max_requests: Annotated[
+        int, typer.Option(help="Requests in progress, uploads included (more get 503).")
+    ] = 64,
+    request_timeout: Annotated[
+        float, typer.Option(help="Seconds an upload has to arrive (slower: 408).")
+    ] = 30.0,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the bearer token clients must send (default: $PTSSNN_TOKEN; "
+            "neither: no token)."
+        ),
+    ] = None,
 ) -> None:
-    """Serve the model over HTTP: POST /predict (audio upload), GET /health, /docs."""
+    """Serve the model over HTTP: POST /predict (audio upload), GET /health, /openapi.json.
+
+    Errors are JSON {"error": {"code", "message"}}. With a token (--token-file or
+    $PTSSNN_TOKEN) every request needs "Authorization: Bearer <token>".
+    """
+    from ptssnn.serve import check_port, read_token, serve
+
+    token = read_token(token_file)
+    # Cheap checks first: a bad limit or a busy port is one line, before the model loads.
+    for name, value in (
+        ("--max-upload-mb", max_upload_mb),
+        ("--max-seconds", max_seconds),
+        ("--max-decoded-mb", max_decoded_mb),
+        ("--request-timeout", request_timeout),
+    ):
+        if not value > 0:
+            raise PtssnnError(f"{name} must be > 0, got {value}")
+    for name, count in (("--max-concurrency", max_concurrency), ("--max-requests", max_requests)):
+        if count < 1:
+            raise PtssnnError(f"{name} must be ≥ 1, got {count}")
+    check_port(host, port)
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        Console(stderr=True).print(
+            f"[yellow]warning[/] listening on {host} without a token: anyone who can reach "
+            "this port can use the model (set $PTSSNN_TOKEN or --token-file)",
+            highlight=False,
+        )
+
     from ptssnn.inference import EmotionRecognizer
-    from ptssnn.serve import serve
 
     recognizer = EmotionRecognizer.load(model_dir, max_seconds=max_seconds)
     serve(
@@ -322,6 +443,10 @@ def serve_command(
         max_upload_mb=max_upload_mb,
         max_seconds=max_seconds,
         max_concurrency=max_concurrency,
+        max_decoded_mb=max_decoded_mb,
+        request_timeout_s=request_timeout,
+        max_requests=max_requests,
+        token=token,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from ptssnn.audio import probe_audio
 from ptssnn.backbones import Backbone, load_backbone
 from ptssnn.errors import AudioError
 from ptssnn.features.distributed import ProcessGroup
@@ -110,6 +111,8 @@ class _ShardResult:
     rebuilt: int
     extracted_audio_seconds: float
     wall_seconds: float
+    #: ``(utterance id, recorded seconds)`` of recordings cropped to ``max_seconds``.
+    cropped: list[tuple[str, float]] = field(default_factory=list)
 
 
 def extract_features(
@@ -200,6 +203,7 @@ def extract_features(
 
     entries: dict[str, Entry] = {}
     failures: list[ExtractionFailure] = []
+    cropped = [item for part in results for item in part.cropped]
     for part in results:
         for utt_id, (path, shape, seconds, size) in part.entries.items():
             entries[utt_id] = Entry(Path(path), shape, seconds, size)
@@ -218,8 +222,36 @@ def extract_features(
         audio_seconds=feature_set.audio_seconds,
         cache_bytes=feature_set.cache_bytes,
         processes=group.world_size,
+        extras=_crop_summary(cropped, policy),
     )
+    if cropped and progress and group.rank == 0:
+        (console or Console(stderr=True)).print(
+            f"[yellow]note[/] {_crop_message(feature_set.report.extras)}", highlight=False
+        )
     return feature_set
+
+
+def _crop_summary(cropped: list[tuple[str, float]], policy: AudioPolicy) -> dict[str, Any]:
+    """What the crop policy cut, for the report (empty when nothing was cropped)."""
+    if not cropped or policy.max_seconds is None:
+        return {}
+    return {
+        "cropped": len(cropped),
+        "crop_seconds": policy.max_seconds,
+        "cropped_away_seconds": round(sum(s - policy.max_seconds for _, s in cropped), 3),
+        "cropped_ids": sorted(utt_id for utt_id, _ in cropped)[:20],
+    }
+
+
+def _crop_message(extras: dict[str, Any]) -> str:
+    """One line on what was cropped, e.g. for ``features extract``'s summary."""
+    count = extras["cropped"]
+    return (
+        f"{count} recording{'s' if count != 1 else ''} longer than {extras['crop_seconds']:g} s "
+        f"{'were' if count != 1 else 'was'} cropped to the first {extras['crop_seconds']:g} s "
+        f"({extras['cropped_away_seconds'] / 60:.1f} min of audio not used; cut long "
+        "recordings into utterances to use all of it)"
+    )
 
 
 def _extract_shard(
@@ -242,6 +274,19 @@ def _extract_shard(
     def record(utt: UtteranceLike, entry: Entry) -> None:
         result.entries[utt.id] = (str(entry.path), entry.shape, entry.seconds, entry.num_bytes)
 
+    crop_at = policy.max_seconds if policy.long_policy == "crop" else None
+
+    def note_crop(utt: UtteranceLike, seconds: float) -> None:
+        """Count a recording the policy cropped (its length is at the cap: ask the header)."""
+        if crop_at is None or seconds < crop_at - 0.5 / policy.sample_rate:
+            return
+        try:
+            recorded = probe_audio(utt.path).duration
+        except (AudioError, OSError):
+            return  # a custom loader's path; nothing to report
+        if recorded > crop_at:
+            result.cropped.append((utt.id, recorded))
+
     def compute(utt: UtteranceLike, audio_hash: str) -> None:
         try:
             audio = loader(
@@ -260,6 +305,7 @@ def _extract_shard(
         seconds = len(audio) / policy.sample_rate
         entry = namespace.write(audio_hash, selected, seconds=seconds, utt_id=utt.id)
         record(utt, entry)
+        note_crop(utt, seconds)
         result.extracted += 1
         result.extracted_audio_seconds += seconds
         if on_extracted is not None:
@@ -270,6 +316,7 @@ def _extract_shard(
         entry = namespace.read(audio_hash, verify)
         if entry is not None:
             record(utt, entry)
+            note_crop(utt, entry.seconds)
             result.cached += 1
             return True
         if wait:
@@ -284,6 +331,7 @@ def _extract_shard(
             entry = namespace.read(audio_hash, verify)
             if entry is not None:
                 record(utt, entry)
+                note_crop(utt, entry.seconds)
                 result.cached += 1
                 return True
             if _entry_files_exist(namespace, audio_hash):

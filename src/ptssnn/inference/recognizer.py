@@ -18,15 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ptssnn.errors import (
-    AudioError,
-    CheckpointError,
-    EmptyAudioError,
-    NonFiniteAudioError,
-    TooLongAudioError,
-    TooShortAudioError,
-    UnsupportedChannelsError,
-)
+from ptssnn.errors import AudioError, CheckpointError
 from ptssnn.features.enrolment import SpeakerPrior, new_profile, pipeline_moments
 from ptssnn.inference.card import ModelCard
 from ptssnn.inference.results import Prediction, SegmentPrediction, Timings
@@ -46,7 +38,6 @@ DEFAULT_HOP_S = 4.0
 DEFAULT_MAX_SECONDS = 600.0
 #: Shortest input: the backbones need a few frames (and training clips are ≥ 0.25 s).
 MIN_SECONDS = 0.25
-_MAX_CHANNELS = 8
 
 
 class EmotionRecognizer:
@@ -195,9 +186,12 @@ class EmotionRecognizer:
     ) -> np.ndarray:
         """Check, down-mix and resample raw audio to the backbone's rate.
 
+        Exactly :func:`ptssnn.audio.condition_waveform` with this recogniser's limits, so an
+        array and its file (:meth:`predict_file`) are treated alike.
+
         Args:
             waveform: ``[N]`` mono or ``[N, C]`` (soundfile layout) samples, float in [-1, 1]
-                (integers are scaled from their dtype's range).
+                (a louder signal is scaled down to peak 1; integers are scaled as PCM).
             sample_rate: Rate of ``waveform`` in Hz.
             source: Name used in error messages.
 
@@ -205,56 +199,21 @@ class EmotionRecognizer:
             ``[N']`` float32 at :attr:`sample_rate`.
 
         Raises:
-            AudioError: Empty, non-finite, too short, too long or with too many channels.
-            ValueError: A non-positive sample rate.
+            AudioError: Empty, non-finite, silent, too short, too long, with too many
+                channels or a sample rate outside 4-384 kHz.
         """
-        if not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
-            raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-        wave = (
-            waveform.detach().cpu().numpy()
-            if isinstance(waveform, torch.Tensor)
-            else (np.asarray(waveform))
+        from ptssnn.audio import condition_waveform
+
+        # The one audio entry, with the rules files get (predict_file decodes, then the same).
+        return condition_waveform(
+            waveform,
+            sample_rate,
+            target_rate=self.sample_rate,
+            source=source,
+            min_seconds=MIN_SECONDS,
+            max_seconds=self.max_seconds,
+            long_policy="error",
         )
-        if np.issubdtype(wave.dtype, np.integer):
-            wave = wave.astype(np.float32) / float(np.iinfo(wave.dtype).max)
-        wave = wave.astype(np.float32, copy=False)
-        if wave.ndim == 2:
-            if wave.shape[1] > _MAX_CHANNELS:
-                raise UnsupportedChannelsError(
-                    source,
-                    f"has {wave.shape[1]} channels; pass [samples, channels] with at "
-                    f"most {_MAX_CHANNELS} channels",
-                )
-            wave = wave.mean(axis=1)
-        elif wave.ndim != 1:
-            raise UnsupportedChannelsError(
-                source, f"has shape {wave.shape}; pass [samples] or [samples, channels]"
-            )
-        if wave.size == 0:
-            raise EmptyAudioError(source)
-        if not np.isfinite(wave).all():
-            raise NonFiniteAudioError(source)
-        if sample_rate != self.sample_rate:
-            import soxr
-
-            from ptssnn.audio import RESAMPLE_QUALITY
-
-            # The loader's quality, so a waveform and its file give the same features.
-            wave = soxr.resample(
-                wave, sample_rate, self.sample_rate, quality=RESAMPLE_QUALITY
-            ).astype(np.float32)
-        seconds = wave.size / self.sample_rate
-        if seconds < MIN_SECONDS:
-            raise TooShortAudioError(
-                source, f"lasts {seconds:.3f} s; at least {MIN_SECONDS} s is needed"
-            )
-        if seconds > self.max_seconds:
-            raise TooLongAudioError(
-                source,
-                f"lasts {seconds:.1f} s, more than the limit of {self.max_seconds:g} s; "
-                "split it or raise max_seconds",
-            )
-        return np.ascontiguousarray(wave)
 
     def hidden_states(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Every hidden state of the backbone for one stretch of audio.

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ptssnn.errors import NonFiniteAudioError, UnsupportedChannelsError
 from ptssnn.inference.results import StreamUpdate
 
 if TYPE_CHECKING:
@@ -108,6 +107,7 @@ class StreamingSession:
         self._resampler_rate: int | None = None
         self._state = recognizer.model.init_stream_state(1)
         self._heard = 0  # samples processed so far
+        self._gain = 1.0  # peak policy: lowered by a block whose peak exceeds 1
         self._frames: torch.Tensor | None = None  # backbone frames waiting for a full group
         self.updates: list[StreamUpdate] = []
 
@@ -128,21 +128,32 @@ class StreamingSession:
             One update per chunk completed by this call (possibly none).
 
         Raises:
-            NonFiniteAudioError: NaN or infinite samples.
-            UnsupportedChannelsError: Samples that are neither ``[N]`` nor ``[N, C]``.
+            AudioError: What :func:`ptssnn.audio.condition_waveform` refuses in any audio:
+                NaN/inf samples, a shape other than ``[N]`` / ``[N, C]``, more than 8
+                channels, a sample rate outside 4-384 kHz, an empty block.
             ValueError: A change of sample rate within the stream.
         """
-        wave = np.asarray(samples, dtype=np.float32)
-        if wave.ndim == 2:
-            wave = wave.mean(axis=1)
-        if wave.ndim != 1:
-            raise UnsupportedChannelsError(
-                "<stream>",
-                f"got samples of shape {wave.shape}; push [samples] or [samples, channels]",
-            )
-        if not np.isfinite(wave).all():
-            raise NonFiniteAudioError("<stream>")
+        from ptssnn.audio import condition_waveform
+
         rate = sample_rate or self.recognizer.sample_rate
+        # The one audio entry, as offline; a block may be short or quiet (a pause), and the
+        # stream's own resampler keeps the signal continuous across blocks.
+        wave = condition_waveform(
+            samples,
+            rate,
+            target_rate=None,
+            source="<stream>",
+            min_seconds=0.0,
+            reject_silence=False,
+            normalise_peak=False,
+        )
+        # Peak policy online: the whole signal's peak is not known yet, so a block louder
+        # than any before lowers the gain for it and what follows (never raised again).
+        peak = float(np.max(np.abs(wave)))
+        if peak * self._gain > 1.0:
+            self._gain = 1.0 / peak
+        if self._gain != 1.0:
+            wave *= self._gain
         if rate != self.recognizer.sample_rate:
             wave = self._resample(wave, rate, last=False)
         self._pending = np.concatenate([self._pending, wave])

@@ -2,6 +2,30 @@
 
 from __future__ import annotations
 
-from ptssnn.serve.app import DEFAULT_MAX_SECONDS, DEFAULT_MAX_UPLOAD_MB, create_app, serve
+from ptssnn.serve.app import (
+    DEFAULT_MAX_DECODED_MB,
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_MAX_SECONDS,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    ERROR_CODES,
+    TOKEN_ENV,
+    check_port,
+    create_app,
+    read_token,
+    serve,
+)
 
-__all__ = ["DEFAULT_MAX_SECONDS", "DEFAULT_MAX_UPLOAD_MB", "create_app", "serve"]
+__all__ = [
+    "DEFAULT_MAX_DECODED_MB",
+    "DEFAULT_MAX_REQUESTS",
+    "DEFAULT_MAX_SECONDS",
+    "DEFAULT_MAX_UPLOAD_MB",
+    "DEFAULT_REQUEST_TIMEOUT_S",
+    "ERROR_CODES",
+    "TOKEN_ENV",
+    "check_port",
+    "create_app",
+    "read_token",
+    "serve",
+]

@@ -1,33 +1,54 @@
 """The HTTP service: FastAPI app around one :class:`~ptssnn.inference.EmotionRecognizer`.
 
 Endpoints: ``POST /predict`` (multipart upload, field ``file``) → the prediction JSON of
-``ptssnn predict --jsonl``; ``GET /health``; ``GET /openapi.json`` and ``/docs`` (FastAPI).
+``ptssnn predict --jsonl``; ``GET /health``; ``GET /openapi.json`` (the schema; no ``/docs``
+page, whose JavaScript would come from a CDN).
 
-Bad input never reaches a 500: the request body is capped while it streams in (413, before
-it is buffered), the audio is decoded by :func:`ptssnn.audio.load_audio`, whose typed errors
-map to 4xx answers with the loader's message (415 undecodable, 413 too long, 422 empty,
-silent, non-finite or too short). Inference runs in FastAPI's worker threads, at most
-``max_concurrency`` at once, so a burst of requests queues instead of oversubscribing the
-CPU.
+Every error, whatever raised it, has one JSON shape, ``{"error": {"code": ..., "message":
+...}}`` (:data:`ERROR_CODES` lists the codes). Hostile input is bounded before it costs
+anything:
+
+* :class:`RequestGuard` (outermost ASGI layer) checks the optional bearer token before the
+  body is read (401), refuses a body over ``max_upload_mb`` from ``Content-Length`` or, for
+  chunked uploads, as the bytes arrive (413), and gives the whole body ``request_timeout_s``
+  to arrive (408), so slow clients cannot hold connections open.
+* The upload's header is read first (:func:`ptssnn.audio.check_header`): sample rate
+  (4-384 kHz), channels, duration (``max_seconds``) and the decoded size (frames × channels
+  as float32, ``max_decoded_mb``) are checked before a single sample is decoded, so a small
+  file that declares gigabytes of samples (a decompression bomb) costs nothing.
+* Decoding and inference both run inside the concurrency limit (``max_concurrency`` at
+  once), so memory is bounded by ``max_concurrency × max_decoded_mb`` plus the model.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
 import os
 import tempfile
 import threading
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ptssnn
 from ptssnn.errors import (
     AudioError,
+    EmptyAudioError,
+    NonFiniteAudioError,
     PtssnnError,
+    SilentAudioError,
+    TooLargeAudioError,
     TooLongAudioError,
+    TooShortAudioError,
     UnreadableAudioError,
     UnsupportedChannelsError,
+    UnsupportedSampleRateError,
 )
 
 if TYPE_CHECKING:
@@ -37,28 +58,161 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_SECONDS = 60.0
+#: 100 MB of float32 = 25 M samples: 60 s at 48 kHz × 8 channels, or at 384 kHz mono.
+DEFAULT_MAX_DECODED_MB = 100.0
+DEFAULT_REQUEST_TIMEOUT_S = 30.0
+DEFAULT_MAX_REQUESTS = 64
+#: Environment variable holding the bearer token (``ptssnn serve`` reads it).
+TOKEN_ENV = "PTSSNN_TOKEN"
+
+#: Status and code of each audio error (the most specific class first).
+_AUDIO_ERRORS: tuple[tuple[type[AudioError], int, str], ...] = (
+    (TooLargeAudioError, 413, "audio_too_large"),
+    (TooLongAudioError, 413, "audio_too_long"),
+    (UnsupportedSampleRateError, 415, "unsupported_sample_rate"),
+    (UnsupportedChannelsError, 415, "unsupported_channels"),
+    (UnreadableAudioError, 415, "unreadable_audio"),
+    (EmptyAudioError, 422, "empty_audio"),
+    (SilentAudioError, 422, "silent_audio"),
+    (NonFiniteAudioError, 422, "non_finite_audio"),
+    (TooShortAudioError, 422, "audio_too_short"),
+)
+
+#: Every ``error.code`` the service answers with, and its HTTP status.
+ERROR_CODES: dict[str, int] = {
+    "unauthorized": 401,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "request_timeout": 408,
+    "server_busy": 503,
+    "upload_too_large": 413,
+    "invalid_request": 422,
+    "bad_request": 400,
+    "internal_error": 500,
+    **{code: status for _, status, code in _AUDIO_ERRORS},
+    "bad_audio": 422,
+}
 
 
-class BodyTooLarge(Exception):
-    """Raised inside the ASGI receive channel when a request body passes the cap."""
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
 
 
-class BodySizeLimit:
-    """ASGI middleware: refuse request bodies over ``max_bytes`` with 413.
+class ErrorBody(BaseModel):
+    """The one error shape: ``{"error": {"code": "...", "message": "..."}}``."""
 
-    Checks ``Content-Length`` up front and counts the bytes of chunked bodies as they
-    arrive, so an oversized upload is never buffered in full.
+    error: ErrorDetail
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A JSON error in the service's one shape."""
+    return JSONResponse(
+        status_code=status,
+        content={"error": {"code": code, "message": message}},
+        headers=headers,
+    )
+
+
+class ApiError(Exception):
+    """Raised by the endpoints; turned into :func:`error_response`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def audio_error(error: AudioError, name: str) -> ApiError:
+    """The API error for an audio error, naming the client's file, not a temporary path."""
+    for kind, status, code in _AUDIO_ERRORS:
+        if isinstance(error, kind):
+            return ApiError(status, code, f"{name}: {error.detail}")
+    return ApiError(422, "bad_audio", f"{name}: {error.detail}")
+
+
+class _Refused(Exception):
+    """Raised inside the receive channel when the body breaks a limit."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class RequestGuard:
+    """ASGI middleware: token, requests in progress, body size and deadline, before the app.
+
+    FastAPI's form parser turns any exception raised while it reads the body into a 400
+    "error parsing the body"; so the refusal is remembered here, whatever the app then
+    sends is dropped, and the real answer (413 or 408) goes out instead.
+
+    Args:
+        app: The wrapped app.
+        max_bytes: Largest accepted request body.
+        timeout_s: Time the whole body has to arrive, from the request's start.
+        max_requests: Requests in progress at once (waiting, uploading or running); more
+            get 503 at once rather than a growing queue.
+        token: Required bearer token (``None``: no authentication).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        timeout_s: float,
+        max_requests: int = 64,
+        token: str | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self.max_requests = max_requests
+        self.in_progress = 0  # one event loop: no lock needed
+        self.token = token.encode() if token else None
+
+    def _authorised(self, scope: Scope) -> bool:
+        if self.token is None:
+            return True
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                # Constant time: the comparison must not tell how much of a guess was right.
+                return scheme.lower() == b"bearer" and hmac.compare_digest(
+                    credentials.strip(), self.token
+                )
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if not self._authorised(scope):
+            # Refused before the body is read: an unauthenticated upload costs nothing.
+            denied = _Refused(
+                401,
+                "unauthorized",
+                "a valid bearer token is required (header 'Authorization: Bearer <token>')",
+            )
+            await self._refuse(denied, scope, send, {"WWW-Authenticate": "Bearer"})
+            return
+        if self.in_progress >= self.max_requests:
+            busy = _Refused(
+                503, "server_busy", f"{self.max_requests} requests are in progress; retry later"
+            )
+            await self._refuse(busy, scope, send)
+            return
+        self.in_progress += 1
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self.in_progress -= 1
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit_mb = self.max_bytes / 1e6
+        too_large = _Refused(
+            413, "upload_too_large", f"upload larger than the limit of {limit_mb:g} MB"
+        )
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -66,47 +220,86 @@ class BodySizeLimit:
                 except ValueError:
                     declared = -1
                 if declared > self.max_bytes:
-                    await _too_large(scope, receive, send, limit_mb)
+                    await self._refuse(too_large, scope, send)
                     return
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         received = 0
+        body_done = False
+        refused: _Refused | None = None
         started = False
 
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+        async def guarded_receive() -> Message:
+            nonlocal received, body_done, refused
+            if refused is not None:
+                raise refused
+            if body_done:
+                return await receive()  # only a disconnect can follow the body
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                refused = _Refused(
+                    408,
+                    "request_timeout",
+                    f"the request body did not arrive within {self.timeout_s:g} s",
+                )
+                raise refused from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    refused = too_large
+                    raise refused
+                body_done = not message.get("more_body", False)
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if refused is not None:
+                return  # the app's answer to a broken body; ours goes out below
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _too_large(scope, receive, send, limit_mb)
+        with contextlib.suppress(_Refused):
+            await self.app(scope, guarded_receive, guarded_send)
+        if refused is not None and not started:
+            await self._refuse(refused, scope, send)
+
+    @staticmethod
+    async def _refuse(
+        refusal: _Refused, scope: Scope, send: Send, headers: dict[str, str] | None = None
+    ) -> None:
+        # Connection: close, since the rest of the body is never read.
+        response = error_response(
+            refusal.status,
+            refusal.code,
+            refusal.message,
+            headers={"Connection": "close", **(headers or {})},
+        )
+
+        async def no_body() -> Message:
+            return {"type": "http.disconnect"}
+
+        await response(scope, no_body, send)
 
 
-async def _too_large(scope: Scope, receive: Receive, send: Send, limit_mb: float) -> None:
-    response = JSONResponse(
-        status_code=413,
-        content={"detail": f"upload larger than the limit of {limit_mb:g} MB"},
-    )
-    await response(scope, receive, send)
+def _validation_message(error: RequestValidationError) -> str:
+    """FastAPI's list of validation problems as one line."""
+    parts = []
+    for problem in error.errors():
+        where = ".".join(str(p) for p in problem.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'request'}: {problem.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
 
 
-def _status_for(error: PtssnnError) -> int:
-    if isinstance(error, TooLongAudioError):
-        return 413
-    if isinstance(error, UnreadableAudioError | UnsupportedChannelsError):
-        return 415
-    return 422
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "upload_too_large",
+}
 
 
 def create_app(
@@ -115,6 +308,10 @@ def create_app(
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     max_seconds: float = DEFAULT_MAX_SECONDS,
     max_concurrency: int = 1,
+    max_decoded_mb: float = DEFAULT_MAX_DECODED_MB,
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
+    token: str | None = None,
 ) -> FastAPI:
     """Build the FastAPI app.
 
@@ -122,27 +319,94 @@ def create_app(
         recognizer: The loaded recogniser (shared by all requests).
         max_upload_mb: Largest accepted request body in megabytes (10⁶ bytes).
         max_seconds: Longest accepted recording in seconds (longer → 413).
-        max_concurrency: Predictions running at once; more requests wait their turn.
+        max_concurrency: Decodes + predictions running at once; more requests wait.
+        max_decoded_mb: Largest decoded upload (frames × channels × 4 bytes, from the
+            header, before decoding; larger → 413).
+        request_timeout_s: Time a request body has to arrive (slower → 408).
+        max_requests: Requests in progress at once, uploads included (more → 503).
+        token: Bearer token every request must carry (``None``: open service).
 
     Returns:
         The ASGI app (serve it with uvicorn, or see :func:`ptssnn.serve.serve`).
+
+    Raises:
+        PtssnnError: A limit that is not positive, or an empty token.
     """
-    if max_upload_mb <= 0 or max_seconds <= 0 or max_concurrency < 1:
-        raise ValueError("max_upload_mb and max_seconds must be > 0, max_concurrency ≥ 1")
+    for name, value in (
+        ("max_upload_mb", max_upload_mb),
+        ("max_seconds", max_seconds),
+        ("max_decoded_mb", max_decoded_mb),
+        ("request_timeout_s", request_timeout_s),
+    ):
+        if not value > 0:
+            raise PtssnnError(f"{name} must be > 0, got {value}")
+    if max_concurrency < 1 or max_requests < 1:
+        raise PtssnnError(
+            f"max_concurrency and max_requests must be ≥ 1, got {max_concurrency}, {max_requests}"
+        )
+    if token is not None and not token.strip():
+        raise PtssnnError("the bearer token is empty")
     slots = threading.BoundedSemaphore(max_concurrency)
     app = FastAPI(
         title="ptssnn emotion recogniser",
         version=ptssnn.__version__,
         summary="Speech emotion recognition with a spiking head on a frozen speech encoder.",
+        # The docs pages load their JavaScript from a CDN: blank offline, and third-party
+        # code in front of the service. The schema stays at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.recognizer = recognizer
-    app.state.limits = {"max_upload_mb": max_upload_mb, "max_seconds": max_seconds}
+    app.state.limits = {
+        "max_upload_mb": max_upload_mb,
+        "max_seconds": max_seconds,
+        "max_decoded_mb": max_decoded_mb,
+        "max_concurrency": max_concurrency,
+        "request_timeout_s": request_timeout_s,
+        "max_requests": max_requests,
+    }
 
-    @app.exception_handler(PtssnnError)
-    async def _user_error(request: Request, error: PtssnnError) -> JSONResponse:
-        return JSONResponse(status_code=_status_for(error), content={"detail": str(error)})
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message)
 
-    @app.get("/health", summary="Liveness and what is loaded")
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(error.status_code, "http_error")
+        message = error.detail if isinstance(error.detail, str) else str(error.detail)
+        return error_response(error.status_code, code, message, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", _validation_message(error))
+
+    @app.exception_handler(AudioError)
+    async def _audio(request: Request, error: AudioError) -> JSONResponse:
+        api = audio_error(error, "upload")
+        return error_response(api.status, api.code, api.message)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, error: Exception) -> JSONResponse:
+        # No internals (paths, traces) to the client; uvicorn logs the traceback.
+        return error_response(500, "internal_error", "internal server error")
+
+    errors = {
+        401: {"model": ErrorBody, "description": "Missing or wrong bearer token"},
+        408: {"model": ErrorBody, "description": "The upload did not arrive in time"},
+        413: {"model": ErrorBody, "description": "Upload, recording or decoded size too large"},
+        415: {
+            "model": ErrorBody,
+            "description": "Not decodable audio, or a sample rate (4-384 kHz) or channel "
+            "count (1-8) that is not supported",
+        },
+        422: {
+            "model": ErrorBody,
+            "description": "Empty, silent, too short or non-finite audio; no file field",
+        },
+        503: {"model": ErrorBody, "description": "Too many requests in progress"},
+    }
+
+    @app.get("/health", summary="Liveness and what is loaded", responses={401: errors[401]})
     def health() -> dict[str, Any]:
         return {
             "status": "ok",
@@ -158,11 +422,7 @@ def create_app(
     @app.post(
         "/predict",
         summary="Recognise the emotion in an uploaded audio file",
-        responses={
-            413: {"description": "Upload or recording too large"},
-            415: {"description": "Not decodable audio"},
-            422: {"description": "Empty, silent, too short or non-finite audio; no file field"},
-        },
+        responses=errors,  # type: ignore[arg-type]
     )
     def predict(
         file: UploadFile = File(  # noqa: B008 (FastAPI's way to declare a form field)
@@ -170,9 +430,7 @@ def create_app(
         ),
         segments: bool = True,
     ) -> dict[str, Any]:
-        from ptssnn.audio import load_audio
-
-        name = file.filename or "upload"
+        name = (file.filename or "upload")[:200]
         # libsndfile reads by content, so a temporary file with any name decodes the same
         # bytes exactly as `ptssnn predict` decodes the original file.
         handle, path = tempfile.mkstemp(prefix="ptssnn-upload-")
@@ -181,27 +439,87 @@ def create_app(
                 while block := file.file.read(1 << 20):
                     out.write(block)
             if os.path.getsize(path) == 0:
-                raise HTTPException(status_code=422, detail=f"{name}: the uploaded file is empty")
-            try:
-                wave = load_audio(
-                    path,
-                    sample_rate=recognizer.sample_rate,
-                    max_seconds=max_seconds,
-                    long_policy="error",
-                )
-            except AudioError as error:
-                # Report the client's file name, not our temporary path.
-                raise HTTPException(
-                    status_code=_status_for(error), detail=f"{name}: {error.detail}"
-                ) from error
+                raise ApiError(422, "empty_audio", f"{name}: the uploaded file is empty")
+            # Decoding inside the limit too: it is what costs memory.
+            with slots:
+                try:
+                    wave = _decode(path, recognizer.sample_rate, max_seconds, max_decoded_mb)
+                except AudioError as error:
+                    raise audio_error(error, name) from error
+                prediction = recognizer.predict(wave, recognizer.sample_rate, source=name)
         finally:
             os.unlink(path)
-        with slots:
-            prediction = recognizer.predict(wave, recognizer.sample_rate, source=name)
         return prediction.to_dict(include_segments=segments)
 
-    app.add_middleware(BodySizeLimit, max_bytes=int(max_upload_mb * 1e6))
+    app.add_middleware(
+        RequestGuard,
+        max_bytes=int(max_upload_mb * 1e6),
+        timeout_s=request_timeout_s,
+        max_requests=max_requests,
+        token=token.strip() if token else None,
+    )
     return app
+
+
+def _decode(path: str, sample_rate: int, max_seconds: float, max_decoded_mb: float) -> Any:
+    """The upload's samples: header checks (size budget included) first, then decoding."""
+    from ptssnn.audio import load_audio
+    from ptssnn.inference.recognizer import MIN_SECONDS
+
+    return load_audio(
+        path,
+        sample_rate=sample_rate,
+        max_seconds=max_seconds,
+        min_seconds=MIN_SECONDS,
+        long_policy="error",
+        max_decoded_mb=max_decoded_mb,
+    )
+
+
+def read_token(token_file: str | os.PathLike[str] | None = None) -> str | None:
+    """The bearer token: the file's content (stripped) if given, else ``$PTSSNN_TOKEN``.
+
+    Raises:
+        PtssnnError: The file cannot be read or is empty.
+    """
+    if token_file is not None:
+        try:
+            with open(token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as error:
+            raise PtssnnError(
+                f"{token_file}: cannot read the token file ({error.strerror or error})"
+            ) from error
+        if not token:
+            raise PtssnnError(f"{token_file}: the token file is empty")
+        return token
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    return token or None
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with one line, before loading anything heavy, if ``host:port`` cannot be bound.
+
+    Raises:
+        PtssnnError: A port outside 1-65535, or one already in use (or not permitted).
+    """
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise PtssnnError(f"port must be between 1 and 65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise PtssnnError(f"cannot listen on {host!r}: {error.strerror or error}") from error
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise PtssnnError(
+                f"cannot listen on {host}:{port}: {error.strerror or error}"
+            ) from error
 
 
 def serve(
@@ -212,9 +530,16 @@ def serve(
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     max_seconds: float = DEFAULT_MAX_SECONDS,
     max_concurrency: int = 1,
+    max_decoded_mb: float = DEFAULT_MAX_DECODED_MB,
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
+    token: str | None = None,
     log_level: str = "info",
 ) -> None:
-    """Serve the recogniser over HTTP with uvicorn until interrupted."""
+    """Serve the recogniser over HTTP with uvicorn until interrupted.
+
+    Idle keep-alive connections close after 5 s; the arguments are :func:`create_app`'s.
+    """
     import uvicorn
 
     app = create_app(
@@ -222,5 +547,10 @@ def serve(
         max_upload_mb=max_upload_mb,
         max_seconds=max_seconds,
         max_concurrency=max_concurrency,
+        max_decoded_mb=max_decoded_mb,
+        request_timeout_s=request_timeout_s,
+        max_requests=max_requests,
+        token=token,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    check_port(host, port)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5)
