@@ -404,6 +404,12 @@ def serve_command(
             "neither: no token)."
         ),
     ] = None,
+    profiles: Annotated[
+        Path | None,
+        typer.Option(help="Folder of speaker profiles: enables /profiles (enrol from uploads, "
+                     "add clips, delete) and /predict?profile=ID."),
+    ] = None,
+    max_profiles: Annotated[int, typer.Option(min=1, help="Most profiles kept.")] = 1000,
 ) -> None:
     """Serve the model over HTTP: POST /predict (audio upload), GET /health, /openapi.json.
 
@@ -447,6 +453,8 @@ def serve_command(
         request_timeout_s=request_timeout,
         max_requests=max_requests,
         token=token,
+        profiles_dir=profiles,
+        max_profiles=max_profiles,
     )
 
 

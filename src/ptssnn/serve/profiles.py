@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fastapi import APIRouter, File, Form, UploadFile
+
 from ptssnn.errors import PtssnnError
 from ptssnn.features.profile import ProfileError, SpeakerProfile
 
@@ -148,3 +150,76 @@ def _tail(error: Exception) -> str:
     """An error message without the server's file path in front."""
     text = str(error)
     return text.split(": ", 1)[1] if text.startswith("/") and ": " in text else text
+
+
+#: Most audio files one enrolment request may carry.
+DEFAULT_MAX_ENROL_FILES = 50
+
+
+def profile_router(
+    store: ProfileStore,
+    new_profile: Callable[[str], SpeakerProfile],
+    enrol_uploads: Callable[[list[Any], SpeakerProfile], None],
+    *,
+    max_files: int = DEFAULT_MAX_ENROL_FILES,
+    responses: dict[int | str, dict[str, Any]] | None = None,
+) -> APIRouter:
+    """The ``/profiles`` endpoints (a FastAPI router).
+
+    Args:
+        store: Where profiles live.
+        new_profile: ``name -> empty profile`` of the served model.
+        enrol_uploads: Adds uploaded files to a profile; raises the service's audio errors
+            (the same as ``/predict``) for a bad file, so nothing is stored then.
+        max_files: Most files per request.
+        responses: OpenAPI error descriptions.
+    """
+    router = APIRouter()
+    documented = responses or {}
+
+    def checked(files: list[UploadFile]) -> list[UploadFile]:
+        if len(files) > max_files:
+            raise ProfileStoreError(413, "too_many_files",
+                                    f"{len(files)} files; at most {max_files} per request")
+        return files
+
+    @router.post("/profiles", status_code=201, summary="Enrol a speaker from uploaded clips",
+                 responses=documented)  # type: ignore[arg-type]
+    def create(
+        files: list[UploadFile] = File(  # noqa: B008 (FastAPI's way to declare a form field)
+            ..., description="Unlabelled audio of one speaker (field repeated per file)"),
+        profile_id: str | None = Form(None, alias="id",
+                                      description="Id to store it under (default: a new one)"),
+        name: str = Form("", max_length=200),
+    ) -> dict[str, Any]:
+        if profile_id is not None:
+            store.path(profile_id)  # a bad id fails before any audio is decoded
+        profile = new_profile(name)
+        enrol_uploads(checked(files), profile)
+        created = store.create(profile, profile_id)
+        return describe(created, profile)
+
+    @router.post("/profiles/{profile_id}/clips", summary="Add clips to a speaker profile",
+                 responses=documented)  # type: ignore[arg-type]
+    def add(
+        profile_id: str,
+        files: list[UploadFile] = File(..., description="More audio of the speaker"),  # noqa: B008
+    ) -> dict[str, Any]:
+        store.get(profile_id)  # 404 / 409 before any audio is decoded
+        fresh = new_profile("")
+        enrol_uploads(checked(files), fresh)
+        # The merge is cheap; the backbone ran outside the store's lock.
+        return describe(profile_id, store.update(profile_id, lambda p: p.merge(fresh)))
+
+    @router.get("/profiles/{profile_id}", summary="What a profile holds (counts only)",
+                responses=documented)  # type: ignore[arg-type]
+    def show(profile_id: str) -> dict[str, Any]:
+        return describe(profile_id, store.get(profile_id))
+
+    @router.delete("/profiles/{profile_id}", summary="Delete a profile",
+                   responses=documented)  # type: ignore[arg-type]
+    def delete(profile_id: str) -> dict[str, Any]:
+        store.delete(profile_id)
+        return {"deleted": profile_id}
+
+    return router
