@@ -115,7 +115,9 @@ def test_add_show_delete_and_errors(server: Running) -> None:
         error_of(full, 507, "profile_store_full")
         assert client.delete(f"{server.url}/profiles/{pid}").json() == {"deleted": pid}
         assert client.delete(f"{server.url}/profiles/{pid}").status_code == 404
-        assert client.get(f"{server.url}/health").json()["limits"]["max_profiles"] == 3
+        health = client.get(f"{server.url}/health").json()
+        assert health["limits"]["max_profiles"] == 3 and health["profiles"] is True
+        assert health["trained_for"] == "global"
 
 
 def test_profiles_need_a_model_with_a_prior_and_a_folder(tiny_model_dir: Path,

@@ -394,9 +394,9 @@ def create_app(
         "max_concurrency": max_concurrency,
         "request_timeout_s": request_timeout_s,
         "max_requests": max_requests,
-        "max_profiles": max_profiles if profiles_dir is not None else None,
-        "max_enrol_files": max_enrol_files if profiles_dir is not None else None,
     }
+    if store is not None:
+        app.state.limits |= {"max_profiles": max_profiles, "max_enrol_files": max_enrol_files}
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -457,6 +457,9 @@ def create_app(
             "sample_rate": recognizer.sample_rate,
             "model_dir": str(recognizer.model_dir) if recognizer.model_dir else None,
             "limits": app.state.limits,
+            "profiles": store is not None,
+            "trained_for": (recognizer.speaker_prior.trained_for
+                            if recognizer.speaker_prior is not None else None),
         }
 
     @app.post(
