@@ -23,6 +23,7 @@ _LAZY = {
     "scan_corpus": "ptssnn.corpora",
     "make_folds": "ptssnn.corpora",
     "EmotionRecognizer": "ptssnn.inference",
+    "FeaturePipeline": "ptssnn.features",
 }
 
 __all__ = ["__version__", *_LAZY]

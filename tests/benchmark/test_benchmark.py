@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import pytest
 
 from ptssnn.benchmark import BenchmarkError, limit_utterances, render_report, results_table
-from ptssnn.benchmark.runner import average_analyses, find_corpus_root, validate_models
+from ptssnn.benchmark.corpus import find_corpus_root
+from ptssnn.benchmark.settings import validate_models
+from ptssnn.benchmark.summaries import average_analyses
 
 
 @dataclass(frozen=True)

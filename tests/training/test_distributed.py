@@ -77,6 +77,10 @@ def test_single_process_job(tmp_path, monkeypatch):
     summary = run_fold_job(job_dir)
     assert summary["world_size"] == 1
     assert (job_dir / "result.json").exists() and (job_dir / "model.safetensors").exists()
+    # The one per-fold path ran: resolved pipeline and the benchmark's fold record.
+    assert (summary["layers"], summary["normalisation"]) == ("0", "global")
+    record = json.loads((job_dir / "f1" / "result.json").read_text())
+    assert record["test"] == summary["test"] and record["fold"] == "f1"
 
 
 def test_two_cpu_processes_train_one_fold(tmp_path):
@@ -84,7 +88,7 @@ def test_two_cpu_processes_train_one_fold(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]), OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", "-m", "ptssnn.training.distributed", str(job_dir),
+               "--nproc_per_node", "2", "-m", "ptssnn", "fold-job", str(job_dir),
                "--threads", "1"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]

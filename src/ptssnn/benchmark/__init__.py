@@ -1,5 +1,9 @@
 """``ptssnn benchmark``: every fold × corpus × head × seed on cached features, with a report.
 
+Modules: :mod:`.settings` (what a run is), :mod:`.corpus` (corpus tasks and their features),
+:mod:`.manifest` (the settings ``--resume`` checks), :mod:`.scheduling` (units over worker
+processes), :mod:`.runner` (the run), :mod:`.summaries` and :mod:`.report` (outputs).
+
 Public API::
 
     from ptssnn.benchmark import BenchmarkSettings, prepare_corpus, run_benchmark
@@ -7,17 +11,15 @@ Public API::
 
 from __future__ import annotations
 
+from ptssnn.benchmark.corpus import CorpusTask, limit_utterances, prepare_corpus
 from ptssnn.benchmark.report import render_report, results_table, write_outputs
-from ptssnn.benchmark.runner import (
+from ptssnn.benchmark.runner import run_benchmark
+from ptssnn.benchmark.settings import (
     DEFAULT_MODELS,
     MODEL_ORDER,
     PROBE,
     BenchmarkError,
     BenchmarkSettings,
-    CorpusTask,
-    limit_utterances,
-    prepare_corpus,
-    run_benchmark,
 )
 
 __all__ = [

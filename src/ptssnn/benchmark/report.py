@@ -49,7 +49,7 @@ def _normalisation(model: dict[str, Any]) -> str:
 
 def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[str]]) -> str:
     """The Markdown section of one corpus."""
-    from ptssnn.benchmark.runner import MODEL_ORDER
+    from ptssnn.benchmark.settings import MODEL_ORDER
 
     lines = []
     tag = " — SYNTHETIC" if entry.get("synthetic") else ""

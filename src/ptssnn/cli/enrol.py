@@ -7,50 +7,12 @@ A thin layer over :meth:`ptssnn.inference.EmotionRecognizer.enrol`; ``ptssnn pre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from ptssnn.errors import PtssnnError
-
-
-def enrol_clips(
-    recognizer: Any,
-    files: list[Path],
-    *,
-    profile: Any = None,
-    name: str = "",
-    console: Console | None = None,
-) -> tuple[Any, list[tuple[str, str]]]:
-    """Enrol audio files with a progress bar; bad files are skipped.
-
-    Returns:
-        ``(profile, skipped)`` with ``skipped`` as ``(file, reason)`` pairs.
-
-    Raises:
-        PtssnnError: When no file could be used.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    err = console or Console(stderr=True)
-    skipped: list[tuple[str, str]] = []
-    before = profile.clips if profile is not None else 0
-    with Progress(TextColumn("enrol"), BarColumn(), MofNCompleteColumn(), console=err,
-                  transient=True) as progress:
-        task = progress.add_task("enrol", total=len(files))
-
-        def on_clip(source: str, error: Exception | None) -> None:
-            if error is not None:
-                skipped.append((source, str(error)))
-                err.print(f"[yellow]skipped[/] {error}", highlight=False)
-            progress.advance(task)
-
-        profile = recognizer.enrol(files, profile=profile, name=name, skip_errors=True,
-                                   on_clip=on_clip)
-    if profile.clips == before:
-        raise PtssnnError(f"none of the {len(files)} clip(s) could be enrolled")
-    return profile, skipped
 
 
 def enrol_command(
@@ -66,7 +28,7 @@ def enrol_command(
 
     Bad files are reported and skipped; the exit status is 2 when no clip could be used.
     """
-    from ptssnn.cli.use import find_audio_files
+    from ptssnn.cli.use import enrol_clips, find_audio_files
     from ptssnn.features.profile import SpeakerProfile
     from ptssnn.inference import EmotionRecognizer
 

@@ -120,8 +120,7 @@ def benchmark(
 ) -> None:
     """Cross-validate every head on every fold of every corpus; write results.json + report.md."""
     from ptssnn.benchmark import BenchmarkError, BenchmarkSettings, prepare_corpus, run_benchmark
-    from ptssnn.benchmark.runner import benchmark_train_config
-    from ptssnn.training import TrainConfig
+    from ptssnn.training.config import TrainConfig, benchmark_train_config
 
     console = Console()
     root = data_root or (Path(os.environ["PTSSNN_DATA"]) if os.environ.get("PTSSNN_DATA")
@@ -188,7 +187,22 @@ def demo(
     _print_results(results, out, console)
 
 
+def fold_job(
+    job_dir: Annotated[Path, typer.Argument(help="A fold job folder "
+                                            "(ptssnn.training.distributed.write_fold_job).")],
+    resume: Annotated[bool, typer.Option(help="Continue from the job's checkpoints.")] = False,
+    threads: Annotated[int | None, typer.Option(min=1, help="Torch threads per process "
+                                                "(default: cores / processes).")] = None,
+) -> None:
+    """Train one fold job, alone or as one of several DDP processes under torchrun:
+    torchrun --standalone --nproc_per_node 2 -m ptssnn fold-job JOB_DIR"""
+    from ptssnn.training.distributed import main
+
+    raise typer.Exit(main(job_dir, resume=resume, threads=threads))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``benchmark`` and ``demo`` to the main app."""
+    """Add ``benchmark``, ``demo`` and ``fold-job`` to the main app."""
     app.command("benchmark")(benchmark)
     app.command("demo")(demo)
+    app.command("fold-job")(fold_job)

@@ -117,6 +117,44 @@ def _walk_audio(root: Path, problems: list[tuple[str, str]]) -> list[Path]:
     return sorted(files)
 
 
+def enrol_clips(
+    recognizer: Any,
+    files: list[Path],
+    *,
+    profile: Any = None,
+    name: str = "",
+    console: Console | None = None,
+) -> tuple[Any, list[tuple[str, str]]]:
+    """Enrol audio files with a progress bar; bad files are skipped.
+
+    Returns:
+        ``(profile, skipped)`` with ``skipped`` as ``(file, reason)`` pairs.
+
+    Raises:
+        PtssnnError: When no file could be used.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    err = console or Console(stderr=True)
+    skipped: list[tuple[str, str]] = []
+    before = profile.clips if profile is not None else 0
+    with Progress(TextColumn("enrol"), BarColumn(), MofNCompleteColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task("enrol", total=len(files))
+
+        def on_clip(source: str, error: Exception | None) -> None:
+            if error is not None:
+                skipped.append((source, str(error)))
+                err.print(f"[yellow]skipped[/] {error}", highlight=False)
+            progress.advance(task)
+
+        profile = recognizer.enrol(files, profile=profile, name=name, skip_errors=True,
+                                   on_clip=on_clip)
+    if profile.clips == before:
+        raise PtssnnError(f"none of the {len(files)} clip(s) could be enrolled")
+    return profile, skipped
+
+
 def _predict_one(
     recognizer: Any,
     path: Path,
@@ -235,8 +273,6 @@ def predict_command(
         profile = SpeakerProfile.load(profile_path)
         recognizer.moments_for(profile)  # a profile of another model: one clear error now
     elif enrol_from is not None:
-        from ptssnn.cli.enrol import enrol_clips
-
         clips, unreadable = find_audio_files([enrol_from])
         if not clips:
             raise PtssnnError(f"no audio files found in {enrol_from}"
@@ -495,7 +531,7 @@ def train_command(
     ] = "global",
 ) -> None:
     """Train a deployable model on all speakers of the given corpora (minus validation)."""
-    from ptssnn.inference.training import train_recognizer
+    from ptssnn.training.deployment import train_recognizer
 
     summary = train_recognizer(
         [c.strip() for c in corpora.split(",") if c.strip()],

@@ -14,17 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ptssnn.benchmark.runner import (
-    PROBE,
-    BenchmarkSettings,
-    CorpusTask,
-    benchmark_train_config,
-    prepare_corpus,
-    run_benchmark,
-)
+from ptssnn.benchmark.corpus import CorpusTask, prepare_corpus
+from ptssnn.benchmark.runner import run_benchmark
+from ptssnn.benchmark.settings import PROBE, BenchmarkSettings
 from ptssnn.demo.synthetic import CLASSES, CORPUS_NAME, SPEAKERS, generate_corpus
 from ptssnn.errors import CorpusError
-from ptssnn.training.config import TrainConfig
+from ptssnn.training.config import TrainConfig, benchmark_train_config
 
 #: Heads of the synthetic demo.
 DEMO_MODELS = ("pts-snn", "ann", PROBE)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ptssnn.errors import ProtocolError
-from ptssnn.training.data import LabelledFeatures
+from ptssnn.features.table import LabelledFeatures
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ptssnn.training.data import Batch, LabelledFeatures, bucketed_batches
+from ptssnn.features.table import Batch, LabelledFeatures, bucketed_batches
 
 #: Below this rate (spikes per real step) a neuron counts as silent, above the other as
 #: saturated: the thresholds of ``ptssnn.energy``'s neuron statistics.

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from ptssnn.evaluation.metrics import ClassificationMetrics, classification_metrics
-from ptssnn.training.data import LabelledFeatures
+from ptssnn.features.table import LabelledFeatures
 
 #: Name of the extra candidate "average of all hidden states".
 MEAN_CANDIDATE = "mean"

@@ -8,11 +8,11 @@ and the trained spiking head; ``predict`` / ``predict_file`` return a :class:`Pr
 
 from __future__ import annotations
 
-from ptssnn.inference.card import CARD_KEY, ModelCard, save_recognizer
 from ptssnn.inference.recognizer import EmotionRecognizer
 from ptssnn.inference.results import Prediction, SegmentPrediction, StreamUpdate, Timings
 from ptssnn.inference.streaming import StreamingSession
 from ptssnn.inference.windows import plan_windows
+from ptssnn.models.card import CARD_KEY, ModelCard, save_recognizer
 
 __all__ = [
     "CARD_KEY",

@@ -20,9 +20,9 @@ import torch
 
 from ptssnn.errors import AudioError, CheckpointError
 from ptssnn.features.enrolment import SpeakerPrior, new_profile, pipeline_moments
-from ptssnn.inference.card import ModelCard
 from ptssnn.inference.results import Prediction, SegmentPrediction, Timings
 from ptssnn.inference.windows import plan_windows
+from ptssnn.models.card import ModelCard
 
 if TYPE_CHECKING:
     from ptssnn.backbones import Backbone

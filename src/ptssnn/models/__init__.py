@@ -11,11 +11,13 @@ from typing import Any
 
 from ptssnn.models.checkpoint import load_pretrained, save_pretrained
 from ptssnn.models.config import PRESETS, PTSSNNConfig, get_preset, list_presets
+from ptssnn.models.factory import HeadSpec
 from ptssnn.models.ptssnn import PTSSNN, SoftSaturation, SpikingShiftBlock
 
 __all__ = [
     "PRESETS",
     "PTSSNN",
+    "HeadSpec",
     "PTSSNNConfig",
     "SoftSaturation",
     "SpikingShiftBlock",
@@ -39,5 +41,5 @@ def create_model(preset: str, input_dim: int, num_classes: int, **overrides: Any
     Raises:
         ModelConfigError: unknown preset or option, or invalid values.
     """
-    config = get_preset(preset, input_dim=input_dim, num_classes=num_classes, **overrides)
-    return PTSSNN(config)
+    layers = int(overrides.pop("input_layers", 1))
+    return HeadSpec(preset, overrides)(input_dim, num_classes, layers)

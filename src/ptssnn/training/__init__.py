@@ -1,4 +1,5 @@
-"""Training heads on cached features: config, in-memory data, ``fit``, ``cross_validate``.
+"""Training heads on cached features: config, ``fit``, the one per-fold path
+(``train_fold``), ``cross_validate``, and deployment training (``train_recognizer``).
 
 Public API (imported on first use)::
 
@@ -13,10 +14,10 @@ from typing import Any
 _LAZY = {
     "TrainConfig": "ptssnn.training.config",
     "TrainConfigError": "ptssnn.training.config",
-    "LabelledFeatures": "ptssnn.training.data",
-    "Batch": "ptssnn.training.data",
-    "DataError": "ptssnn.training.data",
-    "bucketed_batches": "ptssnn.training.data",
+    "LabelledFeatures": "ptssnn.features.table",
+    "Batch": "ptssnn.features.table",
+    "DataError": "ptssnn.features.table",
+    "bucketed_batches": "ptssnn.features.table",
     "fit": "ptssnn.training.trainer",
     "evaluate": "ptssnn.training.trainer",
     "predict_logits": "ptssnn.training.trainer",
@@ -25,11 +26,14 @@ _LAZY = {
     "learning_rate": "ptssnn.training.trainer",
     "cross_validate": "ptssnn.training.crossval",
     "train_fold": "ptssnn.training.crossval",
-    "select_layers": "ptssnn.training.crossval",
-    "select_normalisation": "ptssnn.training.crossval",
+    "select_layers": "ptssnn.training.views",
+    "select_normalisation": "ptssnn.training.views",
     "NORMALISATIONS": "ptssnn.training.config",
     "count_trainable": "ptssnn.training.crossval",
-    "LayerViews": "ptssnn.training.crossval",
+    "LayerViews": "ptssnn.training.views",
+    "PROBE_HEAD": "ptssnn.training.crossval",
+    "benchmark_train_config": "ptssnn.training.config",
+    "train_recognizer": "ptssnn.training.deployment",
     "FoldResult": "ptssnn.training.crossval",
     "CrossValResult": "ptssnn.training.crossval",
 }
@@ -38,8 +42,7 @@ __all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: training and evaluation import each other's modules; eager imports here would
-    # make the import order matter.
+    # Lazy: ``import ptssnn.training`` stays cheap (no torch) for the command line.
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ptssnn.training' has no attribute {name!r}")

@@ -61,7 +61,7 @@ class TrainConfig:
             (:func:`~ptssnn.training.train_fold`). The test fold is still never looked at;
             LOSO on four speakers then trains on three instead of two. Off by default (the
             validation scores of a refit head would be scores on its own training data); the
-            benchmark turns it on (:func:`ptssnn.benchmark.runner.benchmark_train_config`).
+            benchmark turns it on (:func:`benchmark_train_config`).
         layers: Which backbone hidden states the head reads, in the one layer grammar
             (:class:`ptssnn.features.LayerSelection`): ``"auto"`` (chosen on the
             validation speakers, see :func:`ptssnn.training.select_layers`), ``"all"``
@@ -183,3 +183,11 @@ class TrainConfig:
         except (OSError, json.JSONDecodeError) as error:
             raise TrainConfigError(f"cannot read training config {path}: {error}") from error
         return cls.from_dict(data)
+
+
+def benchmark_train_config(**changes: Any) -> TrainConfig:
+    """The benchmark's training defaults (also what ``ptssnn train`` uses): :class:`TrainConfig`'s,
+    plus the refit on training + validation data once the epoch count is chosen on
+    validation, and feature normalisation (global or per speaker) chosen per fold on the
+    validation speakers."""
+    return TrainConfig(**{"refit": True, "normalisation": "auto", **changes})

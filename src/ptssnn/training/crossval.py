@@ -1,24 +1,31 @@
-"""``cross_validate``: every fold of one corpus for one head, resumable fold by fold.
+"""One per-fold training path for every head, and ``cross_validate`` over a corpus's folds.
 
-Per fold: resolve the feature normalisation and the layer mode (``"auto"`` → chosen on the
-validation speakers by a linear probe), build the head from a fixed seed,
-:func:`~ptssnn.training.fit` it with model selection on validation (and, with
-``TrainConfig.refit``, train it again on training + validation data for the chosen number of
-epochs), score the test fold once, optionally analyse the trained head (energy, firing
-statistics), write ``<out>/<fold>/result.json``. A finished fold is never run again under
-``resume``; an interrupted one continues from its last epoch checkpoint.
+:func:`train_fold` is the only way a fold is trained: by the benchmark (neural heads and
+the linear probe), by ``ptssnn train`` (:mod:`ptssnn.training.deployment`) and by the
+torchrun fold job (:mod:`ptssnn.training.distributed`). Its stages, in order:
+
+1. **resume**: a fold with a ``result.json`` is finished and never run again;
+2. **choose**: the feature normalisation and the layer selection (``"auto"`` → chosen on the
+   validation speakers by a linear probe), giving the fold's
+   :class:`~ptssnn.features.FeaturePipeline`;
+3. **fit**: build the head from a fixed seed (:class:`~ptssnn.models.HeadSpec` or any
+   factory), :func:`~ptssnn.training.fit` it with model selection on validation and, with
+   ``TrainConfig.refit``, train it again on training + validation data for the chosen number
+   of epochs; the probe head (:data:`PROBE_HEAD`) fits a logistic regression instead;
+4. **score**: the test fold once, plus an optional analysis of the trained head;
+5. **record**: ``<out>/<fold>/result.json`` (rank 0 only under DDP); the epoch checkpoints
+   of an interrupted fold let ``resume`` continue from its last epoch.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -29,162 +36,37 @@ from ptssnn.evaluation.metrics import (
     pooled_confusion,
     summarise_folds,
 )
-from ptssnn.features.layers import LayerSelection
 from ptssnn.features.pipeline import FeaturePipeline
+from ptssnn.features.table import LabelledFeatures
 from ptssnn.training.config import TrainConfig, TrainConfigError
-from ptssnn.training.data import LabelledFeatures
 from ptssnn.training.enrolment import EnrolledTraining, EnrolmentProtocol, score_enrolment
 from ptssnn.training.trainer import EpochHook, FitResult, evaluate, fit
-
-
-class FoldLike(Protocol):
-    """What a fold must offer (``ptssnn.corpora.Fold`` does)."""
-
-    name: str
-    train: Sequence[str]
-    validation: Sequence[str]
-    test: Sequence[str]
-
+from ptssnn.training.views import FoldLike, LayerViews, select_layers, select_normalisation
 
 #: ``factory(input_dim, num_classes, input_layers) -> head``; ``input_layers`` > 1 means the
-#: head receives ``[B, L, T, D]`` and learns a weighted layer sum.
+#: head receives ``[B, L, T, D]`` and learns a weighted layer sum
+#: (:class:`ptssnn.models.HeadSpec` is one).
 ModelFactory = Callable[[int, int, int], nn.Module]
 
 #: ``analyse(model, test_data) -> dict`` of extra per-fold numbers (energy, firing rates...).
 Analyser = Callable[[nn.Module, LabelledFeatures], dict[str, Any]]
 
 
+class LinearProbeHead:
+    """The non-neural baseline as a fold head: a logistic regression on pooled statistics
+    of the hidden state chosen on validation (:mod:`ptssnn.evaluation.probe`)."""
+
+    def __repr__(self) -> str:
+        return "PROBE_HEAD"
+
+
+#: The probe head (pass it to :func:`train_fold` / :func:`cross_validate` as the factory).
+PROBE_HEAD = LinearProbeHead()
+
+
 def count_trainable(model: nn.Module) -> int:
     """Trainable parameters of a head."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def _table_key(normalisation: str) -> str:
-    """Which stored table a normalisation reads: the speaker-standardised copy, or the raw
-    table (``global`` standardises inside the model, ``none`` not at all)."""
-    return "speaker" if normalisation in ("speaker", "enrolled") else "global"
-
-
-class LayerViews:
-    """A corpus table reduced to each layer mode once (not once per fold).
-
-    Args:
-        table: The corpus's features.
-        speakers: Utterance id → speaker, for ``normalisation="speaker"``/``"auto"``; the
-            speaker-standardised copy of the table is made on first use.
-    """
-
-    def __init__(self, table: LabelledFeatures, speakers: Mapping[str, str] | None = None
-                 ) -> None:
-        self.table = table
-        self.speakers = dict(speakers) if speakers is not None else None
-        self._tables: dict[str, LabelledFeatures] = {"global": table}
-        self._views: dict[str, LabelledFeatures] = {}
-        self._stats: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
-        self._layer_scores: dict[tuple, dict[str, float]] = {}
-        self._rows = {utt_id: i for i, utt_id in enumerate(table.ids)}
-
-    def normalised(self, normalisation: str = "global") -> LabelledFeatures:
-        """The table as the head sees it before its own (global) standardisation."""
-        key = _table_key(normalisation)
-        if key not in self._tables:
-            if self.speakers is None:
-                raise TrainConfigError(
-                    "normalisation 'speaker' needs the speaker of every utterance; build "
-                    "LayerViews(table, speakers={id: speaker, ...})")
-            self._tables[key] = self.table.standardise_by_group(self.speakers)
-        return self._tables[key]
-
-    def view(self, pipeline: FeaturePipeline) -> LabelledFeatures:
-        """The table as a head reads it through ``pipeline`` (resolved layers, frame
-        pooling, the pipeline's normalisation)."""
-        norm = _table_key(pipeline.normalisation)
-        key = f"{norm}|{pipeline.layers}|{pipeline.frame_pool}"
-        if key not in self._views:
-            self._views[key] = self.normalised(norm).prepared(pipeline)
-        return self._views[key]
-
-    def pooled(self, normalisation: str = "global") -> tuple[np.ndarray, tuple[str, ...]]:
-        """Pooled statistics of every item (for probes and ``"auto"``), computed once."""
-        norm = _table_key(normalisation)
-        if norm not in self._stats:
-            from ptssnn.evaluation.probe import pooled_statistics
-
-            self._stats[norm] = pooled_statistics(self.normalised(norm))
-        return self._stats[norm]
-
-    def layer_scores(self, fold: FoldLike, seed: int = 0, normalisation: str = "global"
-                     ) -> dict[str, float]:
-        """Validation UA of a linear probe per layer candidate for one fold (cached: every
-        head and the probe baseline of a fold share one ranking)."""
-        norm = _table_key(normalisation)
-        key = (norm, tuple(fold.train), tuple(fold.validation), seed)
-        if key not in self._layer_scores:
-            from ptssnn.evaluation.probe import probe_layer_scores
-
-            stats, candidates = self.pooled(norm)
-            labels = self.table.labels.numpy()
-            train_rows, val_rows = self.rows(fold.train), self.rows(fold.validation)
-            self._layer_scores[key] = probe_layer_scores(
-                stats[train_rows], labels[train_rows], stats[val_rows], labels[val_rows],
-                candidates, len(self.table.label_names), seed=seed)
-        return self._layer_scores[key]
-
-    def share_rankings(self) -> dict[tuple, dict[str, float]]:
-        """The cached layer rankings (to hand to another process)."""
-        return dict(self._layer_scores)
-
-    def adopt_rankings(self, rankings: dict[tuple, dict[str, float]]) -> None:
-        """Reuse rankings computed elsewhere (same table, same folds)."""
-        self._layer_scores.update(rankings)
-
-    def rows(self, ids: Sequence[str]) -> np.ndarray:
-        """Row indices of these ids in the table."""
-        return np.asarray([self._rows[i] for i in ids], dtype=np.int64)
-
-
-def select_normalisation(views: LayerViews, fold: FoldLike, mode: str
-                         ) -> tuple[str, dict[str, float]]:
-    """Resolve a normalisation mode for one fold.
-
-    ``"auto"`` compares the best validation UA of a linear probe (any layer candidate) on
-    globally and on speaker-standardised features and keeps the better one (ties: global,
-    which needs no speaker labels at inference). Speaker standardisation helps where each
-    speaker shows every emotion (CASIA, EMOVO) and hurts where speakers and emotions are
-    confounded (URDU), so it is chosen per fold, on validation speakers only.
-
-    Returns:
-        ``(resolved mode, {mode: best validation UA})`` (scores empty unless ``"auto"``).
-    """
-    if mode != "auto":
-        return mode, {}
-    if views.speakers is None:
-        return "global", {}
-    scores = {norm: max(views.layer_scores(fold, normalisation=norm).values())
-              for norm in ("global", "speaker")}
-    return ("speaker" if scores["speaker"] > scores["global"] else "global"), scores
-
-
-def select_layers(views: LayerViews, fold: FoldLike, mode: str, *, seed: int = 0,
-                  normalisation: str = "global") -> tuple[str, dict[str, float]]:
-    """Resolve a layer mode for one fold.
-
-    ``"auto"`` ranks every single hidden state and the average of all by the validation UA of
-    a linear probe (mean+std pooling) trained on the fold's training split; the best wins.
-    The learned weighted sum (``"all"``) cannot be ranked that cheaply; ask for it explicitly.
-
-    Returns:
-        ``(resolved mode, {candidate: validation UA})`` (scores empty unless ``"auto"``).
-    """
-    if not LayerSelection.parse(mode).auto:
-        return mode, {}
-    if views.table.num_layers == 1:
-        return "0", {}
-    from ptssnn.evaluation.probe import best_candidate
-
-    # The probe's seed only matters for ties in lbfgs; one ranking per fold serves all seeds.
-    scores = views.layer_scores(fold, normalisation=normalisation)
-    return best_candidate(scores), scores
 
 
 @dataclass
@@ -237,6 +119,12 @@ class FoldResult:
             **({"enrolment": self.enrolment} if self.enrolment else {}),
         }
 
+    def pipeline(self, frame_pool: int) -> FeaturePipeline:
+        """The feature pipeline this fold's head read (``frame_pool``: its config's)."""
+        # A head trained for enrolled use reads per-speaker standardised features.
+        return FeaturePipeline(layers=self.layers, frame_pool=frame_pool,
+                               normalisation=_pipeline_normalisation(self.normalisation))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FoldResult:
         """Inverse of :meth:`to_dict`."""
@@ -284,8 +172,14 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _load_finished(path: Path) -> FoldResult | None:
-    if not path.exists():
+def _primary() -> bool:
+    """Rank 0, or not under DDP: the process that writes results."""
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
+def _load_finished(fold_dir: Path | None) -> FoldResult | None:
+    path = fold_dir / "result.json" if fold_dir is not None else None
+    if path is None or not path.exists():
         return None
     try:
         return FoldResult.from_dict(json.loads(path.read_text()))
@@ -303,46 +197,74 @@ def _fold_dir(out_dir: Path | None, fold: FoldLike) -> Path | None:
     return path
 
 
-def train_fold(
-    views: LayerViews,
-    fold: FoldLike,
-    model_factory: ModelFactory,
-    config: TrainConfig,
-    *,
-    out_dir: Path | None = None,
-    resume: bool = False,
-    epoch_hook: EpochHook | None = None,
-    analyse: Analyser | None = None,
-    enrolment: EnrolmentProtocol | None = None,
-) -> tuple[FoldResult, nn.Module | None]:
-    """Train and test one head on one fold (see module docstring); with ``enrolment``, also
-    score the test speakers with profiles from K of their clips (needs ``views.speakers``).
+def _record(fold_dir: Path | None, result: FoldResult) -> None:
+    if fold_dir is None or not _primary():
+        return
+    _write_json(fold_dir / "result.json", result.to_dict())
+    # The result is the record of completion; the epoch checkpoints are no longer needed.
+    for stem in ("train_state", "refit_state"):
+        for suffix in (".safetensors", ".json"):
+            (fold_dir / f"{stem}{suffix}").unlink(missing_ok=True)
 
-    Returns:
-        ``(result, model)``; ``model`` is ``None`` when the fold was already finished.
-    """
-    fold_dir = _fold_dir(out_dir, fold)
-    result_path = fold_dir / "result.json" if fold_dir else None
-    if resume and result_path is not None:
-        finished = _load_finished(result_path)
-        if finished is not None:
-            return finished, None
-    started = time.perf_counter()
-    norm, norm_scores = select_normalisation(views, fold, config.normalisation)
-    mode, scores = select_layers(views, fold, config.layers, seed=config.seed,
-                                 normalisation=norm)
-    # A head trained for enrolment reads per-speaker standardised features, like "speaker".
-    pipeline = FeaturePipeline(layers=mode, frame_pool=config.frame_pool,
-                               normalisation="speaker" if norm == "enrolled" else norm)
-    table = views.view(pipeline)
+
+def _predictions(ids: Sequence[str], references: Sequence[int], predicted: Any
+                 ) -> dict[str, list]:
+    return {"ids": list(ids), "references": list(references),
+            "predictions": [int(p) for p in predicted]}
+
+
+def _probe_fold(views: LayerViews, fold: FoldLike, seed: int, norm: str) -> FoldResult:
+    """Stages 2-4 for the probe: layer by validation UA, logistic regression, test."""
+    from ptssnn.evaluation.probe import run_probe
+
+    labels = views.table.labels.numpy()
+    stats, candidates = views.pooled(norm)
+    test_rows = views.rows(fold.test)
+    probe = run_probe(stats, labels, candidates, views.rows(fold.train),
+                      views.rows(fold.validation), test_rows, len(views.table.label_names),
+                      seed=seed, scores=views.layer_scores(fold, normalisation=norm))
+    return FoldResult(
+        fold=str(fold.name),
+        layers=probe.layer,
+        layer_scores=probe.validation_scores,
+        test=probe.test,
+        fit={"best_validation_ua": probe.validation_scores[probe.layer]},
+        num_parameters=probe.num_parameters,
+        predictions=_predictions(fold.test, labels[test_rows].tolist(), probe.predictions),
+        normalisation=norm,
+    )
+
+
+def _build_head(factory: ModelFactory, table: LabelledFeatures, seed: int) -> nn.Module:
     input_layers = table.num_layers if table.features[0].dim() == 3 else 1
     # The same seed gives the same initial weights in every run, resumed or not.
-    torch.manual_seed(config.seed)
-    model = model_factory(table.feature_dim, len(table.label_names), input_layers)
+    torch.manual_seed(seed)
+    return factory(table.feature_dim, len(table.label_names), input_layers)
+
+
+def _fit_head(
+    views: LayerViews,
+    fold: FoldLike,
+    factory: ModelFactory,
+    config: TrainConfig,
+    norm: str,
+    *,
+    fold_dir: Path | None,
+    resume: bool,
+    epoch_hook: EpochHook | None,
+    analyse: Analyser | None,
+    enrolment: EnrolmentProtocol | None = None,
+) -> tuple[FoldResult, nn.Module]:
+    """Stages 2-4 for a neural head."""
+    mode, scores = select_layers(views, fold, config.layers, seed=config.seed,
+                                 normalisation=norm)
+    pipeline = FeaturePipeline(layers=mode, frame_pool=config.frame_pool,
+                               normalisation=_pipeline_normalisation(norm))
+    table = views.view(pipeline)
+    model = _build_head(factory, table, config.seed)
     if not getattr(model, "standardises_input", True) and norm != "none":
         # A head defined on the raw features (vanilla-snn, the paper's baseline) gets them.
-        norm, norm_scores = "none", {}
-        pipeline = pipeline.replace(normalisation=norm)
+        pipeline = pipeline.replace(normalisation="none")
         table = views.view(pipeline)
     train, val, test = (table.subset(fold.train), table.subset(fold.validation),
                         table.subset(fold.test))
@@ -353,14 +275,13 @@ def train_fold(
         mixed = EnrolledTraining(views.table, views.speakers, pipeline,
                                  (*fold.train, *fold.validation), seed=config.seed)
         train, val = mixed.table(fold.train), mixed.table(fold.validation)
-    checkpoint = fold_dir / "train_state" if fold_dir else None
-    result: FitResult = fit(model, train, val, config, checkpoint=checkpoint, resume=resume,
-                            epoch_hook=epoch_hook)
+    result: FitResult = fit(model, train, val, config,
+                            checkpoint=fold_dir / "train_state" if fold_dir else None,
+                            resume=resume, epoch_hook=epoch_hook)
     summary = result.to_dict()
     if config.refit:
         # Same seed, same schedule length as chosen: train + validation, last weights.
-        torch.manual_seed(config.seed)
-        model = model_factory(table.feature_dim, len(table.label_names), input_layers)
+        model = _build_head(factory, table, config.seed)
         both = (mixed.table((*fold.train, *fold.validation)) if mixed is not None
                 else table.subset((*fold.train, *fold.validation)))
         refit_config = config.replace(max_epochs=result.best_epoch, min_epochs=1)
@@ -370,7 +291,6 @@ def train_fold(
         summary["refit"] = {"epochs": refit.epochs_run, "history": refit.history,
                             "seconds": refit.seconds}
     metrics, predicted = evaluate(model, test, config.eval_batch_size)
-    analysis = analyse(model, test) if analyse is not None else {}
     enrolment_scores: dict[str, Any] = {}
     if enrolment is not None:
         if views.speakers is None:
@@ -384,30 +304,76 @@ def train_fold(
         test=metrics,
         fit=summary,
         num_parameters=count_trainable(model),
-        predictions={
-            "ids": list(test.ids),
-            "references": test.labels.tolist(),
-            "predictions": [int(p) for p in predicted],
-        },
-        analysis=analysis,
-        seconds=time.perf_counter() - started,
-        normalisation=norm,
-        normalisation_scores=norm_scores,
+        predictions=_predictions(test.ids, test.labels.tolist(), predicted),
+        analysis=analyse(model, test) if analyse is not None else {},
+        normalisation="enrolled" if mixed is not None else pipeline.normalisation,
         enrolment=enrolment_scores,
     )
-    if fold_dir is not None:
-        _write_json(fold_dir / "result.json", fold_result.to_dict())
-        # The result is the record of completion; the epoch checkpoints are no longer needed.
-        for stem in ("train_state", "refit_state"):
-            for suffix in (".safetensors", ".json"):
-                (fold_dir / f"{stem}{suffix}").unlink(missing_ok=True)
     return fold_result, model
+
+
+def _pipeline_normalisation(norm: str) -> str:
+    """The pipeline mode of a training normalisation (``enrolled`` reads per-speaker
+    standardised features, like ``speaker``)."""
+    return "speaker" if norm == "enrolled" else norm
+
+
+def train_fold(
+    views: LayerViews,
+    fold: FoldLike,
+    model_factory: ModelFactory | LinearProbeHead,
+    config: TrainConfig,
+    *,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    epoch_hook: EpochHook | None = None,
+    analyse: Analyser | None = None,
+    enrolment: EnrolmentProtocol | None = None,
+) -> tuple[FoldResult, nn.Module | None]:
+    """Train and test one head on one fold (the stages in the module docstring).
+
+    Args:
+        views: The corpus table.
+        fold: Train / validation / test ids.
+        model_factory: A neural head factory (:class:`~ptssnn.models.HeadSpec`...) or
+            :data:`PROBE_HEAD`.
+        config: Training configuration (its ``seed`` seeds the head, or the probe).
+        out_dir: Where ``<fold>/result.json`` and the epoch checkpoints go (``None``: none).
+        resume: Reuse a finished fold, continue an interrupted one.
+        epoch_hook: Called after every epoch of a neural head.
+        analyse: Extra analysis of a trained neural head on the test split.
+        enrolment: Also score the test speakers of a neural head with speaker profiles
+            from K of their clips (needs ``views.speakers``; the probe is not scored).
+
+    Returns:
+        ``(result, model)``; ``model`` is ``None`` for the probe and for a finished fold.
+        The result's :meth:`FoldResult.pipeline` is what the head reads.
+    """
+    fold_dir = _fold_dir(out_dir, fold)
+    if resume:
+        finished = _load_finished(fold_dir)
+        if finished is not None:
+            return finished, None
+    started = time.perf_counter()
+    norm, norm_scores = select_normalisation(views, fold, config.normalisation)
+    model: nn.Module | None = None
+    if isinstance(model_factory, LinearProbeHead):
+        result = _probe_fold(views, fold, config.seed, norm)
+    else:
+        result, model = _fit_head(views, fold, model_factory, config, norm, fold_dir=fold_dir,
+                                  resume=resume, epoch_hook=epoch_hook, analyse=analyse,
+                                  enrolment=enrolment)
+    result.seconds = time.perf_counter() - started
+    # A raw-feature head (normalisation forced to "none") made no choice.
+    result.normalisation_scores = norm_scores if result.normalisation == norm else {}
+    _record(fold_dir, result)
+    return result, model
 
 
 def cross_validate(
     table: LabelledFeatures | LayerViews,
     folds: Sequence[FoldLike],
-    model_factory: ModelFactory,
+    model_factory: ModelFactory | LinearProbeHead,
     config: TrainConfig,
     *,
     out_dir: str | Path | None = None,
@@ -422,7 +388,8 @@ def cross_validate(
         table: The whole corpus's features (``[L, T, D]`` items), or its :class:`LayerViews`
             (shared between heads so each layer reduction is computed once).
         folds: Speaker-independent folds (train / validation / test ids).
-        model_factory: Builds a fresh head (see :data:`ModelFactory`).
+        model_factory: Builds a fresh head (see :data:`ModelFactory`), or
+            :data:`PROBE_HEAD`.
         config: Training hyper-parameters; saved as ``config.json`` in ``out_dir``.
         out_dir: Where each fold's ``result.json`` and epoch checkpoint go (``None``: nowhere,
             and no resume).
@@ -436,7 +403,7 @@ def cross_validate(
     """
     views = table if isinstance(table, LayerViews) else LayerViews(table)
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
+    if out is not None and _primary():
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.json")
     results = []

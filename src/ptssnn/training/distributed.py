@@ -2,41 +2,45 @@
 
 A *fold job* is a folder with everything the processes need, so they share no Python state:
 
-- ``features.safetensors``: one tensor per item (``[T, D]`` or ``[L, T, D]``), keyed by index;
-- ``job.json``: ids, labels, label names, the fold's train/validation/test ids, the head
-  (``{"preset": name, "overrides": {...}}`` for :func:`ptssnn.models.create_model`, or
-  ``{"factory": "module:function"}``), the training config and where to write.
+- ``features.safetensors``: one tensor per item (``[T, D]`` or ``[L, T, D]``: every hidden
+  state, as cached), keyed by index;
+- ``job.json``: ids, labels, label names, speakers (optional, for per-speaker
+  normalisation), the fold's train/validation/test ids, the head
+  (:meth:`ptssnn.models.HeadSpec.to_dict`, or ``{"factory": "module:function"}``) and the
+  training config.
 
 Run it with::
 
-    torchrun --standalone --nproc_per_node 2 -m ptssnn.training.distributed JOB_DIR
+    torchrun --standalone --nproc_per_node 2 -m ptssnn fold-job JOB_DIR
 
-Each process takes every N-th batch (gloo on CPU, nccl when CUDA is present, one GPU per
-process); gradients are averaged by DDP. Rank 0 writes ``result.json`` (fit summary and test
-metrics), the model weights (``model.safetensors``) and the epoch checkpoints (so ``--resume``
-works as in one process); every rank writes ``rank<k>.json`` with what it saw, for checks.
-Folds can also simply run as separate processes, one job folder each.
+The fold is trained by the one per-fold path, :func:`ptssnn.training.train_fold` (layer and
+normalisation choice, fit, refit, test), as in the benchmark. Each process takes every N-th
+batch (gloo on CPU, nccl when CUDA is present, one GPU per process); gradients are averaged
+by DDP. Rank 0 writes ``result.json`` (fit summary and test metrics), ``<fold>/result.json``
+(the benchmark's fold record), the model weights (``model.safetensors``) and the epoch
+checkpoints (so ``--resume`` works as in one process); every rank writes ``rank<k>.json``
+with what it saw, for checks. Folds can also simply run as separate processes, one job
+folder each.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
-import sys
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from ptssnn.errors import PtssnnError
+from ptssnn.features.table import LabelledFeatures
 from ptssnn.training.config import TrainConfig
-from ptssnn.training.data import LabelledFeatures
-from ptssnn.training.trainer import evaluate, fit
+from ptssnn.training.crossval import ModelFactory, train_fold
+from ptssnn.training.views import LayerViews
 
 
 class JobError(PtssnnError):
@@ -49,15 +53,17 @@ def write_fold_job(
     fold: Any,
     model: dict[str, Any],
     config: TrainConfig,
+    speakers: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a fold job folder (see the module docstring).
 
     Args:
         job_dir: Folder to create.
-        table: Items of the fold (layer mode already applied); only the fold's ids are kept.
+        table: The corpus's items (every hidden state); only the fold's ids are kept.
         fold: Object with ``name``, ``train``, ``validation``, ``test``.
-        model: ``{"preset": ..., "overrides": {...}}`` or ``{"factory": "module:function"}``.
-        config: Training config.
+        model: ``HeadSpec(...).to_dict()`` or ``{"factory": "module:function"}``.
+        config: Training config (``layers`` and ``normalisation`` may be ``"auto"``).
+        speakers: Utterance id → speaker, for ``normalisation="speaker"``/``"auto"``.
 
     Returns:
         The job folder.
@@ -79,6 +85,7 @@ def write_fold_job(
         "test": list(fold.test),
         "model": model,
         "config": config.to_dict(),
+        "speakers": ({i: speakers[i] for i in part.ids} if speakers is not None else None),
     }
     (job_dir / "job.json").write_text(json.dumps(job, indent=1))
     return job_dir
@@ -100,19 +107,22 @@ def read_fold_job(job_dir: str | Path) -> tuple[dict[str, Any], LabelledFeatures
     return job, table
 
 
-def build_model(spec: dict[str, Any], input_dim: int, num_classes: int, input_layers: int
-                ) -> nn.Module:
-    """Build the head a job names."""
+@dataclass(frozen=True)
+class _Fold:
+    name: str
+    train: tuple[str, ...]
+    validation: tuple[str, ...]
+    test: tuple[str, ...]
+
+
+def head_factory(spec: dict[str, Any]) -> ModelFactory:
+    """The head a job names: a :class:`~ptssnn.models.HeadSpec` or ``module:function``."""
     if "factory" in spec:
         module, _, name = spec["factory"].partition(":")
-        factory = getattr(importlib.import_module(module), name)
-        return factory(input_dim, num_classes, input_layers)
-    from ptssnn.models import create_model
+        return getattr(importlib.import_module(module), name)
+    from ptssnn.models import HeadSpec
 
-    overrides = dict(spec.get("overrides", {}))
-    if input_layers > 1:
-        overrides["input_layers"] = input_layers
-    return create_model(spec["preset"], input_dim, num_classes, **overrides)
+    return HeadSpec.from_dict(spec)
 
 
 def run_fold_job(job_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
@@ -130,48 +140,49 @@ def run_fold_job(job_dir: str | Path, *, resume: bool = False) -> dict[str, Any]
     if torch.cuda.is_available() and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)
-    train, val, test = (table.subset(job["train"]), table.subset(job["validation"]),
-                        table.subset(job["test"]))
-    input_layers = table.num_layers if table.features[0].dim() == 3 else 1
-    # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
-    torch.manual_seed(config.seed)
-    model = build_model(job["model"], table.feature_dim, len(table.label_names),
-                        input_layers).to(device)
-    result = fit(model, train, val, config, checkpoint=job_dir / "train_state", resume=resume)
-    metrics, predictions = evaluate(model, test, config.eval_batch_size)
+    factory = head_factory(job["model"])
+
+    def on_device(input_dim: int, num_classes: int, input_layers: int) -> torch.nn.Module:
+        return factory(input_dim, num_classes, input_layers).to(device)
+
+    fold = _Fold(job["fold"], tuple(job["train"]), tuple(job["validation"]), tuple(job["test"]))
+    views = LayerViews(table, speakers=job.get("speakers"))
+    result, model = train_fold(views, fold, on_device, config, out_dir=job_dir, resume=resume)
     summary = {
         "fold": job["fold"],
         "rank": rank,
         "world_size": world,
         "device": str(device),
-        "fit": result.to_dict(),
-        "test": metrics.to_dict(),
-        "predictions": [int(p) for p in predictions],
+        "layers": result.layers,
+        "normalisation": result.normalisation,
+        "fit": result.fit,
+        "test": result.test.to_dict(),
+        "predictions": result.predictions["predictions"],
     }
     (job_dir / f"rank{rank}.json").write_text(json.dumps(summary, indent=1))
     if rank == 0:
         (job_dir / "result.json").write_text(json.dumps(summary, indent=1))
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(job_dir / "model.safetensors"))
+        if model is not None:
+            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(job_dir / "model.safetensors"))
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``torchrun -m ptssnn.training.distributed JOB_DIR [--resume]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("job_dir", type=Path)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per process (default: cores / processes)")
-    args = parser.parse_args(argv)
+def main(job_dir: Path, *, resume: bool = False, threads: int | None = None) -> int:
+    """What ``ptssnn fold-job JOB_DIR`` runs in each torchrun process.
+
+    Returns:
+        The exit status (2 for a :class:`~ptssnn.errors.PtssnnError`, printed in one line).
+    """
+    import sys
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    threads = args.threads or max(1, (os.cpu_count() or 1) // world)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // world))
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend=backend)
     try:
-        run_fold_job(args.job_dir, resume=args.resume)
+        run_fold_job(job_dir, resume=resume)
     except PtssnnError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -179,7 +190,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,8 +31,8 @@ from ptssnn.features.profile import (
     empty_moments,
     merge_moments,
 )
+from ptssnn.features.table import LabelledFeatures
 from ptssnn.training.config import TrainConfigError
-from ptssnn.training.data import LabelledFeatures
 from ptssnn.training.trainer import predict_logits
 
 ALL = "all"

@@ -20,19 +20,14 @@ from torch import nn
 
 from ptssnn.errors import CheckpointError, PtssnnError
 from ptssnn.evaluation.metrics import ClassificationMetrics, classification_metrics
+from ptssnn.features.table import Batch, LabelledFeatures, bucketed_batches, iterate_eval_batches
 from ptssnn.training.checkpoint import (
     load_training_state,
     restore_rng,
     save_training_state,
 )
 from ptssnn.training.config import TrainConfig
-from ptssnn.training.data import (
-    LabelledFeatures,
-    bucketed_batches,
-    iterate_eval_batches,
-    shard_batches,
-    spec_augment,
-)
+from ptssnn.training.data import shard_batches, spec_augment
 
 
 class TrainingError(PtssnnError):
@@ -148,6 +143,201 @@ def evaluate(model: nn.Module, data: LabelledFeatures, batch_size: int = 64
     return metrics, predictions
 
 
+@dataclass
+class _Progress:
+    """Everything an epoch changes (and a checkpoint restores)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_metrics: ClassificationMetrics | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    step: int = 0
+    epoch: int = 0
+    elapsed_before: float = 0.0
+    finished: bool = False
+    stopped_early: bool = False
+
+
+class _FitLoop:
+    """One training run, in SpeechBrain ``Brain`` style: :func:`fit` calls the stages
+    (``resume`` → per epoch ``train_epoch`` → ``end_epoch`` → ``checkpoint``) in order.
+
+    Batch order is shared by all DDP processes (so shards tile the epoch); augmentation noise
+    differs per process.
+    """
+
+    def __init__(self, model: nn.Module, train_data: LabelledFeatures, config: TrainConfig,
+                 checkpoint: str | Path | None) -> None:
+        self.model = model
+        self.train_data = train_data
+        self.config = config
+        self.config_dict = config.to_dict()
+        self.stem = Path(checkpoint) if checkpoint is not None else None
+        self.rank, self.world = _distributed()
+        self.order_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + 17)
+        self.augment_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + 29 + self.rank)
+        self.generators = {"order": self.order_rng, "augment": self.augment_rng}
+        torch.manual_seed(config.seed + 7919 * self.rank)
+        if config.normalisation != "none" and getattr(model, "standardises_input", False):
+            # Moments of the training split only (validation and test never enter them).
+            model.set_input_statistics(*train_data.moments())
+        self.device = _device_of(model)
+        self.network: nn.Module = model
+        if self.world > 1:
+            # CPU (gloo): no device ids; GPU (nccl): this process's device.
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.network = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.optimizer = torch.optim.AdamW(
+            _parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas)
+        self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(),
+                                           label_smoothing=config.label_smoothing)
+        num_batches = -(-len(train_data) // config.batch_size)
+        steps_per_epoch = -(-num_batches // self.world)
+        self.total_steps = steps_per_epoch * config.max_epochs
+        self.warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+        self.lengths = train_data.lengths()
+        self.state = _Progress()
+
+    def _class_weights(self) -> torch.Tensor | None:
+        if not self.config.class_balanced:
+            return None
+        counts = self.train_data.class_counts().float().clamp(min=1)
+        num_classes = len(self.train_data.label_names)
+        return (counts.sum() / (num_classes * counts)).to(self.device)
+
+    # ------------------------------------------------------------------ stages
+    def resume(self) -> None:
+        """Continue from the checkpoint, if there is one (same config required)."""
+        saved = load_training_state(self.stem) if self.stem is not None else None
+        if saved is None:
+            return
+        if saved["config"] != self.config_dict:
+            raise CheckpointError(
+                f"checkpoint {self.stem} was written with a different training config; "
+                "delete it or run without --resume"
+            )
+        try:
+            self.model.load_state_dict({k: v.to(self.device) for k, v in saved["model"].items()})
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"checkpoint {self.stem} does not fit this model ({error}); delete it"
+            ) from error
+        self.optimizer.load_state_dict(saved["optimizer"])
+        restore_rng(saved["rng_tensors"], saved["rng_meta"], self.generators)
+        finished = bool(saved["finished"])
+        self.state = _Progress(
+            history=list(saved["history"]),
+            best_state=saved["best"],
+            best_metrics=(ClassificationMetrics.from_dict(saved["best_validation"])
+                          if saved.get("best_validation") else None),
+            best_epoch=int(saved["best_epoch"]),
+            bad_epochs=int(saved["bad_epochs"]),
+            step=int(saved["step"]),
+            epoch=int(saved["epoch"]),
+            elapsed_before=float(saved["seconds"]),
+            finished=finished,
+            stopped_early=bool(saved.get("stopped_early")) if finished else False,
+        )
+
+    def compute_objectives(self, batch: Batch) -> torch.Tensor:
+        """Forward pass and loss of one training batch."""
+        logits = self.network(batch.features.to(self.device), batch.mask.to(self.device))
+        return self.loss_fn(logits, batch.labels.to(self.device))
+
+    def train_epoch(self) -> dict[str, Any]:
+        """One pass over this process's share of the training batches."""
+        config, state = self.config, self.state
+        self.network.train()
+        batches = bucketed_batches(self.lengths, config.batch_size, generator=self.order_rng,
+                                   jitter=config.length_jitter)
+        total_loss, total_items = 0.0, 0
+        for indices in shard_batches(batches, self.rank, self.world):
+            batch = self.train_data.batch(indices, crop_frames=config.max_train_frames,
+                                          generator=self.augment_rng)
+            batch = spec_augment(
+                batch,
+                time_masks=config.time_masks,
+                time_mask_width=config.time_mask_width,
+                feature_masks=config.feature_masks,
+                feature_mask_width=config.feature_mask_width,
+                generator=self.augment_rng,
+            )
+            rate = learning_rate(state.step, peak=config.lr, warmup_steps=self.warmup_steps,
+                                 total_steps=self.total_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = rate
+            loss = self.compute_objectives(batch)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {loss.item()} at epoch {state.epoch + 1}; lower TrainConfig.lr "
+                    "or enable grad_clip"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            self.optimizer.step()
+            state.step += 1
+            total_loss += float(loss.detach()) * len(indices)
+            total_items += len(indices)
+        state.epoch += 1
+        return {
+            "epoch": state.epoch,
+            "train_loss": total_loss / max(1, total_items),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+
+    def end_epoch(self, record: dict[str, Any], val_data: LabelledFeatures | None,
+                  started: float) -> None:
+        """Validation, model selection, early stopping; completes ``record``."""
+        config, state = self.config, self.state
+        if val_data is None:
+            state.best_epoch = state.epoch  # no selection: the last epoch is the result
+        else:
+            val_metrics, _ = evaluate(self.model, val_data, config.eval_batch_size)
+            if state.best_metrics is None or val_metrics.ua > state.best_metrics.ua:
+                state.best_metrics = val_metrics
+                state.best_epoch = state.epoch
+                state.best_state = {k: v.detach().clone()
+                                    for k, v in self.model.state_dict().items()}
+                state.bad_epochs = 0
+            else:
+                state.bad_epochs += 1
+            record.update(val_wa=val_metrics.wa, val_ua=val_metrics.ua,
+                          val_macro_f1=val_metrics.macro_f1)
+        record["seconds"] = time.perf_counter() - started
+        state.history.append(record)
+        state.stopped_early = (state.bad_epochs >= config.patience
+                               and state.epoch >= config.min_epochs)
+        state.finished = state.stopped_early or state.epoch >= config.max_epochs
+
+    def checkpoint(self, seconds: float) -> None:
+        """Everything the next epoch depends on (rank 0 writes)."""
+        if self.stem is None or self.rank != 0:
+            return
+        state = self.state
+        save_training_state(
+            self.stem,
+            model_state=self.model.state_dict(),
+            best_state=state.best_state,
+            optimizer_state=self.optimizer.state_dict(),
+            generators=self.generators,
+            scalars={
+                "config": self.config_dict,
+                "epoch": state.epoch,
+                "step": state.step,
+                "best_epoch": state.best_epoch,
+                "best_validation": state.best_metrics.to_dict() if state.best_metrics else None,
+                "bad_epochs": state.bad_epochs,
+                "history": state.history,
+                "seconds": seconds,
+                "finished": state.finished,
+                "stopped_early": state.stopped_early,
+            },
+        )
+
+
 def fit(
     model: nn.Module,
     train_data: LabelledFeatures,
@@ -168,7 +358,7 @@ def fit(
     Args:
         model: Head with ``forward(features, mask) -> logits [B, C]``; its initial weights
             must already be set (seed them before building it).
-        train_data: Training items (``[T, D]`` or ``[L, T, D]`` per item, layer mode applied).
+        train_data: Training items (``[T, D]`` or ``[L, T, D]`` per item, pipeline applied).
         val_data: Validation items (speaker-disjoint from training and test); ``None``
             trains exactly ``max_epochs`` epochs and keeps the last weights (the refit on
             training + validation data once the epoch count is chosen).
@@ -191,175 +381,25 @@ def fit(
         )
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    rank, world = _distributed()
-    num_classes = len(train_data.label_names)
-
-    # Batch order is shared by all processes (so shards tile the epoch); augmentation noise
-    # differs per process.
-    order_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + 17)
-    augment_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + 29 + rank)
-    generators = {"order": order_rng, "augment": augment_rng}
-    torch.manual_seed(config.seed + 7919 * rank)
-
-    if config.normalisation != "none" and getattr(model, "standardises_input", False):
-        # Moments of the training split only (validation and test never enter them).
-        model.set_input_statistics(*train_data.moments())
-
-    device = _device_of(model)
-    network: nn.Module = model
-    if world > 1:
-        # CPU (gloo): no device ids; GPU (nccl): this process's device.
-        ids = [device.index] if device.type == "cuda" else None
-        network = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    optimizer = torch.optim.AdamW(
-        _parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas
-    )
-    weight = None
-    if config.class_balanced:
-        counts = train_data.class_counts().float().clamp(min=1)
-        weight = (counts.sum() / (num_classes * counts)).to(device)
-    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
-
-    num_batches = -(-len(train_data) // config.batch_size)
-    steps_per_epoch = -(-num_batches // world)
-    total_steps = steps_per_epoch * config.max_epochs
-    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
-    lengths = train_data.lengths()
-
-    history: list[dict[str, Any]] = []
-    best_state: dict[str, torch.Tensor] | None = None
-    best_metrics: ClassificationMetrics | None = None
-    best_epoch = 0
-    bad_epochs = 0
-    step = 0
-    start_epoch = 0
-    elapsed_before = 0.0
-    finished = False
-    state: dict[str, Any] | None = None
-    config_dict = config.to_dict()
-    stem = Path(checkpoint) if checkpoint is not None else None
-
-    if resume and stem is not None:
-        state = load_training_state(stem)
-        if state is not None:
-            if state["config"] != config_dict:
-                raise CheckpointError(
-                    f"checkpoint {stem} was written with a different training config; "
-                    "delete it or run without --resume"
-                )
-            try:
-                model.load_state_dict({k: v.to(device) for k, v in state["model"].items()})
-            except RuntimeError as error:
-                raise CheckpointError(
-                    f"checkpoint {stem} does not fit this model ({error}); delete it"
-                ) from error
-            optimizer.load_state_dict(state["optimizer"])
-            restore_rng(state["rng_tensors"], state["rng_meta"], generators)
-            best_state = state["best"]
-            best_metrics = (ClassificationMetrics.from_dict(state["best_validation"])
-                            if state.get("best_validation") else None)
-            best_epoch = int(state["best_epoch"])
-            bad_epochs = int(state["bad_epochs"])
-            step = int(state["step"])
-            start_epoch = int(state["epoch"])
-            history = list(state["history"])
-            elapsed_before = float(state["seconds"])
-            finished = bool(state["finished"])
-
+    loop = _FitLoop(model, train_data, config, checkpoint)
+    if resume:
+        loop.resume()
+    state = loop.state
     started = time.perf_counter()
-    stopped_early = bool(state.get("stopped_early")) if finished else False
-    epoch = start_epoch
-    while not finished and epoch < config.max_epochs:
+    while not state.finished and state.epoch < config.max_epochs:
         epoch_started = time.perf_counter()
-        network.train()
-        batches = bucketed_batches(lengths, config.batch_size, generator=order_rng,
-                                   jitter=config.length_jitter)
-        total_loss, total_items = 0.0, 0
-        for indices in shard_batches(batches, rank, world):
-            batch = train_data.batch(indices, crop_frames=config.max_train_frames,
-                                     generator=augment_rng)
-            batch = spec_augment(
-                batch,
-                time_masks=config.time_masks,
-                time_mask_width=config.time_mask_width,
-                feature_masks=config.feature_masks,
-                feature_mask_width=config.feature_mask_width,
-                generator=augment_rng,
-            )
-            rate = learning_rate(step, peak=config.lr, warmup_steps=warmup_steps,
-                                 total_steps=total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-            logits = network(batch.features.to(device), batch.mask.to(device))
-            loss = loss_fn(logits, batch.labels.to(device))
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}; lower TrainConfig.lr or "
-                    "enable grad_clip"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            step += 1
-            total_loss += float(loss.detach()) * len(indices)
-            total_items += len(indices)
-
-        epoch += 1
-        record = {
-            "epoch": epoch,
-            "train_loss": total_loss / max(1, total_items),
-            "lr": optimizer.param_groups[0]["lr"],
-        }
-        if val_data is None:
-            best_epoch = epoch  # no selection: the last epoch is the result
-        else:
-            val_metrics, _ = evaluate(model, val_data, config.eval_batch_size)
-            if best_metrics is None or val_metrics.ua > best_metrics.ua:
-                best_metrics = val_metrics
-                best_epoch = epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
-            record.update(val_wa=val_metrics.wa, val_ua=val_metrics.ua,
-                          val_macro_f1=val_metrics.macro_f1)
-        record["seconds"] = time.perf_counter() - epoch_started
-        history.append(record)
-        stopped_early = bad_epochs >= config.patience and epoch >= config.min_epochs
-        finished = stopped_early or epoch >= config.max_epochs
-        if stem is not None and rank == 0:
-            save_training_state(
-                stem,
-                model_state=model.state_dict(),
-                best_state=best_state,
-                optimizer_state=optimizer.state_dict(),
-                generators=generators,
-                scalars={
-                    "config": config_dict,
-                    "epoch": epoch,
-                    "step": step,
-                    "best_epoch": best_epoch,
-                    "best_validation": best_metrics.to_dict() if best_metrics else None,
-                    "bad_epochs": bad_epochs,
-                    "history": history,
-                    "seconds": elapsed_before + time.perf_counter() - started,
-                    "finished": finished,
-                    "stopped_early": stopped_early,
-                },
-            )
+        record = loop.train_epoch()
+        loop.end_epoch(record, val_data, epoch_started)
+        loop.checkpoint(state.elapsed_before + time.perf_counter() - started)
         if epoch_hook is not None:
             epoch_hook(dict(record))
-
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
     return FitResult(
-        best_epoch=best_epoch,
-        best_validation=best_metrics,
-        epochs_run=epoch,
-        stopped_early=stopped_early,
-        history=history,
-        seconds=elapsed_before + time.perf_counter() - started,
+        best_epoch=state.best_epoch,
+        best_validation=state.best_metrics,
+        epochs_run=state.epoch,
+        stopped_early=state.stopped_early,
+        history=state.history,
+        seconds=state.elapsed_before + time.perf_counter() - started,
     )
-

@@ -21,7 +21,7 @@ Training is the benchmark's per-fold routine itself (:func:`ptssnn.training.trai
 layer choice on the validation speakers, frame pooling, seeding, ``fit`` with model
 selection on validation, then a final fit on training + validation data for the chosen
 number of epochs: the head that gets deployed) with the benchmark's training configuration
-(:func:`ptssnn.benchmark.runner.benchmark_train_config`), and the model
+(:func:`ptssnn.training.config.benchmark_train_config`), and the model
 factory of the benchmark (the seed goes into the head's initialisation). The model card
 records the feature pipeline (resolved layer selection, frame pooling, dtype policy,
 normalisation), so inference feeds the head exactly what it was trained on.
@@ -40,7 +40,13 @@ import torch
 
 import ptssnn
 from ptssnn.errors import PtssnnError
-from ptssnn.inference.card import ModelCard, save_recognizer
+from ptssnn.features.enrolment import SpeakerPrior, training_moments
+from ptssnn.features.table import LabelledFeatures
+from ptssnn.models.card import ModelCard, save_recognizer
+from ptssnn.models.factory import HeadSpec
+from ptssnn.training.config import TrainConfig, benchmark_train_config
+from ptssnn.training.crossval import train_fold
+from ptssnn.training.views import LayerViews
 
 
 @dataclass(frozen=True)
@@ -138,46 +144,112 @@ def train_recognizer(
     Raises:
         PtssnnError: Unknown corpus/speaker, missing folders, empty splits.
     """
-    from ptssnn.backbones import load_backbone
-    from ptssnn.benchmark.runner import benchmark_train_config
-    from ptssnn.corpora import get_corpus, scan_corpus
-    from ptssnn.features import FeaturePipeline, extract_features
-    from ptssnn.features.enrolment import SpeakerPrior, training_moments
-    from ptssnn.models import create_model
-    from ptssnn.training import LabelledFeatures
-    from ptssnn.training.crossval import LayerViews, train_fold
-
     started = time.perf_counter()
     if not corpora:
         raise PtssnnError("name at least one corpus to train on")
-    data_root = Path(data_root)
-    excluded = set(exclude_speakers)
-    requested = set(validation_speakers)
+    excluded, requested = set(exclude_speakers), set(validation_speakers)
     if excluded & requested:
         raise PtssnnError(f"speakers {sorted(excluded & requested)} both excluded and validation")
+    splits = _speaker_splits(corpora, Path(data_root), excluded, requested, seed)
+    table, split, encoder, failed = _load_features(splits, corpora, backbone, cache_dir,
+                                                   progress)
+    config = _deployment_config(seed, layers, epochs, config_overrides)
+    say = log or (lambda line: None)
+    say(
+        f"training {preset} on {len(split.train)} utterances ({', '.join(corpora)}), validating "
+        f"on {len(split.validation)}; layers {config.layers}, frames pooled by "
+        f"{config.frame_pool}; up to {config.max_epochs} epochs"
+    )
+    # As the benchmark's heads: the seed goes into the model's initialisation.
+    head = HeadSpec(preset, {"seed": seed, **(model_overrides or {})})
+    # The benchmark's own per-fold routine: layer choice on validation, frame pooling,
+    # seeding, fit with model selection on validation, scoring of the held-out split.
+    # Speakers (named per corpus, which may reuse names) for the speaker-aware normalisations.
+    by_id = {u.id: u for u in splits.utterances}
+    speakers = {i: f"{by_id[i].corpus}/{by_id[i].speaker}" for i in table.ids}
+    result, model = train_fold(LayerViews(table, speakers=speakers), split, head, config,
+                               epoch_hook=_epoch_logger(say))
+    model.eval()
+    # The labelled data's moments at the pipeline's input: what speaker profiles are shrunk
+    # toward (and, for a speaker-trained head, what it uses without a profile).
+    prior = SpeakerPrior.from_moments(
+        training_moments(table.subset((*split.train, *split.validation)).features),
+        trained_for={"enrolled": "enrolled", "speaker": "speaker"}.get(result.normalisation,
+                                                                         "global"))
+    card = ModelCard(
+        labels=table.label_names,
+        backbone=encoder.name,
+        backbone_options={},
+        backbone_identity=_jsonable(encoder.identity()),
+        pipeline=result.pipeline(config.frame_pool),
+        sample_rate=encoder.sample_rate,
+        frame_rate=encoder.frame_rate,
+        preset=preset,
+    )
+    summary: dict[str, Any] = {
+        "corpora": splits.per_corpus,
+        "labels": list(table.label_names),
+        "backbone": encoder.name,
+        "layers": {"mode": result.layers, "spec": card.layers, "scores": result.layer_scores},
+        "pipeline": card.pipeline.to_dict(),
+        "normalisation": result.normalisation,
+        "enrolment": {"trained_for": prior.trained_for, "prior_clips": prior.prior_clips,
+                      "prior_frames": prior.frames},
+        "frame_pool": config.frame_pool,
+        "preset": preset,
+        "num_train": len(split.train),
+        "num_validation": len(split.validation),
+        "num_held_out": len(splits.test),
+        "excluded_speakers": sorted(excluded),
+        "failed_utterances": failed,
+        "train_config": config.to_dict(),
+        "fit": result.fit,
+        "validation": result.fit["best_validation"],
+        "num_parameters": result.num_parameters,
+        "held_out": result.test.to_dict() if splits.test else None,
+        "seconds": round(time.perf_counter() - started, 2),
+        "ptssnn_version": ptssnn.__version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+    }
+    save_recognizer(model, out, card, summary)
+    prior.save(out)
+    return summary
 
-    utterances: list[Any] = []
-    train_ids: list[str] = []
-    val_ids: list[str] = []
-    test_ids: list[str] = []
-    per_corpus: dict[str, Any] = {}
+
+@dataclass
+class _Splits:
+    """Speaker-disjoint training / validation / held-out ids over every corpus."""
+
+    utterances: list[Any]
+    train: list[str]
+    validation: list[str]
+    test: list[str]
+    per_corpus: dict[str, Any]
+
+
+def _speaker_splits(corpora: Sequence[str], data_root: Path, excluded: set[str],
+                    requested: set[str], seed: int) -> _Splits:
+    """Scan the corpora and split them by speaker (see the module docstring)."""
+    from ptssnn.corpora import scan_corpus
+
+    splits = _Splits([], [], [], [], {})
     all_speakers: set[str] = set()
     for corpus in corpora:
         scan = scan_corpus(corpus, _corpus_root(data_root, corpus, len(corpora)))
         utts = list(scan.utterances)
-        speakers = {u.speaker for u in utts}
-        all_speakers |= speakers
+        all_speakers |= {u.speaker for u in utts}
         validation, how = _choose_validation(corpus, utts, excluded, requested, seed)
         kept = [u for u in utts if u.speaker not in excluded]
         c_train = [u.id for u in kept if u.id not in validation]
         c_val = [u.id for u in kept if u.id in validation]
         c_test = [u.id for u in utts if u.speaker in excluded]
-        utterances.extend(utts)
-        train_ids += c_train
-        val_ids += c_val
-        test_ids += c_test
+        splits.utterances.extend(utts)
+        splits.train += c_train
+        splits.validation += c_val
+        splits.test += c_test
         by_id = {u.id: u for u in utts}
-        per_corpus[corpus] = {
+        splits.per_corpus[corpus] = {
             "utterances": len(utts),
             "problems": len(scan.problems),
             "train_speakers": sorted({by_id[i].speaker for i in c_train}),
@@ -190,57 +262,64 @@ def train_recognizer(
         raise PtssnnError(
             f"unknown speakers {sorted(unknown)}; the corpora have {sorted(all_speakers)}"
         )
-    if not train_ids or not val_ids:
+    if not splits.train or not splits.validation:
         raise PtssnnError(
-            f"{len(train_ids)} training and {len(val_ids)} validation utterances: "
+            f"{len(splits.train)} training and {len(splits.validation)} validation utterances: "
             "exclude fewer speakers"
         )
+    return splits
 
-    by_id = {u.id: u for u in utterances}
+
+def _load_features(splits: _Splits, corpora: Sequence[str], backbone: str,
+                   cache_dir: str | Path | None, progress: bool
+                   ) -> tuple[LabelledFeatures, _Split, Any, list[str]]:
+    """Label order, features (extracted or cached) and the table of every used utterance."""
+    from ptssnn.backbones import load_backbone
+    from ptssnn.corpora import get_corpus
+    from ptssnn.features import extract_features
+
+    by_id = {u.id: u for u in splits.utterances}
     # The registry's label order (as the benchmark uses), corpus by corpus: the same classes
     # in the same order give the same head initialisation as the benchmark's fold.
-    present = {by_id[i].label for i in train_ids}
-    labels = tuple(dict.fromkeys(x for c in corpora for x in get_corpus(c).labels if x in present))
+    present = {by_id[i].label for i in splits.train}
+    labels = tuple(dict.fromkeys(x for c in corpora for x in get_corpus(c).labels
+                                 if x in present))
     # Held-out or validation clips of a class never seen in training cannot be scored.
-    val_ids = [i for i in val_ids if by_id[i].label in labels]
-    test_ids = [i for i in test_ids if by_id[i].label in labels]
-
+    splits.validation = [i for i in splits.validation if by_id[i].label in labels]
+    splits.test = [i for i in splits.test if by_id[i].label in labels]
     encoder = load_backbone(backbone)
-    used = [by_id[i] for i in (*train_ids, *val_ids, *test_ids)]
+    used = [by_id[i] for i in (*splits.train, *splits.validation, *splits.test)]
     feature_set = extract_features(used, encoder, "all", cache_dir, progress=progress)
     failed = sorted(f"{f.id}: {f.reason}" for f in feature_set.failures)
-    train_ids = [i for i in train_ids if i in feature_set]
-    val_ids = [i for i in val_ids if i in feature_set]
-    test_ids = [i for i in test_ids if i in feature_set]
+    for name in ("train", "validation", "test"):
+        setattr(splits, name, [i for i in getattr(splits, name) if i in feature_set])
     table = LabelledFeatures.from_feature_set(
-        feature_set, [by_id[i] for i in (*train_ids, *val_ids, *test_ids)], labels
-    )
+        feature_set, [by_id[i] for i in (*splits.train, *splits.validation, *splits.test)],
+        labels)
     # Without held-out speakers the "test" split is the validation split again (train_fold
     # always scores one); its score is then left out of the summary.
-    split = _Split("deploy", tuple(train_ids), tuple(val_ids), tuple(test_ids or val_ids))
+    split = _Split("deploy", tuple(splits.train), tuple(splits.validation),
+                   tuple(splits.test or splits.validation))
+    return table, split, encoder, failed
 
+
+def _deployment_config(seed: int, layers: str | None, epochs: int | None,
+                       overrides: dict[str, Any] | None) -> TrainConfig:
+    """The benchmark's training configuration (the trainer's defaults + the refit on training
+    + validation data), so that a held-out speaker scores exactly as in its benchmark fold."""
     # A deployed head sees one clip at a time, without its speaker's other clips: it
     # standardises with the moments of its training data (stored in the checkpoint).
-    changes: dict[str, Any] = {"seed": seed, "normalisation": "global",
-                               **(config_overrides or {})}
+    changes: dict[str, Any] = {"seed": seed, "normalisation": "global", **(overrides or {})}
     if layers is not None:
         changes["layers"] = layers
-    # The benchmark's training configuration (the trainer's defaults + the refit on training
-    # + validation data), so that a held-out speaker scores exactly as in its benchmark fold.
     config = benchmark_train_config().replace(**changes)
     if epochs is not None:
-        config = config.replace(
-            max_epochs=epochs,
-            patience=min(config.patience, epochs),
-            min_epochs=min(config.min_epochs, epochs),
-        )
-    say = log or (lambda line: None)
-    say(
-        f"training {preset} on {len(train_ids)} utterances ({', '.join(corpora)}), validating on "
-        f"{len(val_ids)}; layers {config.layers}, frames pooled by {config.frame_pool}; up to "
-        f"{config.max_epochs} epochs"
-    )
+        config = config.replace(max_epochs=epochs, patience=min(config.patience, epochs),
+                                min_epochs=min(config.min_epochs, epochs))
+    return config
 
+
+def _epoch_logger(say: Callable[[str], None]) -> Callable[[dict[str, Any]], None]:
     def on_epoch(record: dict[str, Any]) -> None:
         # Epochs of a refit on training + validation data (TrainConfig.refit) have no
         # validation scores.
@@ -254,71 +333,7 @@ def train_recognizer(
             f"({record.get('seconds', 0.0):.1f} s)"
         )
 
-    def factory(input_dim: int, num_classes: int, input_layers: int) -> torch.nn.Module:
-        # As the benchmark's factory: the seed goes into the model's initialisation.
-        extra: dict[str, Any] = {"seed": seed, **(model_overrides or {})}
-        if input_layers > 1:
-            extra["input_layers"] = input_layers
-        return create_model(preset, input_dim, num_classes, **extra)
-
-    # The benchmark's own per-fold routine: layer choice on validation, frame pooling,
-    # seeding, fit with model selection on validation, scoring of the held-out split.
-    # Speakers (named per corpus, which may reuse names) for the speaker-aware normalisations.
-    speakers = {i: f"{by_id[i].corpus}/{by_id[i].speaker}" for i in table.ids}
-    result, model = train_fold(LayerViews(table, speakers=speakers), split, factory, config,
-                               epoch_hook=on_epoch)
-    model.eval()
-    mode = result.layers
-    held_out = result.test.to_dict() if test_ids else None
-
-    card = ModelCard(
-        labels=labels,
-        backbone=encoder.name,
-        backbone_options={},
-        backbone_identity=_jsonable(encoder.identity()),
-        # A head trained for enrolled use reads per-speaker standardised features.
-        pipeline=FeaturePipeline(layers=mode, frame_pool=config.frame_pool,
-                                 normalisation="speaker" if result.normalisation == "enrolled"
-                                 else result.normalisation),
-        sample_rate=encoder.sample_rate,
-        frame_rate=encoder.frame_rate,
-        preset=preset,
-    )
-    # The moments of the labelled data at the pipeline's input: what speaker profiles are
-    # shrunk toward (and, for a speaker-trained head, what it uses without a profile).
-    prior = SpeakerPrior.from_moments(
-        training_moments(table.subset((*train_ids, *val_ids)).features),
-        trained_for={"enrolled": "enrolled", "speaker": "speaker"}.get(result.normalisation,
-                                                                         "global"))
-    summary: dict[str, Any] = {
-        "corpora": per_corpus,
-        "labels": list(labels),
-        "backbone": encoder.name,
-        "layers": {"mode": mode, "spec": card.layers, "scores": result.layer_scores},
-        "pipeline": card.pipeline.to_dict(),
-        "normalisation": result.normalisation,
-        "enrolment": {"trained_for": prior.trained_for, "prior_clips": prior.prior_clips,
-                      "prior_frames": prior.frames},
-        "frame_pool": config.frame_pool,
-        "preset": preset,
-        "num_train": len(train_ids),
-        "num_validation": len(val_ids),
-        "num_held_out": len(test_ids),
-        "excluded_speakers": sorted(excluded),
-        "failed_utterances": failed,
-        "train_config": config.to_dict(),
-        "fit": result.fit,
-        "validation": result.fit["best_validation"],
-        "num_parameters": result.num_parameters,
-        "held_out": held_out,
-        "seconds": round(time.perf_counter() - started, 2),
-        "ptssnn_version": ptssnn.__version__,
-        "torch_version": torch.__version__,
-        "python": platform.python_version(),
-    }
-    save_recognizer(model, out, card, summary)
-    prior.save(out)
-    return summary
+    return on_epoch
 
 
 def _jsonable(value: Any) -> Any:

@@ -165,7 +165,7 @@ def save_recognizer(
     """
     import json
 
-    from ptssnn.models import save_pretrained
+    from ptssnn.models.checkpoint import save_pretrained
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

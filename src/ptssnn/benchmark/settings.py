@@ -1,0 +1,158 @@
+"""What a benchmark run is: head names, settings, the validation policy, the environment."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ptssnn.errors import PtssnnError
+from ptssnn.training.config import TrainConfig, benchmark_train_config
+from ptssnn.training.enrolment import EnrolmentProtocol
+
+#: Head names the benchmark knows besides the model presets.
+PROBE = "probe"
+#: The paper's ladder, in report order.
+MODEL_ORDER = ("pts-snn", "+ssla", "+shift", "+saturation", "+standardise", "vanilla-snn",
+               "ann", PROBE)
+DEFAULT_MODELS = ("pts-snn", "vanilla-snn", "ann", PROBE)
+
+
+class BenchmarkError(PtssnnError):
+    """A benchmark that cannot run as asked (unknown model, no corpus found, bad limit)."""
+
+
+@dataclass
+class BenchmarkSettings:
+    """Everything a benchmark run depends on (saved in ``results.json``).
+
+    Attributes:
+        backbone: Backbone registry name.
+        models: Heads to run: presets of ``ptssnn.models`` and/or ``"probe"``.
+        seeds: Seeds 0..seeds-1 (each reruns every fold).
+        train: Training hyper-parameters (``seed`` is overridden per run).
+        model_overrides: Extra ``create_model`` keyword arguments for every neural head.
+        cache: Feature cache folder (``None``: the feature store's default).
+        out: Output folder.
+        resume: Reuse finished folds and continue interrupted ones.
+        analysis_items: Test items per fold used for energy and firing statistics.
+        plots: Write PNG figures.
+        threads: ``torch.set_num_threads`` per process (``None``: 1).
+        jobs: Worker processes training folds side by side (``None``: one per core).
+        cross_corpus: Also train on each corpus and test on each other one (shared classes).
+        enrolment: Also score every neural head's test speakers with speaker profiles from K
+            of their unlabelled clips (``ptssnn.training.enrolment``); ``None``: not.
+    """
+
+    backbone: str = "whisper-base"
+    models: tuple[str, ...] = DEFAULT_MODELS
+    seeds: int = 1
+    train: TrainConfig = field(default_factory=benchmark_train_config)
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    cache: Path | None = None
+    out: Path = Path("benchmark-out")
+    resume: bool = False
+    analysis_items: int = 64
+    plots: bool = True
+    threads: int | None = None
+    jobs: int | None = None
+    cross_corpus: bool = False
+    enrolment: EnrolmentProtocol | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "backbone": self.backbone,
+            "models": list(self.models),
+            "seeds": list(range(self.seeds)),
+            "train": self.train.to_dict(),
+            "model_overrides": self.model_overrides,
+            "cache": str(self.cache) if self.cache else None,
+            "out": str(self.out),
+            "resume": self.resume,
+            "analysis_items": self.analysis_items,
+            "threads": self.threads,
+            "jobs": self.jobs,
+            "cross_corpus": self.cross_corpus,
+            "enrolment": self.enrolment.to_dict() if self.enrolment else None,
+        }
+
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that change a fold's numbers (``--resume`` must match them).
+
+        Not in it: which models and how many seeds (each has its own folder), the output
+        and cache folders, threads and worker processes, plots.
+        """
+        train = self.train.to_dict()
+        del train["seed"]  # per run; each seed has its own folder
+        train.pop("num_threads", None)
+        return {"backbone": self.backbone, "train": train,
+                "model_overrides": dict(self.model_overrides),
+                "analysis_items": self.analysis_items,
+                # Finished folds hold the scores of the protocol they were run with.
+                **({"enrolment": self.enrolment.to_dict()} if self.enrolment else {})}
+
+
+def validate_models(models: Sequence[str]) -> tuple[str, ...]:
+    """Check head names against the model presets (and ``probe``).
+
+    Raises:
+        BenchmarkError: An unknown name, with the valid ones.
+    """
+    from ptssnn.models import list_presets
+
+    known = [*list_presets(), PROBE]
+    unknown = [m for m in models if m not in known]
+    if unknown:
+        raise BenchmarkError(f"unknown model(s) {unknown}; choose from {', '.join(known)}")
+    if not models:
+        raise BenchmarkError("no model to run; pass e.g. --models pts-snn,ann,probe")
+    return tuple(dict.fromkeys(models))
+
+
+def validation_policy(config: TrainConfig) -> str:
+    """How models are selected, in words (for results.json and the report)."""
+    text = ("model selection and early stopping on validation speakers carved from the "
+            "training side of each fold (metric: UA)")
+    if config.refit:
+        return text + ("; then a fresh head (same seed) is trained on training + validation "
+                       "data for the selected number of epochs and scored once on the test "
+                       "fold")
+    return text + "; the test fold is scored once, with the selected model"
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts for ``results.json``."""
+    import sklearn
+
+    import ptssnn
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit_learn": sklearn.__version__,
+        "ptssnn": ptssnn.__version__,
+    }
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def peak_worker_memory_mb() -> float:
+    """Largest peak resident memory of any finished worker process, MiB."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0

@@ -1,0 +1,69 @@
+"""Child processes that die with their parent (standard library only, so a spawned child
+runs :func:`child_main` before it imports torch or unpickles anything heavy).
+
+On Linux the kernel sends a child SIGKILL when its parent dies (``PR_SET_PDEATHSIG``);
+everywhere (and as a second guard) a thread in the child exits when its parent is gone. In
+the parent, :func:`sigterm_as_exit` turns SIGTERM into ``SystemExit`` so ``finally`` clauses
+stop the children before the parent exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process end when ``parent_pid`` does (call first thing in a child)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def child_main(parent_pid: int, target: str, payload: bytes, *channels: Any) -> None:
+    """Entry point of a spawned child: tie it to its parent, then run
+    ``target(*pickle.loads(payload), *channels)`` (``target`` as ``"module:function"``)."""
+    die_with_parent(parent_pid)
+    module, _, name = target.partition(":")
+    function = getattr(importlib.import_module(module), name)
+    function(*pickle.loads(payload), *channels)
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``SystemExit(143)`` in the main thread, so ``finally``
+    clauses (which stop the children) run before the process ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

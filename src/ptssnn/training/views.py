@@ -1,0 +1,158 @@
+"""A corpus table and the per-fold choices made on it: normalisation and layer selection.
+
+:class:`LayerViews` holds one corpus's features once and derives, on demand and only once,
+what every head of every fold reads (speaker-standardised copies, the
+:class:`~ptssnn.features.FeaturePipeline` views, the pooled statistics the linear probe
+ranks layers with). :func:`select_normalisation` and :func:`select_layers` resolve the
+``"auto"`` requests of a :class:`~ptssnn.training.TrainConfig` for one fold, on its
+validation speakers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from ptssnn.features.layers import LayerSelection
+from ptssnn.features.pipeline import FeaturePipeline
+from ptssnn.features.table import LabelledFeatures
+from ptssnn.training.config import TrainConfigError
+
+
+class FoldLike(Protocol):
+    """What a fold must offer (``ptssnn.corpora.Fold`` does)."""
+
+    name: str
+    train: Sequence[str]
+    validation: Sequence[str]
+    test: Sequence[str]
+
+
+def _table_key(normalisation: str) -> str:
+    """Which stored table a normalisation reads: the speaker-standardised copy, or the raw
+    table (``global`` standardises inside the model, ``none`` not at all)."""
+    return "speaker" if normalisation in ("speaker", "enrolled") else "global"
+
+
+class LayerViews:
+    """A corpus table reduced to each layer mode once (not once per fold).
+
+    Args:
+        table: The corpus's features.
+        speakers: Utterance id → speaker, for ``normalisation="speaker"``/``"auto"``; the
+            speaker-standardised copy of the table is made on first use.
+    """
+
+    def __init__(self, table: LabelledFeatures, speakers: Mapping[str, str] | None = None
+                 ) -> None:
+        self.table = table
+        self.speakers = dict(speakers) if speakers is not None else None
+        self._tables: dict[str, LabelledFeatures] = {"global": table}
+        self._views: dict[str, LabelledFeatures] = {}
+        self._stats: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
+        self._layer_scores: dict[tuple, dict[str, float]] = {}
+        self._rows = {utt_id: i for i, utt_id in enumerate(table.ids)}
+
+    def normalised(self, normalisation: str = "global") -> LabelledFeatures:
+        """The table as the head sees it before its own (global) standardisation."""
+        key = _table_key(normalisation)
+        if key not in self._tables:
+            if self.speakers is None:
+                raise TrainConfigError(
+                    "normalisation 'speaker' needs the speaker of every utterance; build "
+                    "LayerViews(table, speakers={id: speaker, ...})")
+            self._tables[key] = self.table.standardise_by_group(self.speakers)
+        return self._tables[key]
+
+    def view(self, pipeline: FeaturePipeline) -> LabelledFeatures:
+        """The table as a head reads it through ``pipeline`` (resolved layers, frame
+        pooling, the pipeline's normalisation)."""
+        norm = _table_key(pipeline.normalisation)
+        key = f"{norm}|{pipeline.layers}|{pipeline.frame_pool}"
+        if key not in self._views:
+            self._views[key] = self.normalised(norm).prepared(pipeline)
+        return self._views[key]
+
+    def pooled(self, normalisation: str = "global") -> tuple[np.ndarray, tuple[str, ...]]:
+        """Pooled statistics of every item (for probes and ``"auto"``), computed once."""
+        norm = _table_key(normalisation)
+        if norm not in self._stats:
+            from ptssnn.evaluation.probe import pooled_statistics
+
+            self._stats[norm] = pooled_statistics(self.normalised(norm))
+        return self._stats[norm]
+
+    def layer_scores(self, fold: FoldLike, seed: int = 0, normalisation: str = "global"
+                     ) -> dict[str, float]:
+        """Validation UA of a linear probe per layer candidate for one fold (cached: every
+        head and the probe baseline of a fold share one ranking)."""
+        norm = _table_key(normalisation)
+        key = (norm, tuple(fold.train), tuple(fold.validation), seed)
+        if key not in self._layer_scores:
+            from ptssnn.evaluation.probe import probe_layer_scores
+
+            stats, candidates = self.pooled(norm)
+            labels = self.table.labels.numpy()
+            train_rows, val_rows = self.rows(fold.train), self.rows(fold.validation)
+            self._layer_scores[key] = probe_layer_scores(
+                stats[train_rows], labels[train_rows], stats[val_rows], labels[val_rows],
+                candidates, len(self.table.label_names), seed=seed)
+        return self._layer_scores[key]
+
+    def share_rankings(self) -> dict[tuple, dict[str, float]]:
+        """The cached layer rankings (to hand to another process)."""
+        return dict(self._layer_scores)
+
+    def adopt_rankings(self, rankings: dict[tuple, dict[str, float]]) -> None:
+        """Reuse rankings computed elsewhere (same table, same folds)."""
+        self._layer_scores.update(rankings)
+
+    def rows(self, ids: Sequence[str]) -> np.ndarray:
+        """Row indices of these ids in the table."""
+        return np.asarray([self._rows[i] for i in ids], dtype=np.int64)
+
+
+def select_normalisation(views: LayerViews, fold: FoldLike, mode: str
+                         ) -> tuple[str, dict[str, float]]:
+    """Resolve a normalisation mode for one fold.
+
+    ``"auto"`` compares the best validation UA of a linear probe (any layer candidate) on
+    globally and on speaker-standardised features and keeps the better one (ties: global,
+    which needs no speaker labels at inference). Speaker standardisation helps where each
+    speaker shows every emotion (CASIA, EMOVO) and hurts where speakers and emotions are
+    confounded (URDU), so it is chosen per fold, on validation speakers only.
+
+    Returns:
+        ``(resolved mode, {mode: best validation UA})`` (scores empty unless ``"auto"``).
+    """
+    if mode != "auto":
+        return mode, {}
+    if views.speakers is None:
+        return "global", {}
+    scores = {norm: max(views.layer_scores(fold, normalisation=norm).values())
+              for norm in ("global", "speaker")}
+    return ("speaker" if scores["speaker"] > scores["global"] else "global"), scores
+
+
+def select_layers(views: LayerViews, fold: FoldLike, mode: str, *, seed: int = 0,
+                  normalisation: str = "global") -> tuple[str, dict[str, float]]:
+    """Resolve a layer mode for one fold.
+
+    ``"auto"`` ranks every single hidden state and the average of all by the validation UA of
+    a linear probe (mean+std pooling) trained on the fold's training split; the best wins.
+    The learned weighted sum (``"all"``) cannot be ranked that cheaply; ask for it explicitly.
+
+    Returns:
+        ``(resolved mode, {candidate: validation UA})`` (scores empty unless ``"auto"``).
+    """
+    if not LayerSelection.parse(mode).auto:
+        return mode, {}
+    if views.table.num_layers == 1:
+        return "0", {}
+    from ptssnn.evaluation.probe import best_candidate
+
+    # The probe's seed only matters for ties in lbfgs; one ranking per fold serves all seeds.
+    scores = views.layer_scores(fold, normalisation=normalisation)
+    return best_candidate(scores), scores
