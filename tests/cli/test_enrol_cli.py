@@ -89,3 +89,22 @@ def test_enrol_update_and_errors(enrol_model_dir: Path, tiny_model_dir: Path, sp
     result = runner.invoke(app, ["predict", str(enrol_model_dir), str(clips[0]), "--profile",
                                  str(out), "--enrol-from", str(speaker)])
     assert result.exit_code != 0
+
+
+def test_streaming_prediction_with_a_profile(enrol_model_dir: Path, speaker: Path,
+                                             tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    clips = sorted(speaker.glob("clip*.wav"))
+    assert runner.invoke(app, ["enrol", str(enrol_model_dir), *map(str, clips[:5]),
+                               "--out", str(out)]).exit_code == 0
+    probe = tmp_path / "probe.wav"
+    sf.write(probe, 0.6 * voiced(2.3, seed=7, f0=131), 16000)
+    result = runner.invoke(app, ["predict", str(enrol_model_dir), str(probe), "--jsonl",
+                                 "--stream", "--chunk", "0.5", "--profile", str(out)])
+    assert result.exit_code == 0, result.output
+    (record,) = records(result.stdout)
+    recognizer = EmotionRecognizer.load(enrol_model_dir)
+    wave, rate = sf.read(probe, dtype="float32")
+    last = recognizer.stream(chunk_s=0.5, profile=SpeakerProfile.load(out)).run(wave, rate)[-1]
+    assert record["label"] == last.label
+    assert record["probabilities"] == pytest.approx(last.probabilities, abs=1e-5)
