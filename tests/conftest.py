@@ -50,3 +50,24 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         preset="pts-snn",
     )
     return save_recognizer(model, tmp_path_factory.mktemp("tiny-model"), card, {"note": "random"})
+
+
+@pytest.fixture(scope="session")
+def enrol_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_model_dir`` plus a speaker prior (``speaker_prior.safetensors``) so it takes
+    speaker profiles; the prior's moments come from speech-like clips at two loudness levels
+    (as a training set of several speakers and channels would)."""
+    import shutil
+
+    from ptssnn.features.enrolment import SpeakerPrior, training_moments
+    from ptssnn.inference import EmotionRecognizer
+    from speechlike import voiced
+
+    directory = tmp_path_factory.mktemp("enrol-model")
+    shutil.copytree(tiny_model_dir, directory, dirs_exist_ok=True)
+    recognizer = EmotionRecognizer.load(tiny_model_dir)
+    items = [recognizer.clip_hidden_states(gain * voiced(1.0 + 0.3 * i, seed=50 + i,
+                                                         f0=120 + 15 * i))
+             for gain in (1.0, 0.25) for i in range(8)]
+    SpeakerPrior.from_moments(training_moments(items)).save(directory)
+    return directory

@@ -95,3 +95,28 @@ def test_demo_with_a_data_root_without_corpora_is_a_clear_error(tmp_path):
     result = invoke("demo", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"))
     assert isinstance(result.exception, PtssnnError)
     assert "no corpus folder" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_benchmark_enrolment_protocol_on_real_casia_subset(shared_data, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("benchmark", "casia", "--data-root", str(shared_data), "--backbone", "fbank",
+                    "--models", "pts-snn", "--epochs", "1", "--limit", "2",
+                    "--normalisation", "global", "--enrolment", "0", "--enrolment", "2,all",
+                    "--enrolment-draws", "2", "--cache", str(tmp_path / "cache"),
+                    "--out", str(out), "--jobs", "1", "--no-progress")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["enrolment"]["ks"] == ["0", "2", "all"]
+    model = results["corpora"]["casia"]["models"]["pts-snn"]
+    for fold in model["runs"]["0"]["folds"]:
+        # K = 0 is the plain test; K = 2 leaves 12 - 2 clips of the one test speaker.
+        assert fold["enrolment"]["0"]["ua"] == pytest.approx(fold["test"]["ua"])
+        assert fold["enrolment"]["2"]["scored"] == 10
+        assert len(fold["enrolment"]["2"]["ua_draws"]) == 2
+        assert fold["enrolment"]["all"]["scored"] == 12
+    assert set(model["enrolment"]) == {"0", "2", "all"}
+    assert len(model["enrolment"]["2"]["ua"]["values"]) == 4
+    report = (out / "report.md").read_text()
+    assert "| model | K = 0 | K = 2 | K = all |" in report and "Enrolment protocol" in report
+    assert (out / "plots" / "casia-enrolment.png").exists()

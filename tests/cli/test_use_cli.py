@@ -376,3 +376,29 @@ def test_train_writes_a_loadable_model_directory(shared_data: Path, tmp_path: Pa
         ],
     )
     assert isinstance(unknown.exception, PtssnnError) and "nobody" in str(unknown.exception)
+
+
+def test_train_for_enrolled_use_then_enrol_and_predict(shared_data: Path, tmp_path: Path) -> None:
+    from ptssnn.features.enrolment import SpeakerPrior
+
+    root = _tiny_casia(shared_data, tmp_path / "data")
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["train", "casia", "--data-root", str(root), "--backbone",
+                                 "fbank", "--out", str(out), "--epochs", "1",
+                                 "--exclude-speakers", "wangzhe", "--normalisation", "enrolled",
+                                 "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["normalisation"] == "enrolled"
+    assert summary["enrolment"]["trained_for"] == "enrolled"
+    prior = SpeakerPrior.load(out)
+    assert prior is not None and prior.trained_for == "enrolled" and prior.frames > 0
+    recognizer = EmotionRecognizer.load(out)
+    assert recognizer.pipeline.normalisation == "speaker"
+    clips = sorted((root / "casia" / "wangzhe").rglob("*.flac"))
+    profile = recognizer.enrol(clips[:5])
+    for clip in clips[5:8]:
+        with_profile = recognizer.predict_file(clip, profile=profile)
+        alone = recognizer.predict_file(clip)  # the same head without a profile: the prior
+        assert with_profile.probabilities != alone.probabilities
+        assert abs(sum(alone.probabilities.values()) - 1) < 1e-5

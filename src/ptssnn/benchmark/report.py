@@ -109,12 +109,30 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
                       if f["fold"] == name]
             cells.append(f"{100 * sum(values) / len(values):.1f}" if values else "–")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines += enrolment_table(entry)
     links = plot_links.get(corpus, [])
     if links:
         lines.append("")
         lines.append("Plots: " + " · ".join(links))
     lines.append("")
     return "\n".join(lines)
+
+
+def enrolment_table(entry: dict[str, Any]) -> list[str]:
+    """Lines of the per-K enrolment table of one corpus (none without the protocol)."""
+    heads = {m: e["enrolment"] for m, e in entry["models"].items() if e.get("enrolment")}
+    if not heads:
+        return []
+    ks = list(next(iter(heads.values())))
+    lines = ["", "Enrolment (UA %, mean ± std over folds × seeds): per test speaker, K random "
+             "unlabelled clips build a speaker profile and are not scored; `all` = every clip "
+             "of the speaker, all scored (transductive).", "",
+             "| model | " + " | ".join(f"K = {k}" for k in ks) + " |",
+             "|---|" + "---|" * len(ks)]
+    for model, per_k in heads.items():
+        lines.append(f"| {model} | " + " | ".join(
+            _pct(per_k[k]["ua"]) if k in per_k else "–" for k in ks) + " |")
+    return lines
 
 
 def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | None = None
@@ -166,6 +184,14 @@ def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | No
         lines.append("")
     lines.append("Command: `" + " ".join(results.get("command", [])) + "`")
     lines.append("")
+    enrolment = settings.get("enrolment")
+    if enrolment:
+        lines.append(
+            f"Enrolment protocol: K ∈ {{{', '.join(enrolment['ks'])}}}, {enrolment['draws']} "
+            f"random draw(s) of the enrolment clips per K and fold, profiles shrunk toward the "
+            f"training split's moments with a prior worth {enrolment['prior_clips']:g} clips "
+            "(`docs/enrolment.md`).")
+        lines.append("")
     for corpus, entry in results["corpora"].items():
         lines.append(corpus_table(corpus, entry, plot_links))
     if results.get("cross_corpus"):
@@ -196,6 +222,14 @@ def write_plots(results: dict[str, Any], out: Path) -> dict[str, list[str]]:
     links: dict[str, list[str]] = {}
     plot_dir = out / "plots"
     for corpus, entry in results["corpora"].items():
+        heads = {m: e["enrolment"] for m, e in entry["models"].items() if e.get("enrolment")}
+        if heads:
+            from ptssnn.evaluation.plots import plot_enrolment
+
+            path = plot_enrolment(heads, plot_dir / f"{corpus}-enrolment.png",
+                                  title=f"{corpus}: UA vs enrolment clips K")
+            links.setdefault(corpus, []).append(
+                f"[UA vs K]({path.relative_to(out).as_posix()})")
         for model, m in entry["models"].items():
             stem = f"{corpus}-{model}"
             made = []

@@ -103,6 +103,7 @@ class FoldTrainer:
             HeadSpec(unit.model, {"seed": unit.seed, **settings.model_overrides}), config,
             out_dir=run_dir, resume=settings.resume, epoch_hook=on_epoch,
             analyse=make_analyser(settings.analysis_items),
+            enrolment=settings.enrolment,
         )
         return result.to_dict(), trained[0]
 

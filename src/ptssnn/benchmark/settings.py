@@ -16,6 +16,7 @@ import torch
 
 from ptssnn.errors import PtssnnError
 from ptssnn.training.config import TrainConfig, benchmark_train_config
+from ptssnn.training.enrolment import EnrolmentProtocol
 
 #: Head names the benchmark knows besides the model presets.
 PROBE = "probe"
@@ -47,6 +48,8 @@ class BenchmarkSettings:
         threads: ``torch.set_num_threads`` per process (``None``: 1).
         jobs: Worker processes training folds side by side (``None``: one per core).
         cross_corpus: Also train on each corpus and test on each other one (shared classes).
+        enrolment: Also score every neural head's test speakers with speaker profiles from K
+            of their unlabelled clips (``ptssnn.training.enrolment``); ``None``: not.
     """
 
     backbone: str = "whisper-base"
@@ -62,6 +65,7 @@ class BenchmarkSettings:
     threads: int | None = None
     jobs: int | None = None
     cross_corpus: bool = False
+    enrolment: EnrolmentProtocol | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -78,6 +82,7 @@ class BenchmarkSettings:
             "threads": self.threads,
             "jobs": self.jobs,
             "cross_corpus": self.cross_corpus,
+            "enrolment": self.enrolment.to_dict() if self.enrolment else None,
         }
 
     def result_settings(self) -> dict[str, Any]:
@@ -91,7 +96,9 @@ class BenchmarkSettings:
         train.pop("num_threads", None)
         return {"backbone": self.backbone, "train": train,
                 "model_overrides": dict(self.model_overrides),
-                "analysis_items": self.analysis_items}
+                "analysis_items": self.analysis_items,
+                # Finished folds hold the scores of the protocol they were run with.
+                **({"enrolment": self.enrolment.to_dict()} if self.enrolment else {})}
 
 
 def validate_models(models: Sequence[str]) -> tuple[str, ...]:

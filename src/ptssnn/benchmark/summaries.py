@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ptssnn.evaluation.metrics import mean_std, pooled_confusion, summarise_folds
-from ptssnn.training.crossval import CrossValResult
+from ptssnn.training.crossval import CrossValResult, FoldResult
 
 
 def summarise_model(runs: dict[int, CrossValResult]) -> dict[str, Any]:
@@ -38,7 +38,18 @@ def summarise_model(runs: dict[int, CrossValResult]) -> dict[str, Any]:
     analyses = [f.analysis for f in folds if f.analysis]
     if analyses:
         out["efficiency"] = average_analyses(analyses)
+    if folds and all(f.enrolment for f in folds):
+        out["enrolment"] = summarise_enrolment(folds)
     return out
+
+
+def summarise_enrolment(folds: Sequence[FoldResult]) -> dict[str, Any]:
+    """Per enrolment K: UA and WA mean ± std over every (seed, fold) run."""
+    ks = [k for k in folds[0].enrolment if all(k in f.enrolment for f in folds)]
+    return {k: {"ua": mean_std(f.enrolment[k]["ua"] for f in folds).to_dict(),
+                "wa": mean_std(f.enrolment[k]["wa"] for f in folds).to_dict(),
+                "scored": int(sum(f.enrolment[k]["scored"] for f in folds))}
+            for k in ks}
 
 
 def average_analyses(analyses: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.console import Console
 
-from ptssnn.cli import data, features, model, run, use
+from ptssnn.cli import data, enrol, features, model, run, use
 from ptssnn.errors import PtssnnError
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for _module in (data, features, model, run, use):
+for _module in (data, features, model, run, use, enrol):
     _module.register(app)
 
 

@@ -109,6 +109,14 @@ def benchmark(
     ] = False,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    enrolment: Annotated[
+        list[str] | None,
+        typer.Option("--enrolment", help="Also score each neural head with speaker profiles "
+                     "from K unlabelled clips per test speaker (not scored); repeatable, e.g. "
+                     "--enrolment 0 --enrolment 5 --enrolment all."),
+    ] = None,
+    enrolment_draws: Annotated[int, typer.Option(
+        min=1, help="Random draws of the enrolment clips per K and fold.")] = 3,
 ) -> None:
     """Cross-validate every head on every fold of every corpus; write results.json + report.md."""
     from ptssnn.benchmark import BenchmarkError, BenchmarkSettings, prepare_corpus, run_benchmark
@@ -134,10 +142,19 @@ def benchmark(
         train = train.replace(**changes)
     model_names = tuple(m.strip() for m in models.split(",") if m.strip())
     tasks = [prepare_corpus(name, root, protocol=protocol, limit=limit) for name in corpora]
+    protocol_k = None
+    if enrolment:
+        from ptssnn.training.enrolment import EnrolmentProtocol
+
+        # "--enrolment 0,5,20" works as well as repeating the option.
+        protocol_k = EnrolmentProtocol(
+            tuple(k for value in enrolment for k in value.split(",") if k.strip()),
+            draws=enrolment_draws)
     settings = BenchmarkSettings(
         backbone=backbone, models=model_names, seeds=seeds, train=train,
         model_overrides=_parse_overrides(model_option), cache=cache, out=out, resume=resume,
         plots=plots, threads=threads, jobs=jobs, cross_corpus=cross_corpus,
+        enrolment=protocol_k,
     )
     results = run_benchmark(tasks, settings, show_progress=progress,
                             command=["ptssnn", *sys.argv[1:]])

@@ -117,6 +117,44 @@ def _walk_audio(root: Path, problems: list[tuple[str, str]]) -> list[Path]:
     return sorted(files)
 
 
+def enrol_clips(
+    recognizer: Any,
+    files: list[Path],
+    *,
+    profile: Any = None,
+    name: str = "",
+    console: Console | None = None,
+) -> tuple[Any, list[tuple[str, str]]]:
+    """Enrol audio files with a progress bar; bad files are skipped.
+
+    Returns:
+        ``(profile, skipped)`` with ``skipped`` as ``(file, reason)`` pairs.
+
+    Raises:
+        PtssnnError: When no file could be used.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    err = console or Console(stderr=True)
+    skipped: list[tuple[str, str]] = []
+    before = profile.clips if profile is not None else 0
+    with Progress(TextColumn("enrol"), BarColumn(), MofNCompleteColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task("enrol", total=len(files))
+
+        def on_clip(source: str, error: Exception | None) -> None:
+            if error is not None:
+                skipped.append((source, str(error)))
+                err.print(f"[yellow]skipped[/] {error}", highlight=False)
+            progress.advance(task)
+
+        profile = recognizer.enrol(files, profile=profile, name=name, skip_errors=True,
+                                   on_clip=on_clip)
+    if profile.clips == before:
+        raise PtssnnError(f"none of the {len(files)} clip(s) could be enrolled")
+    return profile, skipped
+
+
 def _predict_one(
     recognizer: Any,
     path: Path,
@@ -125,10 +163,11 @@ def _predict_one(
     left_context_s: float,
     lookahead_s: float,
     segments: bool,
+    profile: Any = None,
 ) -> dict[str, Any]:
     """One file's JSON record (offline prediction, or a streaming run with its updates)."""
     if not stream:
-        return recognizer.predict_file(path).to_dict(include_segments=segments)
+        return recognizer.predict_file(path, profile=profile).to_dict(include_segments=segments)
     from ptssnn.audio import load_audio
     from ptssnn.inference.recognizer import MIN_SECONDS
 
@@ -140,7 +179,7 @@ def _predict_one(
         long_policy="error",
     )
     session = recognizer.stream(
-        chunk_s=chunk_s, left_context_s=left_context_s, lookahead_s=lookahead_s
+        chunk_s=chunk_s, left_context_s=left_context_s, lookahead_s=lookahead_s, profile=profile
     )
     updates = session.run(wave, recognizer.sample_rate)
     last = updates[-1]
@@ -188,6 +227,11 @@ def predict_command(
     segments: Annotated[
         bool, typer.Option(help="Include per-window segments / streaming updates in JSON.")
     ] = True,
+    profile_path: Annotated[Path | None, typer.Option(
+        "--profile", help="Speaker profile (`ptssnn enrol`): every file is that speaker.")] = None,
+    enrol_from: Annotated[Path | None, typer.Option(
+        "--enrol-from", help="Enrol the speaker from the unlabelled audio in this folder "
+        "first, then predict every file with that profile.")] = None,
 ) -> None:
     """Recognise the emotion in audio files (directories are searched recursively).
 
@@ -199,6 +243,8 @@ def predict_command(
 
     if jsonl and table:
         raise PtssnnError("choose one of --jsonl and --table")
+    if profile_path is not None and enrol_from is not None:
+        raise PtssnnError("choose one of --profile and --enrol-from")
     _check_predict_options(window, hop, stream, chunk, left_context, lookahead, max_seconds)
     err = Console(stderr=True)
     files, missing = find_audio_files(paths)
@@ -220,6 +266,20 @@ def predict_command(
             recognizer.stream(chunk_s=chunk, left_context_s=left_context, lookahead_s=lookahead)
         except ValueError as error:
             raise PtssnnError(f"--chunk/--left-context/--lookahead: {error}") from error
+    profile = None
+    if profile_path is not None:
+        from ptssnn.features.profile import SpeakerProfile
+
+        profile = SpeakerProfile.load(profile_path)
+        recognizer.moments_for(profile)  # a profile of another model: one clear error now
+    elif enrol_from is not None:
+        clips, unreadable = find_audio_files([enrol_from])
+        if not clips:
+            raise PtssnnError(f"no audio files found in {enrol_from}"
+                              + "".join(f"; {w}: {r}" for w, r in unreadable[:5]))
+        profile, skipped = enrol_clips(recognizer, clips, console=err)
+        err.print(f"enrolled {profile.clips} clip(s) from {enrol_from}, skipped {len(skipped)}",
+                  highlight=False)
     records: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
     started = time.perf_counter()
@@ -227,7 +287,7 @@ def predict_command(
     def handle(path: Path) -> None:
         try:
             record = _predict_one(
-                recognizer, path, stream, chunk, left_context, lookahead, segments
+                recognizer, path, stream, chunk, left_context, lookahead, segments, profile
             )
         except PtssnnError as error:
             failures.append((str(path), str(error)))
@@ -393,6 +453,12 @@ def serve_command(
             "neither: no token)."
         ),
     ] = None,
+    profiles: Annotated[
+        Path | None,
+        typer.Option(help="Folder of speaker profiles: enables /profiles (enrol from uploads, "
+                     "add clips, delete) and /predict?profile=ID."),
+    ] = None,
+    max_profiles: Annotated[int, typer.Option(min=1, help="Most profiles kept.")] = 1000,
 ) -> None:
     """Serve the model over HTTP: POST /predict (audio upload), GET /health, /openapi.json.
 
@@ -436,6 +502,8 @@ def serve_command(
         request_timeout_s=request_timeout,
         max_requests=max_requests,
         token=token,
+        profiles_dir=profiles,
+        max_profiles=max_profiles,
     )
 
 
@@ -469,6 +537,11 @@ def train_command(
     threads: Annotated[
         int, typer.Option(min=1, help="torch threads (1, as the benchmark: see its README).")
     ] = 1,
+    normalisation: Annotated[
+        str, typer.Option(help="global (one clip at a time, no profiles needed), enrolled "
+                          "(for use with speaker profiles: `ptssnn enrol`; works without one "
+                          "too) or speaker.")
+    ] = "global",
 ) -> None:
     """Train a deployable model on all speakers of the given corpora (minus validation)."""
     from ptssnn.training.deployment import train_recognizer
@@ -485,7 +558,7 @@ def train_command(
         layers=layers,
         cache_dir=cache,
         seed=seed,
-        config_overrides={"num_threads": threads}
+        config_overrides={"num_threads": threads, "normalisation": normalisation}
         | ({"frame_pool": frame_pool} if frame_pool else {}),
         progress=sys.stderr.isatty(),
         log=lambda line: Console(stderr=True).print(line, highlight=False),

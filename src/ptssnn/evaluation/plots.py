@@ -145,3 +145,36 @@ def plot_training_curves(
         right.legend(fontsize=7)
     fig.suptitle(title or "training curves")
     return _save(fig, path)
+
+
+def plot_enrolment(
+    per_model: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    path: str | Path,
+    *,
+    title: str = "",
+) -> Path:
+    """UA against the number of enrolment clips K, one line per head (± std as error bars).
+
+    Args:
+        per_model: ``{model: {K: {"ua": {"mean", "std"}}}}`` as in ``results.json``; K is a
+            clip count or ``"all"`` (drawn at the right end, after a gap).
+        path: PNG to write.
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    ticks: dict[float, str] = {}
+    for model, per_k in per_model.items():
+        counts = sorted(int(k) for k in per_k if k != "all")
+        far = (max(counts) * 1.5 if counts and max(counts) > 0 else 1.0)
+        xs = [float(k) for k in counts] + ([far] if "all" in per_k else [])
+        keys = [str(k) for k in counts] + (["all"] if "all" in per_k else [])
+        means = [100 * per_k[k]["ua"]["mean"] for k in keys]
+        stds = [100 * per_k[k]["ua"]["std"] for k in keys]
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=model)
+        ticks.update(zip(xs, keys, strict=True))
+    ax.set_xticks(list(ticks), list(ticks.values()))
+    ax.set_xlabel("enrolment clips K per test speaker (not scored)")
+    ax.set_ylabel("UA %")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "UA vs enrolment clips")
+    return _save(fig, path)

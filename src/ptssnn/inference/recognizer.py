@@ -11,13 +11,15 @@ probabilities = the duration-weighted mean of the windows' probabilities.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ptssnn.errors import CheckpointError
+from ptssnn.errors import AudioError, CheckpointError
+from ptssnn.features.enrolment import SpeakerPrior, new_profile, pipeline_moments
 from ptssnn.inference.results import Prediction, SegmentPrediction, Timings
 from ptssnn.inference.windows import plan_windows
 from ptssnn.models.card import ModelCard
@@ -25,6 +27,7 @@ from ptssnn.models.card import ModelCard
 if TYPE_CHECKING:
     from ptssnn.backbones import Backbone
     from ptssnn.features.pipeline import FeaturePipeline, Moments
+    from ptssnn.features.profile import SpeakerProfile
     from ptssnn.inference.streaming import StreamingSession
 
 #: Default analysis window and hop for long recordings (seconds). Emotion corpora clips are
@@ -51,6 +54,8 @@ class EmotionRecognizer:
         window_s: Analysis window for long recordings (seconds).
         hop_s: Hop between analysis windows (seconds).
         max_seconds: Longest accepted recording (seconds).
+        speaker_prior: Global moments at the pipeline's input, for speaker profiles
+            (``None``: the model directory predates enrolment and takes no profiles).
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class EmotionRecognizer:
         hop_s: float = DEFAULT_HOP_S,
         max_seconds: float = DEFAULT_MAX_SECONDS,
         model_dir: str | Path | None = None,
+        speaker_prior: SpeakerPrior | None = None,
     ) -> None:
         # Validate the window now rather than on the first long file.
         plan_windows(1, card.sample_rate, window_s, hop_s)
@@ -74,6 +80,12 @@ class EmotionRecognizer:
         self.hop_s = float(hop_s)
         self.max_seconds = float(max_seconds)
         self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.speaker_prior = speaker_prior
+        if speaker_prior is not None and speaker_prior.mean.shape != (
+                backbone.num_hidden_states, backbone.hidden_size):
+            raise CheckpointError(
+                f"the speaker prior holds {speaker_prior.mean.shape} moments but backbone "
+                f"{backbone.name!r} has {backbone.num_hidden_states} x {backbone.hidden_size}")
         self._input_layers = int(getattr(getattr(model, "config", None), "input_layers", 1) or 1)
         selected = self.pipeline.input_layers(backbone.num_hidden_states)
         if self._input_layers > 1 and selected != self._input_layers:
@@ -149,6 +161,7 @@ class EmotionRecognizer:
             hop_s=hop_s,
             max_seconds=max_seconds,
             model_dir=directory,
+            speaker_prior=SpeakerPrior.load(directory),
         )
 
     # ------------------------------------------------------------------ properties
@@ -228,8 +241,115 @@ class EmotionRecognizer:
         with torch.inference_mode():
             return torch.softmax(self.model(x, mask).float(), dim=-1)
 
+    # ------------------------------------------------------------------ enrolment
+    def new_profile(self, name: str = "") -> SpeakerProfile:
+        """An empty speaker profile for this model (it normalises as no profile does)."""
+        return new_profile(self.pipeline, _jsonable(self.backbone.identity()),
+                           self.backbone.num_hidden_states, self.backbone.hidden_size, name=name)
+
+    def enrol(
+        self,
+        clips: Iterable[str | Path | Any],
+        sample_rate: int | None = None,
+        *,
+        profile: SpeakerProfile | None = None,
+        name: str = "",
+        skip_errors: bool = False,
+        on_clip: Callable[[str, AudioError | None], None] | None = None,
+    ) -> SpeakerProfile:
+        """Build or extend a speaker profile from unlabelled clips of one speaker.
+
+        Only audio enters: the profile holds the frame moments of the backbone's hidden
+        states (float16-rounded, as the feature pipeline stores them), never a label.
+
+        Args:
+            clips: Audio files (paths) and/or waveforms (``[N]`` or ``[N, C]`` arrays at
+                ``sample_rate``).
+            sample_rate: Rate of the waveforms in Hz (needed only for arrays).
+            profile: Extend this profile in place (it must belong to this model).
+            name: Name of a new profile (for people).
+            skip_errors: Skip clips whose audio is unusable (reported to ``on_clip``)
+                instead of raising.
+            on_clip: Called after each clip with its name and ``None`` (used) or the error
+                (skipped).
+
+        Returns:
+            The profile (``profile`` itself when given).
+
+        Raises:
+            ProfileError: A model directory without a speaker prior, or a profile made for
+                another model.
+            AudioError: An unusable clip (unless ``skip_errors``).
+        """
+        from ptssnn.features.profile import ProfileError
+
+        if self.speaker_prior is None:
+            raise ProfileError(
+                "this model directory has no speaker prior (speaker_prior.safetensors), so "
+                "it cannot use speaker profiles; train it again with this ptssnn version"
+            )
+        if profile is None:
+            profile = self.new_profile(name)
+        else:
+            self._check_profile(profile)
+        for index, clip in enumerate(clips):
+            source = str(clip) if isinstance(clip, str | Path) else f"<waveform {index}>"
+            try:
+                wave = self._clip_wave(clip, sample_rate, source)
+            except AudioError as error:
+                if not skip_errors:
+                    raise
+                if on_clip is not None:
+                    on_clip(source, error)
+                continue
+            profile.update(self.clip_hidden_states(wave))
+            if on_clip is not None:
+                on_clip(source, None)
+        return profile
+
+    def clip_hidden_states(self, wave: np.ndarray) -> torch.Tensor:
+        """Every hidden state of a whole clip, in the pipeline's storage dtype, ``[L, T, D]``.
+
+        Clips longer than the analysis window are encoded in back-to-back windows (no
+        overlap, so no frame counts twice in a profile).
+        """
+        windows = plan_windows(wave.size, self.sample_rate, self.window_s, self.window_s)
+        parts = [self.pipeline.to_storage(self.hidden_states(wave[s:e])) for s, e in windows]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
+
+    def moments_for(self, profile: SpeakerProfile | None) -> Moments | None:
+        """What the pipeline's normalisation gets for a speaker (``None``: no profile and a
+        head that needs none); see :func:`ptssnn.features.enrolment.pipeline_moments`.
+
+        Raises:
+            ProfileError: A profile made for another model, or a model without a prior.
+        """
+        if profile is not None:
+            self._check_profile(profile)
+        return pipeline_moments(self.pipeline, self.speaker_prior, profile)
+
+    def _check_profile(self, profile: SpeakerProfile) -> None:
+        profile.check(_jsonable(self.backbone.identity()), self.pipeline.fingerprint())
+
+    def _clip_wave(self, clip: Any, sample_rate: int | None, source: str) -> np.ndarray:
+        if isinstance(clip, str | Path):
+            from ptssnn.audio import load_audio
+
+            return load_audio(clip, sample_rate=self.sample_rate, max_seconds=self.max_seconds,
+                              min_seconds=MIN_SECONDS, long_policy="error")
+        if sample_rate is None:
+            raise ValueError("pass sample_rate to enrol waveforms (arrays)")
+        return self.prepare_waveform(clip, sample_rate, source=source)
+
     # ------------------------------------------------------------------ prediction
-    def predict(self, waveform: Any, sample_rate: int, *, source: str | None = None) -> Prediction:
+    def predict(
+        self,
+        waveform: Any,
+        sample_rate: int,
+        *,
+        source: str | None = None,
+        profile: SpeakerProfile | None = None,
+    ) -> Prediction:
         """Recognise the emotion in one recording.
 
         Args:
@@ -237,18 +357,20 @@ class EmotionRecognizer:
             sample_rate: Rate of ``waveform`` in Hz (resampled if it differs from the
                 backbone's).
             source: Optional name reported in the result.
+            profile: The speaker's profile (see :meth:`enrol`); ``None``: global moments.
 
         Returns:
             The overall label and probabilities, one entry per analysis window, timings.
         """
         start = time.perf_counter()
+        moments = self.moments_for(profile)
         wave = self.prepare_waveform(waveform, sample_rate, source=source or "<waveform>")
         windows = plan_windows(wave.size, self.sample_rate, self.window_s, self.hop_s)
         backbone_s = 0.0
         features = []
         for s, e in windows:
             t0 = time.perf_counter()
-            features.append(self.pipeline.prepare(self.hidden_states(wave[s:e])))
+            features.append(self.pipeline.prepare(self.hidden_states(wave[s:e]), moments))
             backbone_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         x, mask = self.pipeline.collate(features)
@@ -282,8 +404,10 @@ class EmotionRecognizer:
             source=source,
         )
 
-    def predict_file(self, path: str | Path) -> Prediction:
-        """Decode an audio file (any format libsndfile reads, any rate) and recognise it.
+    def predict_file(self, path: str | Path, *, profile: SpeakerProfile | None = None
+                     ) -> Prediction:
+        """Decode an audio file (any format libsndfile reads, any rate) and recognise it
+        (with the speaker's ``profile``, if given).
 
         Raises:
             AudioError: The file is missing, unreadable, silent, too short or too long.
@@ -298,10 +422,16 @@ class EmotionRecognizer:
             min_seconds=MIN_SECONDS,
             long_policy="error",
         )
-        return self.predict(wave, self.sample_rate, source=str(path))
+        return self.predict(wave, self.sample_rate, source=str(path), profile=profile)
 
     def stream(
-        self, *, chunk_s: float = 0.5, left_context_s: float = 2.0, lookahead_s: float = 0.0
+        self,
+        *,
+        chunk_s: float = 0.5,
+        left_context_s: float = 2.0,
+        lookahead_s: float = 0.0,
+        profile: SpeakerProfile | None = None,
+        update_profile: bool = False,
     ) -> StreamingSession:
         """Start a streaming session (see :class:`ptssnn.inference.streaming.StreamingSession`).
 
@@ -312,11 +442,15 @@ class EmotionRecognizer:
             lookahead_s: Audio after each chunk the backbone sees before the chunk is
                 emitted (adds that much latency; brings a bidirectional encoder's chunk-edge
                 features closer to offline).
+            profile: Normalise the stream with this speaker's profile.
+            update_profile: Add the stream's audio to ``profile`` as one more clip when the
+                stream is flushed (opt-in; the normalisation of this stream stays fixed).
         """
         from ptssnn.inference.streaming import StreamingSession
 
         return StreamingSession(
-            self, chunk_s=chunk_s, left_context_s=left_context_s, lookahead_s=lookahead_s
+            self, chunk_s=chunk_s, left_context_s=left_context_s, lookahead_s=lookahead_s,
+            profile=profile, update_profile=update_profile,
         )
 
     def _named(self, probs: torch.Tensor) -> dict[str, float]:

@@ -41,6 +41,7 @@ import torch
 from ptssnn.inference.results import StreamUpdate
 
 if TYPE_CHECKING:
+    from ptssnn.features.profile import SpeakerProfile
     from ptssnn.inference.recognizer import EmotionRecognizer
 
 
@@ -70,8 +71,17 @@ class StreamingSession:
         chunk_s: float = 0.5,
         left_context_s: float = 2.0,
         lookahead_s: float = 0.0,
+        profile: SpeakerProfile | None = None,
+        update_profile: bool = False,
     ) -> None:
         self.recognizer = recognizer
+        if update_profile and profile is None:
+            raise ValueError("update_profile needs a profile to update")
+        # Fixed for the whole stream: the profile grows only when the stream ends.
+        self._moments = recognizer.moments_for(profile)
+        self.profile = profile
+        self._update_profile = update_profile
+        self._heard_hidden: list[torch.Tensor] = []
         rate = recognizer.sample_rate
         self._hop = rate // recognizer.frame_rate  # samples per feature frame
         chunk = round(chunk_s * rate)
@@ -166,8 +176,14 @@ class StreamingSession:
         # still add one, e.g. Whisper's framing counts a last half frame).
         chunk, self._pending = self._pending, np.zeros(0, dtype=np.float32)
         if not chunk.size and self._frames is None:
-            return None
-        return self._process(chunk, last=True)
+            update = None
+        else:
+            update = self._process(chunk, last=True)
+        if self._update_profile and self._heard_hidden:
+            # The whole stream counts as one clip of the speaker.
+            self.profile.update(torch.cat(self._heard_hidden, dim=-2))  # type: ignore[union-attr]
+            self._heard_hidden = []
+        return update
 
     def run(self, waveform: Any, sample_rate: int | None = None) -> list[StreamUpdate]:
         """Stream a whole recording through the session, as a live source would."""
@@ -205,7 +221,10 @@ class StreamingSession:
             # The look-ahead audio is encoded too (the encoder attends to it) but its own
             # frames are dropped: they are emitted with the next chunk.
             encoded = window if ahead is None or not ahead.size else np.concatenate([window, ahead])
-            fresh = recognizer.features(encoded)[..., before : before + new_frames, :]
+            hidden = recognizer.hidden_states(encoded)[..., before : before + new_frames, :]
+            if self._update_profile:
+                self._heard_hidden.append(recognizer.pipeline.to_storage(hidden))
+            fresh = recognizer.pipeline.frames(hidden, self._moments)
             frames = fresh if self._frames is None else torch.cat([self._frames, fresh], dim=-2)
         else:
             frames = self._frames

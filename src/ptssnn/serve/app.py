@@ -50,6 +50,13 @@ from ptssnn.errors import (
     UnsupportedChannelsError,
     UnsupportedSampleRateError,
 )
+from ptssnn.serve.profiles import (
+    DEFAULT_MAX_ENROL_FILES,
+    DEFAULT_MAX_PROFILES,
+    ProfileStore,
+    ProfileStoreError,
+    profile_router,
+)
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -91,6 +98,14 @@ ERROR_CODES: dict[str, int] = {
     "internal_error": 500,
     **{code: status for _, status, code in _AUDIO_ERRORS},
     "bad_audio": 422,
+    # Speaker profiles (``--profiles DIR``).
+    "invalid_profile_id": 422,
+    "profile_not_found": 404,
+    "profile_exists": 409,
+    "profile_mismatch": 409,
+    "profiles_disabled": 404,
+    "too_many_files": 413,
+    "profile_store_full": 507,
 }
 
 
@@ -312,6 +327,9 @@ def create_app(
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     max_requests: int = DEFAULT_MAX_REQUESTS,
     token: str | None = None,
+    profiles_dir: str | os.PathLike[str] | None = None,
+    max_profiles: int = DEFAULT_MAX_PROFILES,
+    max_enrol_files: int = DEFAULT_MAX_ENROL_FILES,
 ) -> FastAPI:
     """Build the FastAPI app.
 
@@ -325,6 +343,10 @@ def create_app(
         request_timeout_s: Time a request body has to arrive (slower → 408).
         max_requests: Requests in progress at once, uploads included (more → 503).
         token: Bearer token every request must carry (``None``: open service).
+        profiles_dir: Folder of speaker profiles; enables ``/profiles`` (create, add clips,
+            show, delete) and ``/predict?profile=ID`` (``None``: no profiles).
+        max_profiles: Most profiles the folder may hold (more → 507).
+        max_enrol_files: Most files per enrolment request (more → 413).
 
     Returns:
         The ASGI app (serve it with uvicorn, or see :func:`ptssnn.serve.serve`).
@@ -347,6 +369,14 @@ def create_app(
     if token is not None and not token.strip():
         raise PtssnnError("the bearer token is empty")
     slots = threading.BoundedSemaphore(max_concurrency)
+    store = None
+    if profiles_dir is not None:
+        if recognizer.speaker_prior is None:
+            raise PtssnnError(
+                "this model directory has no speaker prior (speaker_prior.safetensors), so it "
+                "cannot keep speaker profiles; train it again with this ptssnn version")
+        store = ProfileStore(profiles_dir, max_profiles=max_profiles,
+                             check=recognizer.moments_for)
     app = FastAPI(
         title="ptssnn emotion recogniser",
         version=ptssnn.__version__,
@@ -365,6 +395,8 @@ def create_app(
         "request_timeout_s": request_timeout_s,
         "max_requests": max_requests,
     }
+    if store is not None:
+        app.state.limits |= {"max_profiles": max_profiles, "max_enrol_files": max_enrol_files}
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -379,6 +411,10 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         return error_response(422, "invalid_request", _validation_message(error))
+
+    @app.exception_handler(ProfileStoreError)
+    async def _profile_error(request: Request, error: ProfileStoreError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message)
 
     @app.exception_handler(AudioError)
     async def _audio(request: Request, error: AudioError) -> JSONResponse:
@@ -404,6 +440,10 @@ def create_app(
             "description": "Empty, silent, too short or non-finite audio; no file field",
         },
         503: {"model": ErrorBody, "description": "Too many requests in progress"},
+        404: {"model": ErrorBody, "description": "Unknown speaker profile"},
+        409: {"model": ErrorBody, "description": "Profile id taken, or a profile made for "
+              "another model"},
+        507: {"model": ErrorBody, "description": "The profile folder is full"},
     }
 
     @app.get("/health", summary="Liveness and what is loaded", responses={401: errors[401]})
@@ -417,6 +457,9 @@ def create_app(
             "sample_rate": recognizer.sample_rate,
             "model_dir": str(recognizer.model_dir) if recognizer.model_dir else None,
             "limits": app.state.limits,
+            "profiles": store is not None,
+            "trained_for": (recognizer.speaker_prior.trained_for
+                            if recognizer.speaker_prior is not None else None),
         }
 
     @app.post(
@@ -429,8 +472,15 @@ def create_app(
             ..., description="Audio in any format libsndfile reads (WAV, FLAC, OGG, ...)"
         ),
         segments: bool = True,
+        profile: str | None = None,
     ) -> dict[str, Any]:
         name = (file.filename or "upload")[:200]
+        speaker = None
+        if profile is not None:
+            if store is None:
+                raise ApiError(404, "profiles_disabled",
+                               "this service keeps no speaker profiles (serve --profiles DIR)")
+            speaker = store.get(profile)
         # libsndfile reads by content, so a temporary file with any name decodes the same
         # bytes exactly as `ptssnn predict` decodes the original file.
         handle, path = tempfile.mkstemp(prefix="ptssnn-upload-")
@@ -446,10 +496,37 @@ def create_app(
                     wave = _decode(path, recognizer.sample_rate, max_seconds, max_decoded_mb)
                 except AudioError as error:
                     raise audio_error(error, name) from error
-                prediction = recognizer.predict(wave, recognizer.sample_rate, source=name)
+                prediction = recognizer.predict(wave, recognizer.sample_rate, source=name,
+                                                profile=speaker)
         finally:
             os.unlink(path)
         return prediction.to_dict(include_segments=segments)
+
+    if store is not None:
+
+        def enrol_uploads(files: list[UploadFile], target: Any) -> None:
+            # One bad file fails the request with /predict's error; nothing is stored then.
+            for file in files:
+                name = (file.filename or "upload")[:200]
+                handle, path = tempfile.mkstemp(prefix="ptssnn-upload-")
+                try:
+                    with os.fdopen(handle, "wb") as out:
+                        while block := file.file.read(1 << 20):
+                            out.write(block)
+                    if os.path.getsize(path) == 0:
+                        raise ApiError(422, "empty_audio", f"{name}: the uploaded file is empty")
+                    with slots:
+                        try:
+                            wave = _decode(path, recognizer.sample_rate, max_seconds,
+                                           max_decoded_mb)
+                        except AudioError as error:
+                            raise audio_error(error, name) from error
+                        recognizer.enrol([wave], recognizer.sample_rate, profile=target)
+                finally:
+                    os.unlink(path)
+
+        app.include_router(profile_router(store, recognizer.new_profile, enrol_uploads,
+                                          max_files=max_enrol_files, responses=errors))
 
     app.add_middleware(
         RequestGuard,
@@ -535,6 +612,8 @@ def serve(
     max_requests: int = DEFAULT_MAX_REQUESTS,
     token: str | None = None,
     log_level: str = "info",
+    profiles_dir: str | os.PathLike[str] | None = None,
+    max_profiles: int = DEFAULT_MAX_PROFILES,
 ) -> None:
     """Serve the recogniser over HTTP with uvicorn until interrupted.
 
@@ -551,6 +630,8 @@ def serve(
         request_timeout_s=request_timeout_s,
         max_requests=max_requests,
         token=token,
+        profiles_dir=profiles_dir,
+        max_profiles=max_profiles,
     )
     check_port(host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5)

@@ -12,7 +12,7 @@ from ptssnn.errors import PtssnnError
 from ptssnn.features.layers import LayerSelection, LayerSelectionError
 
 #: Feature standardisation modes (see ``TrainConfig.normalisation``).
-NORMALISATIONS = ("global", "speaker", "auto", "none")
+NORMALISATIONS = ("global", "speaker", "enrolled", "auto", "none")
 
 
 class TrainConfigError(PtssnnError):
@@ -75,8 +75,12 @@ class TrainConfig:
             that speaker's own moments, test speakers included: unlabelled audio only, but
             it needs the speaker of every clip; the model's global moments then come out
             near identity), ``"auto"`` (the better of the two by a linear probe's
-            validation UA, per fold; see :func:`ptssnn.training.select_normalisation`) or
-            ``"none"``. Speaker modes need the speakers (:class:`LayerViews`).
+            validation UA, per fold; see :func:`ptssnn.training.select_normalisation`),
+            ``"enrolled"`` (for use with speaker profiles: each training speaker standardised
+            by a profile from K random clips, K in ``{0, 5, 20, all}``, every item once per K;
+            the head reads per-speaker standardised features and works without a profile
+            too; see ``docs/enrolment.md``) or ``"none"``. Speaker modes need the speakers
+            (:class:`LayerViews`).
         seed: Seed of initialisation, batch order, augmentation and dropout.
         num_threads: ``torch.set_num_threads`` for the run (``None``: leave as is).
     """

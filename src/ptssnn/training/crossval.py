@@ -38,7 +38,8 @@ from ptssnn.evaluation.metrics import (
 )
 from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.features.table import LabelledFeatures
-from ptssnn.training.config import TrainConfig
+from ptssnn.training.config import TrainConfig, TrainConfigError
+from ptssnn.training.enrolment import EnrolledTraining, EnrolmentProtocol, score_enrolment
 from ptssnn.training.trainer import EpochHook, FitResult, evaluate, fit
 from ptssnn.training.views import FoldLike, LayerViews, select_layers, select_normalisation
 
@@ -84,6 +85,8 @@ class FoldResult:
         seconds: Wall time of the fold (layer selection, training, test, analysis).
         normalisation: Resolved feature standardisation (``"global"``, ``"speaker"``...).
         normalisation_scores: Best probe validation UA per mode when it was ``"auto"``.
+        enrolment: Test scores per enrolment K (:func:`ptssnn.training.enrolment.score_enrolment`),
+            when an enrolment protocol was asked for.
     """
 
     fold: str
@@ -97,6 +100,7 @@ class FoldResult:
     seconds: float = 0.0
     normalisation: str = "global"
     normalisation_scores: dict[str, float] = field(default_factory=dict)
+    enrolment: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -112,12 +116,14 @@ class FoldResult:
             "seconds": self.seconds,
             "normalisation": self.normalisation,
             "normalisation_scores": self.normalisation_scores,
+            **({"enrolment": self.enrolment} if self.enrolment else {}),
         }
 
     def pipeline(self, frame_pool: int) -> FeaturePipeline:
         """The feature pipeline this fold's head read (``frame_pool``: its config's)."""
+        # A head trained for enrolled use reads per-speaker standardised features.
         return FeaturePipeline(layers=self.layers, frame_pool=frame_pool,
-                               normalisation=self.normalisation)
+                               normalisation=_pipeline_normalisation(self.normalisation))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FoldResult:
@@ -134,6 +140,7 @@ class FoldResult:
             seconds=float(data.get("seconds", 0.0)),
             normalisation=str(data.get("normalisation", "global")),
             normalisation_scores=dict(data.get("normalisation_scores", {})),
+            enrolment=dict(data.get("enrolment", {})),
         )
 
 
@@ -246,11 +253,13 @@ def _fit_head(
     resume: bool,
     epoch_hook: EpochHook | None,
     analyse: Analyser | None,
+    enrolment: EnrolmentProtocol | None = None,
 ) -> tuple[FoldResult, nn.Module]:
     """Stages 2-4 for a neural head."""
     mode, scores = select_layers(views, fold, config.layers, seed=config.seed,
                                  normalisation=norm)
-    pipeline = FeaturePipeline(layers=mode, frame_pool=config.frame_pool, normalisation=norm)
+    pipeline = FeaturePipeline(layers=mode, frame_pool=config.frame_pool,
+                               normalisation=_pipeline_normalisation(norm))
     table = views.view(pipeline)
     model = _build_head(factory, table, config.seed)
     if not getattr(model, "standardises_input", True) and norm != "none":
@@ -259,6 +268,13 @@ def _fit_head(
         table = views.view(pipeline)
     train, val, test = (table.subset(fold.train), table.subset(fold.validation),
                         table.subset(fold.test))
+    mixed = None
+    if norm == "enrolled":
+        if views.speakers is None:
+            raise TrainConfigError("normalisation 'enrolled' needs the speaker of every utterance")
+        mixed = EnrolledTraining(views.table, views.speakers, pipeline,
+                                 (*fold.train, *fold.validation), seed=config.seed)
+        train, val = mixed.table(fold.train), mixed.table(fold.validation)
     result: FitResult = fit(model, train, val, config,
                             checkpoint=fold_dir / "train_state" if fold_dir else None,
                             resume=resume, epoch_hook=epoch_hook)
@@ -266,7 +282,8 @@ def _fit_head(
     if config.refit:
         # Same seed, same schedule length as chosen: train + validation, last weights.
         model = _build_head(factory, table, config.seed)
-        both = table.subset((*fold.train, *fold.validation))
+        both = (mixed.table((*fold.train, *fold.validation)) if mixed is not None
+                else table.subset((*fold.train, *fold.validation)))
         refit_config = config.replace(max_epochs=result.best_epoch, min_epochs=1)
         refit = fit(model, both, None, refit_config,
                     checkpoint=fold_dir / "refit_state" if fold_dir else None,
@@ -274,6 +291,12 @@ def _fit_head(
         summary["refit"] = {"epochs": refit.epochs_run, "history": refit.history,
                             "seconds": refit.seconds}
     metrics, predicted = evaluate(model, test, config.eval_batch_size)
+    enrolment_scores: dict[str, Any] = {}
+    if enrolment is not None:
+        if views.speakers is None:
+            raise TrainConfigError("the enrolment protocol needs the speaker of every utterance")
+        enrolment_scores = score_enrolment(model, views.table, fold, pipeline, views.speakers,
+                                           enrolment, eval_batch_size=config.eval_batch_size)
     fold_result = FoldResult(
         fold=str(fold.name),
         layers=mode,
@@ -283,9 +306,16 @@ def _fit_head(
         num_parameters=count_trainable(model),
         predictions=_predictions(test.ids, test.labels.tolist(), predicted),
         analysis=analyse(model, test) if analyse is not None else {},
-        normalisation=pipeline.normalisation,
+        normalisation="enrolled" if mixed is not None else pipeline.normalisation,
+        enrolment=enrolment_scores,
     )
     return fold_result, model
+
+
+def _pipeline_normalisation(norm: str) -> str:
+    """The pipeline mode of a training normalisation (``enrolled`` reads per-speaker
+    standardised features, like ``speaker``)."""
+    return "speaker" if norm == "enrolled" else norm
 
 
 def train_fold(
@@ -298,6 +328,7 @@ def train_fold(
     resume: bool = False,
     epoch_hook: EpochHook | None = None,
     analyse: Analyser | None = None,
+    enrolment: EnrolmentProtocol | None = None,
 ) -> tuple[FoldResult, nn.Module | None]:
     """Train and test one head on one fold (the stages in the module docstring).
 
@@ -311,6 +342,8 @@ def train_fold(
         resume: Reuse a finished fold, continue an interrupted one.
         epoch_hook: Called after every epoch of a neural head.
         analyse: Extra analysis of a trained neural head on the test split.
+        enrolment: Also score the test speakers of a neural head with speaker profiles
+            from K of their clips (needs ``views.speakers``; the probe is not scored).
 
     Returns:
         ``(result, model)``; ``model`` is ``None`` for the probe and for a finished fold.
@@ -328,7 +361,8 @@ def train_fold(
         result = _probe_fold(views, fold, config.seed, norm)
     else:
         result, model = _fit_head(views, fold, model_factory, config, norm, fold_dir=fold_dir,
-                                  resume=resume, epoch_hook=epoch_hook, analyse=analyse)
+                                  resume=resume, epoch_hook=epoch_hook, analyse=analyse,
+                                  enrolment=enrolment)
     result.seconds = time.perf_counter() - started
     # A raw-feature head (normalisation forced to "none") made no choice.
     result.normalisation_scores = norm_scores if result.normalisation == norm else {}

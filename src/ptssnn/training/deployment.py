@@ -40,6 +40,7 @@ import torch
 
 import ptssnn
 from ptssnn.errors import PtssnnError
+from ptssnn.features.enrolment import SpeakerPrior, training_moments
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.models.card import ModelCard, save_recognizer
 from ptssnn.models.factory import HeadSpec
@@ -163,9 +164,18 @@ def train_recognizer(
     head = HeadSpec(preset, {"seed": seed, **(model_overrides or {})})
     # The benchmark's own per-fold routine: layer choice on validation, frame pooling,
     # seeding, fit with model selection on validation, scoring of the held-out split.
-    result, model = train_fold(LayerViews(table), split, head, config,
+    # Speakers (named per corpus, which may reuse names) for the speaker-aware normalisations.
+    by_id = {u.id: u for u in splits.utterances}
+    speakers = {i: f"{by_id[i].corpus}/{by_id[i].speaker}" for i in table.ids}
+    result, model = train_fold(LayerViews(table, speakers=speakers), split, head, config,
                                epoch_hook=_epoch_logger(say))
     model.eval()
+    # The labelled data's moments at the pipeline's input: what speaker profiles are shrunk
+    # toward (and, for a speaker-trained head, what it uses without a profile).
+    prior = SpeakerPrior.from_moments(
+        training_moments(table.subset((*split.train, *split.validation)).features),
+        trained_for={"enrolled": "enrolled", "speaker": "speaker"}.get(result.normalisation,
+                                                                         "global"))
     card = ModelCard(
         labels=table.label_names,
         backbone=encoder.name,
@@ -182,6 +192,9 @@ def train_recognizer(
         "backbone": encoder.name,
         "layers": {"mode": result.layers, "spec": card.layers, "scores": result.layer_scores},
         "pipeline": card.pipeline.to_dict(),
+        "normalisation": result.normalisation,
+        "enrolment": {"trained_for": prior.trained_for, "prior_clips": prior.prior_clips,
+                      "prior_frames": prior.frames},
         "frame_pool": config.frame_pool,
         "preset": preset,
         "num_train": len(split.train),
@@ -200,6 +213,7 @@ def train_recognizer(
         "python": platform.python_version(),
     }
     save_recognizer(model, out, card, summary)
+    prior.save(out)
     return summary
 
 

@@ -33,7 +33,7 @@ class FoldLike(Protocol):
 def _table_key(normalisation: str) -> str:
     """Which stored table a normalisation reads: the speaker-standardised copy, or the raw
     table (``global`` standardises inside the model, ``none`` not at all)."""
-    return "speaker" if normalisation == "speaker" else "global"
+    return "speaker" if normalisation in ("speaker", "enrolled") else "global"
 
 
 class LayerViews:
