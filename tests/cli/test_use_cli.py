@@ -252,6 +252,24 @@ def test_export_commands(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert isinstance(missing.exception, PtssnnError)
 
 
+def test_export_refuses_a_bad_opset_and_a_missing_parent_in_one_line(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["export", str(tiny_model_dir), "--opset", "5",
+                                 "--out", str(tmp_path / "h.onnx")])
+    assert isinstance(result.exception, PtssnnError), result.exception
+    assert "opset 5 is not supported" in str(result.exception)
+    assert "\n" not in str(result.exception) and result.stdout == ""
+    assert not (tmp_path / "h.onnx").exists()
+    nowhere = tmp_path / "no" / "such" / "dir"
+    for kind in ("onnx", "nir"):
+        result = runner.invoke(app, ["export", str(tiny_model_dir), "--format", kind,
+                                     "--out", str(nowhere / "x")])
+        assert isinstance(result.exception, PtssnnError), result.exception
+        assert "does not exist" in str(result.exception)
+    assert not (tmp_path / "no").exists()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

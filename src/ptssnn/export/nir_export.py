@@ -76,7 +76,7 @@ from torch import nn
 
 from ptssnn.export.nir_format import FORMAT, HOST_PARAMETERS, MANIFEST
 from ptssnn.export.nir_host import compare_with_model
-from ptssnn.export.onnx_export import ExportError
+from ptssnn.export.onnx_export import ExportError, check_output_parent
 
 #: Seconds per backbone frame (50 frames/s): one PLIF step per head frame.
 FRAME_DT = 1.0 / 50.0
@@ -439,7 +439,8 @@ def export_nir(
     if directory.exists() and not directory.is_dir():
         raise ExportError(f"{directory} exists and is not a directory (a NIR export is a "
                           "directory of graphs)")
-    directory.mkdir(parents=True, exist_ok=True)
+    check_output_parent(directory)
+    directory.mkdir(exist_ok=True)
     for old in directory.glob("*.nir"):
         old.unlink()
     for name, graph in prog.segments.items():

@@ -28,10 +28,20 @@ from ptssnn.snn.plif import use_backend
 
 #: Default opset; 17 has LayerNormalization and everything the head needs.
 DEFAULT_OPSET = 17
+#: Opsets the head can be written in: LayerNormalization needs 17, and 20 is the newest the
+#: TorchScript-based exporter writes.
+OPSET_RANGE = (17, 20)
 
 
 class ExportError(PtssnnError):
     """A model that cannot be exported as asked (missing package, unsupported layer)."""
+
+
+def check_output_parent(path: Path) -> None:
+    """Refuse an output whose parent folder is missing (no folder trees made from a typo)."""
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise ExportError(f"{path}: the folder {parent} does not exist (create it first)")
 
 
 def example_inputs(
@@ -88,8 +98,13 @@ def export_onnx(
         raise ExportError("ONNX export needs `pip install 'ptssnn[export]'`") from error
     import json
 
+    if not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
+        raise ExportError(
+            f"opset {opset} is not supported: use {OPSET_RANGE[0]}-{OPSET_RANGE[1]} "
+            "(LayerNormalization needs 17)"
+        )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output_parent(path)
     model = model.eval()
     features, mask = example_inputs(model)
     time_axis = features.dim() - 2
