@@ -151,3 +151,24 @@ def test_scan_real_casia(shared_data):
     summary = json.loads(invoke("data", "scan", "casia", str(root), "--json").output)
     assert summary["num_utterances"] == 1200 and len(summary["speakers"]) == 4
     assert set(summary["labels"].values()) == {200} and summary["problems"] == []
+
+
+def test_scan_reports_an_unreadable_folder_and_goes_on(ravdess, monkeypatch):
+    # Simulated: the tests may run as root, whom chmod does not stop.
+    from pathlib import Path
+
+    locked = ravdess.root / "Audio_Speech_Actors_01-24" / "Actor_02"
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    result = invoke("data", "scan", "ravdess", str(ravdess.root), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    reasons = {p["path"]: p["reason"] for p in report["problems"]}
+    assert "permission denied" in reasons[str(locked)]
+    assert 0 < report["num_utterances"] < 64

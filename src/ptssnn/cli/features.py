@@ -134,7 +134,10 @@ def extract(
         f"failed {report.failed}" + (f", rebuilt {report.rebuilt}" if report.rebuilt else "")
     )
     if scan.problems:
-        out.print(f"  files the corpus scan could not use: {len(scan.problems)}")
+        out.print(f"  files the corpus scan could not use: {len(scan.problems)} (listed by "
+                  "`ptssnn data scan`)")
+        for problem in scan.problems[:3]:
+            out.print(f"  [yellow]not used[/] {problem.path}: {problem.reason}", highlight=False)
     for failure in features.failures[:10]:
         out.print(f"  [yellow]skipped[/] {failure.id}: {failure.reason}", highlight=False)
     if len(features.failures) > 10:
@@ -160,6 +163,9 @@ def extract(
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=2))
+    if report.failed:
+        # As `predict`: the batch went on, but a script must see that something was lost.
+        raise typer.Exit(1)
 
 
 @features_app.command("backbones")
