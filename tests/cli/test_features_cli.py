@@ -268,3 +268,30 @@ def test_extract_reports_an_unreadable_folder_and_failed_utterances_exit_1(
     result = invoke(*args[:3], str(broken), *args[4:])
     assert result.exit_code == 1, result.output
     assert "failed 1" in result.output and "skipped casia-201-wangzhe-sad" in result.output
+
+
+def test_read_only_cache_with_a_missing_entry_is_one_line(
+    casia: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ptssnn.errors import PtssnnError
+
+    root, _ = casia
+    cache = tmp_path / "cache"
+    args = ["features", "extract", "casia", str(root), "--backbone", "fbank", "--no-progress",
+            "--cache", str(cache)]
+    assert invoke(*args).exit_code == 0
+    next(cache.glob("*/entries/*/*.npy")).unlink()
+    real_open = os.open
+
+    # Simulated read-only folder (root ignores chmod): every file opened for writing is refused.
+    def read_only_open(path, flags, *rest):
+        if str(path).startswith(str(cache)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *rest)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    result = invoke(*args)
+    assert isinstance(result.exception, PtssnnError), result.exception
+    message = str(result.exception)
+    assert "cannot be written (Permission denied)" in message and "--cache" in message
+    assert "\n" not in message

@@ -93,6 +93,14 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _not_writable(namespace: Path, error: OSError) -> FeatureCacheError:
+    """The one-line error for a cache that lacks an entry and cannot take a new one."""
+    return FeatureCacheError(
+        f"the feature cache {namespace} cannot be written ({error.strerror or error}) and an "
+        f"entry is missing; extract into a writable folder with --cache or ${CACHE_ENV}"
+    )
+
+
 class EntryLock:
     """An exclusive inter-process lock on a lock file.
 
@@ -115,7 +123,10 @@ class EntryLock:
             except Timeout:
                 return False
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise _not_writable(self.path.parent.parent, error) from error
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -241,10 +252,6 @@ class Namespace:
         np.save(buffer, stored, allow_pickle=False)
         data = buffer.getvalue()
         array_path, meta_path = self.files(audio_hash)
-        if array_path.parent not in self._made:
-            array_path.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(array_path.parent)
-        _atomic_write_bytes(array_path, data)
         meta = {
             "shape": list(stored.shape),
             "dtype": str(stored.dtype),
@@ -253,7 +260,14 @@ class Namespace:
             "seconds": seconds,
             "first_id": utt_id,
         }
-        _atomic_write_bytes(meta_path, json.dumps(meta).encode())
+        try:
+            if array_path.parent not in self._made:
+                array_path.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(array_path.parent)
+            _atomic_write_bytes(array_path, data)
+            _atomic_write_bytes(meta_path, json.dumps(meta).encode())
+        except OSError as error:
+            raise _not_writable(self.path, error) from error
         return Entry(array_path, tuple(stored.shape), seconds, len(data))
 
     def try_lock(self, audio_hash: str) -> EntryLock | None:
