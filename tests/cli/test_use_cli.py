@@ -394,3 +394,33 @@ def test_train_writes_a_loadable_model_directory(shared_data: Path, tmp_path: Pa
         ],
     )
     assert isinstance(unknown.exception, PtssnnError) and "nobody" in str(unknown.exception)
+
+
+def test_train_refuses_an_existing_model_folder_without_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    result = runner.invoke(app, ["train", "casia", "--data-root", str(tmp_path / "none"),
+                                 "--out", str(out)])
+    assert isinstance(result.exception, PtssnnError), result.exception
+    assert "already exists" in str(result.exception) and "--overwrite" in str(result.exception)
+    assert (out / "config.json").read_text() == "{}"
+    # With --overwrite it goes on (and stops at the missing data, not at the folder).
+    result = runner.invoke(app, ["train", "casia", "--data-root", str(tmp_path / "none"),
+                                 "--out", str(out), "--overwrite"])
+    assert "already exists" not in str(result.exception)
+
+
+def test_train_report_names_the_model_each_score_belongs_to() -> None:
+    from ptssnn.cli.use import _train_report
+
+    summary = {"num_train": 10, "num_validation": 4, "labels": ["a", "b"], "num_held_out": 6,
+               "validation": {"ua": 0.75}, "fit": {"refit": {"epochs": 7}},
+               "held_out": {"wa": 0.5, "ua": 0.25}}
+    text = _train_report(summary, Path("m"))
+    assert "0.750 is the epoch-selection run's" in text and "retrained" in text
+    assert "written model on the held-out speakers (6 utterances): WA 0.5000, UA 0.2500" in text
+    text = _train_report({**summary, "held_out": None}, Path("m"))
+    assert "no unseen-speaker score of the written model" in text
+    text = _train_report({**summary, "fit": {}, "held_out": None}, Path("m"))
+    assert "0.750 (of the written model)" in text

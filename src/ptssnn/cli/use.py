@@ -445,6 +445,9 @@ def train_command(
         Path, typer.Option("--data-root", help="Folder holding the corpora (casia/, emovo/...).")
     ],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the model already in --out (refused otherwise).")
+    ] = False,
     backbone: Annotated[str, typer.Option(help="Backbone name.")] = "whisper-base",
     preset: Annotated[str, typer.Option(help="Model preset.")] = "pts-snn",
     epochs: Annotated[int | None, typer.Option(help="Max epochs (default: trainer's).")] = None,
@@ -473,6 +476,10 @@ def train_command(
     """Train a deployable model on all speakers of the given corpora (minus validation)."""
     from ptssnn.training.deployment import train_recognizer
 
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise PtssnnError(f"--out {out} already exists and is not empty: choose a new folder or "
+                          "pass --overwrite to replace it")
+
     summary = train_recognizer(
         [c.strip() for c in corpora.split(",") if c.strip()],
         data_root=data_root,
@@ -490,19 +497,35 @@ def train_command(
         progress=sys.stderr.isatty(),
         log=lambda line: Console(stderr=True).print(line, highlight=False),
     )
-    held_out = summary["held_out"]
-    Console(stderr=True).print(
-        f"model written to {out}: {summary['num_train']} training / {summary['num_validation']}"
-        f" validation utterances, validation UA {summary['validation']['ua']:.3f}, "
-        f"labels {', '.join(summary['labels'])}"
-        + (
-            f"; held-out speakers ({summary['num_held_out']} utterances): WA "
-            f"{held_out['wa']:.4f}, UA {held_out['ua']:.4f}"
-            if held_out
-            else ""
-        ),
-        highlight=False,
-    )
+    Console(stderr=True).print(_train_report(summary, out), highlight=False)
+
+
+def _train_report(summary: dict[str, Any], out: Path) -> str:
+    """What `train` wrote, and scores that say which model they belong to."""
+    held_out, validation_ua = summary["held_out"], summary["validation"]["ua"]
+    refit = summary["fit"].get("refit")
+    lines = [
+        f"model written to {out}: {summary['num_train']} training / "
+        f"{summary['num_validation']} validation utterances, labels "
+        f"{', '.join(summary['labels'])}"
+    ]
+    if refit:
+        # The written model saw the validation speakers: its score on them is no test score.
+        lines.append(
+            f"  validation UA {validation_ua:.3f} is the epoch-selection run's; the written model "
+            f"was then retrained on training + validation for {refit['epochs']} epochs"
+        )
+    else:
+        lines.append(f"  validation UA {validation_ua:.3f} (of the written model)")
+    if held_out:
+        lines.append(
+            f"  written model on the held-out speakers ({summary['num_held_out']} utterances): "
+            f"WA {held_out['wa']:.4f}, UA {held_out['ua']:.4f}"
+        )
+    elif refit:
+        lines.append("  (no unseen-speaker score of the written model: hold speakers out with "
+                     "--exclude-speakers to get one)")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
