@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models",),
     ("features", "corpora"),
     ("backbones", "audio", "snn"),
-    ("errors", "processes"),
+    ("errors", "processes", "jsonio"),
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +24,7 @@ from ptssnn.corpora import (
 )
 from ptssnn.corpora.labels import EMOTIONS
 from ptssnn.errors import CorpusError
+from ptssnn.jsonio import dumps as strict_json
 
 data_app = typer.Typer(
     name="data",
@@ -141,7 +141,7 @@ def corpora(as_json: JsonOpt = False) -> None:
         for c in list_corpora()
     ]
     if as_json:
-        typer.echo(json.dumps(entries, indent=2))
+        typer.echo(strict_json(entries, indent=2))
         return
     table = Table(title="corpora")
     table.add_column("name")
@@ -176,7 +176,7 @@ def scan(
     if as_json:
         summary = scan_summary(result)
         summary["manifest"] = str(out) if out is not None else None
-        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        typer.echo(strict_json(summary, indent=2, ensure_ascii=False))
         return
     console = Console()
     _print_scan(result, console)
@@ -249,7 +249,7 @@ def folds(
     speaker = {u.id: u.speaker for u in utterances}
     entries = [fold_summary(fold, speaker) for fold in result]
     if as_json:
-        typer.echo(json.dumps(entries, indent=2))
+        typer.echo(strict_json(entries, indent=2))
         return
     name = get_corpus(corpus).name
     table = Table(title=f"{name}: protocol {result[0].protocol}, {len(result)} folds")

@@ -6,7 +6,6 @@ processes (gloo); the cache is the same as with one process.
 
 from __future__ import annotations
 
-import json
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from ptssnn.jsonio import dumps as strict_json
 
 features_app = typer.Typer(
     name="features",
@@ -162,7 +163,7 @@ def extract(
     )
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(json.dumps(summary, indent=2))
+        summary_json.write_text(strict_json(summary, indent=2))
     if report.failed:
         # As `predict`: the batch went on, but a script must see that something was lost.
         raise typer.Exit(1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ptssnn.energy import EfficiencyReport, estimate, measure
+from ptssnn.jsonio import dumps as strict_json
 from ptssnn.models import create_model, list_presets, load_pretrained
 
 model_app = typer.Typer(
@@ -29,7 +29,7 @@ def presets(as_json: JsonOpt = False) -> None:
     """List the model presets (the ablation ladder and the ANN baseline)."""
     entries = list_presets()
     if as_json:
-        typer.echo(json.dumps([{"name": k, "description": v} for k, v in entries.items()],
+        typer.echo(strict_json([{"name": k, "description": v} for k, v in entries.items()],
                               indent=2))
         return
     table = Table(title="model presets")
@@ -98,7 +98,7 @@ def summary(
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         report = measure(model, tensor.unsqueeze(0))
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        typer.echo(strict_json(report.to_dict(), indent=2))
         return
     _print_report(report, Console())
 

@@ -5,7 +5,6 @@ A thin layer over :mod:`ptssnn.inference`, :mod:`ptssnn.export` and :mod:`ptssnn
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -18,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ptssnn.errors import PtssnnError
+from ptssnn.jsonio import dumps as strict_json
 
 #: File suffixes picked up when a directory is given to ``ptssnn predict`` (libsndfile's
 #: formats); a file named explicitly is always tried, whatever its name.
@@ -205,7 +205,7 @@ def predict_command(
     for where, reason in missing:
         err.print(f"[yellow]skipped[/] {where}: {reason}", highlight=False)
         if jsonl:
-            print(json.dumps({"source": where, "error": f"{where}: {reason}"}), flush=True)
+            print(strict_json({"source": where, "error": f"{where}: {reason}"}), flush=True)
     if not files:
         if missing:
             raise PtssnnError(
@@ -233,11 +233,11 @@ def predict_command(
             failures.append((str(path), str(error)))
             err.print(f"[yellow]skipped[/] {error}", highlight=False)
             if jsonl:
-                print(json.dumps({"source": str(path), "error": str(error)}), flush=True)
+                print(strict_json({"source": str(path), "error": str(error)}), flush=True)
             return
         records.append(record)
         if jsonl:
-            print(json.dumps(record), flush=True)
+            print(strict_json(record), flush=True)
 
     if len(files) > 1:
         from rich.progress import (
@@ -361,7 +361,7 @@ def export_command(
         default = Path("head-nir" if target == "nir" else f"head-nir-{target}")
         report = export_nir(model, out or default, target=target, dt=dt, metadata=metadata)
     # Plain print: a rich console would wrap long paths and break the JSON.
-    print(json.dumps(report, indent=2))
+    print(strict_json(report, indent=2))
 
 
 def serve_command(

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ptssnn.errors import PtssnnError
+from ptssnn.jsonio import dumps as strict_json
 from ptssnn.snn.plif import use_backend
 
 #: Default opset; 17 has LayerNormalization and everything the head needs.
@@ -96,7 +97,6 @@ def export_onnx(
         import onnx
     except ImportError as error:  # pragma: no cover - exercised only without the extra
         raise ExportError("ONNX export needs `pip install 'ptssnn[export]'`") from error
-    import json
 
     if not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
         raise ExportError(
@@ -129,7 +129,7 @@ def export_onnx(
     proto = onnx.load(str(path))
     if metadata is not None:
         onnx.helper.set_model_props(
-            proto, {"ptssnn": json.dumps(dict(metadata), sort_keys=True, default=str)}
+            proto, {"ptssnn": strict_json(dict(metadata), sort_keys=True, default=str)}
         )
         onnx.save(proto, str(path))
     onnx.checker.check_model(proto)

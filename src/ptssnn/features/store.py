@@ -40,6 +40,7 @@ except ImportError:  # Windows: filelock's msvcrt locks instead
     fcntl = None  # type: ignore[assignment]
 
 from ptssnn.errors import PtssnnError
+from ptssnn.jsonio import dumps as strict_json
 
 FORMAT_VERSION = 1
 CACHE_ENV = "PTSSNN_CACHE"
@@ -195,7 +196,7 @@ class Namespace:
             (self.path / "locks").mkdir(exist_ok=True)
             info = self.path / "namespace.json"
             if not info.exists():
-                text = json.dumps({**self.description, "key": self.key}, indent=2, default=str)
+                text = strict_json({**self.description, "key": self.key}, indent=2, default=str)
                 _atomic_write_bytes(info, text.encode())
         except OSError as error:
             raise FeatureCacheError(
@@ -265,7 +266,7 @@ class Namespace:
                 array_path.parent.mkdir(parents=True, exist_ok=True)
                 self._made.add(array_path.parent)
             _atomic_write_bytes(array_path, data)
-            _atomic_write_bytes(meta_path, json.dumps(meta).encode())
+            _atomic_write_bytes(meta_path, strict_json(meta).encode())
         except OSError as error:
             raise _not_writable(self.path, error) from error
         return Entry(array_path, tuple(stored.shape), seconds, len(data))

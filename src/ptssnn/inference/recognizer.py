@@ -20,6 +20,7 @@ import torch
 from ptssnn.errors import CheckpointError
 from ptssnn.inference.results import Prediction, SegmentPrediction, Timings
 from ptssnn.inference.windows import plan_windows
+from ptssnn.jsonio import dumps as strict_json
 from ptssnn.models.card import ModelCard
 
 if TYPE_CHECKING:
@@ -333,4 +334,4 @@ def _jsonable(value: Any) -> Any:
     """Round-trip through JSON so that tuples/lists and int/str keys compare like the card."""
     import json
 
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
+    return json.loads(strict_json(value, sort_keys=True, default=str))

@@ -16,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ptssnn.errors import CheckpointError, PtssnnError
+from ptssnn.jsonio import dumps as strict_json
 from ptssnn.models.config import PTSSNNConfig
 from ptssnn.models.ptssnn import PTSSNN
 
@@ -44,7 +45,7 @@ def save_pretrained(model: PTSSNN, directory: str | Path, metadata: dict[str, An
     """
     directory = Path(directory)
     try:
-        meta_text = json.dumps(metadata or {})
+        meta_text = strict_json(metadata or {})
     except (TypeError, ValueError) as error:
         raise CheckpointError(
             f"checkpoint metadata must be JSON-serialisable (str, numbers, lists, dicts): {error}"
@@ -57,7 +58,7 @@ def save_pretrained(model: PTSSNN, directory: str | Path, metadata: dict[str, An
     os.chmod(directory / WEIGHTS_FILE, 0o666 & ~current_umask())
     document = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "config": model.config.to_dict(), "metadata": json.loads(meta_text)}
-    (directory / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    (directory / CONFIG_FILE).write_text(strict_json(document, indent=2) + "\n", encoding="utf-8")
     return directory
 
 

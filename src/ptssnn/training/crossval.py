@@ -38,6 +38,7 @@ from ptssnn.evaluation.metrics import (
 )
 from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.features.table import LabelledFeatures
+from ptssnn.jsonio import dumps as strict_json
 from ptssnn.training.config import TrainConfig
 from ptssnn.training.trainer import EpochHook, FitResult, evaluate, fit
 from ptssnn.training.views import FoldLike, LayerViews, select_layers, select_normalisation
@@ -161,7 +162,7 @@ class CrossValResult:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.write_text(strict_json(data, indent=1))
     tmp.replace(path)
 
 
