@@ -168,9 +168,15 @@ def scan(
     min_seconds: Annotated[
         float, typer.Option(help="Files shorter than this are problems.")
     ] = 0.25,
+    check_audio: Annotated[
+        bool,
+        typer.Option("--check-audio/--header-only",
+                     help="Decode every file: NaN-filled, silent or corrupt audio are problems."),
+    ] = True,
 ) -> None:
     """Scan a corpus folder: counts by speaker and emotion, formats, and every problem file."""
-    result = scan_corpus(corpus, root, strict=strict, min_seconds=min_seconds)
+    result = scan_corpus(corpus, root, strict=strict, min_seconds=min_seconds,
+                         check_audio=check_audio)
     if out is not None:
         write_manifest(result.utterances, out)
     if as_json:
