@@ -5,25 +5,16 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ptssnn.corpora import (
-    CorpusScan,
-    Fold,
-    Utterance,
-    get_corpus,
-    list_corpora,
-    make_folds,
-    read_manifest,
-    scan_corpus,
-    write_manifest,
-)
-from ptssnn.corpora.labels import EMOTIONS
 from ptssnn.errors import CorpusError
+
+if TYPE_CHECKING:  # the corpora (numpy, soundfile) load in the commands: a fast --help
+    from ptssnn.corpora import CorpusScan, Fold, Utterance
 from ptssnn.jsonio import dumps as strict_json
 
 data_app = typer.Typer(
@@ -84,6 +75,9 @@ def scan_summary(scan: CorpusScan) -> dict[str, Any]:
 
 
 def _print_scan(scan: CorpusScan, console: Console) -> None:
+    from ptssnn.corpora import get_corpus
+    from ptssnn.corpora.labels import EMOTIONS
+
     corpus = get_corpus(scan.corpus)
     labels = [label for label in EMOTIONS if label in {u.label for u in scan.utterances}]
     table = Table(
@@ -128,6 +122,8 @@ def _print_scan(scan: CorpusScan, console: Console) -> None:
 @data_app.command("corpora")
 def corpora(as_json: JsonOpt = False) -> None:
     """List the corpora the scanner knows, their layouts, classes and protocols."""
+    from ptssnn.corpora import list_corpora
+
     entries = [
         {
             "name": c.name,
@@ -175,6 +171,8 @@ def scan(
     ] = True,
 ) -> None:
     """Scan a corpus folder: counts by speaker and emotion, formats, and every problem file."""
+    from ptssnn.corpora import scan_corpus, write_manifest
+
     result = scan_corpus(corpus, root, strict=strict, min_seconds=min_seconds,
                          check_audio=check_audio)
     if out is not None:
@@ -192,6 +190,8 @@ def scan(
 
 def _load(corpus: str, root: Path, console: Console) -> list[Utterance]:
     """Utterances from a corpus folder, or from a manifest written by ``data scan --out``."""
+    from ptssnn.corpora import get_corpus, read_manifest, scan_corpus
+
     if root.is_file() and root.suffix == ".jsonl":
         utterances = read_manifest(root)
         name = get_corpus(corpus).name
@@ -241,6 +241,8 @@ def folds(
     ] = 0.1,
 ) -> None:
     """Show a protocol's folds: train/validation/test sizes and speakers."""
+    from ptssnn.corpora import get_corpus, make_folds
+
     # Status lines go to stderr so that --json output stays parseable.
     console = Console(stderr=as_json)
     utterances = _load(corpus, root, console)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ptssnn.energy import EfficiencyReport, estimate, measure
 from ptssnn.jsonio import dumps as strict_json
-from ptssnn.models import create_model, list_presets, load_pretrained
+
+if TYPE_CHECKING:  # torch, numpy and the models load in the commands, so --help stays fast
+    import numpy as np
+
+    from ptssnn.energy import EfficiencyReport
 
 model_app = typer.Typer(
     name="model",
@@ -27,6 +28,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 @model_app.command("presets")
 def presets(as_json: JsonOpt = False) -> None:
     """List the model presets (the ablation ladder and the ANN baseline)."""
+    from ptssnn.models import list_presets
+
     entries = list_presets()
     if as_json:
         typer.echo(strict_json([{"name": k, "description": v} for k, v in entries.items()],
@@ -42,6 +45,8 @@ def presets(as_json: JsonOpt = False) -> None:
 
 def _load_features(path: Path) -> np.ndarray:
     """One utterance's features from ``.npy``: ``[T, D]`` or ``[L, T, D]``."""
+    import numpy as np
+
     if not path.is_file():
         raise typer.BadParameter(f"{path}: no such file", param_hint="--features")
     try:
@@ -81,6 +86,12 @@ def summary(
     --firing-rate. With --features: one real forward pass, firing rates measured (a fresh
     preset has random weights: use --checkpoint for a trained head).
     """
+    import numpy as np
+    import torch
+
+    from ptssnn.energy import estimate, measure
+    from ptssnn.models import create_model, load_pretrained
+
     array = _load_features(features) if features is not None else None
     if checkpoint is not None:
         model, _ = load_pretrained(checkpoint)
