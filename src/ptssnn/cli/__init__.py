@@ -20,6 +20,7 @@ app = typer.Typer(
     name="ptssnn",
     help="PTS-SNN: spiking speech emotion recognition on frozen speech encoders.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: wraps at any width (rich cut words to "…" at 80)
     pretty_exceptions_enable=False,
     add_completion=False,
 )

@@ -21,6 +21,7 @@ data_app = typer.Typer(
     name="data",
     help="Emotional-speech corpora: scan them, and show their evaluation folds.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: wraps at any width (rich cut words to "…" at 80)
 )
 
 

@@ -21,6 +21,7 @@ features_app = typer.Typer(
     name="features",
     help="Frozen speech backbones and the feature cache.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: wraps at any width (rich cut words to "…" at 80)
 )
 
 
@@ -195,7 +196,9 @@ def cache_info(
     from ptssnn.features import FeatureStore
 
     store = FeatureStore(cache)
-    table = Table("backbone", "padding", "layers", "dtype", "entries", "size", "folder")
+    table = Table()
+    for column in ("backbone", "padding", "layers", "dtype", "entries", "size", "folder"):
+        table.add_column(column, overflow="fold")  # wrapped, never cut to "…" in 80 columns
     for found in store.namespaces():
         table.add_row(
             str(found["backbone"].get("name")),

@@ -20,6 +20,7 @@ model_app = typer.Typer(
     name="model",
     help="PTS-SNN heads: presets, parameter counts, FLOPs/SOPs and energy per sample.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: wraps at any width (rich cut words to "…" at 80)
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
