@@ -110,6 +110,31 @@ def test_predict_stream(tiny_model_dir: Path, audio_tree: Path) -> None:
     assert record["streaming"]["latency_ms_max"] > 0
 
 
+def test_predict_stream_table_shows_the_running_label_live(
+    tiny_model_dir: Path, audio_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.progress import Progress
+
+    shown: list[str] = []
+    real_update = Progress.update
+
+    def update(self: Progress, task: object, **fields: object) -> None:
+        if "description" in fields:
+            shown.append(str(fields["description"]))
+        real_update(self, task, **fields)
+
+    monkeypatch.setattr(Progress, "update", update)
+    clip = audio_tree / "nested" / "b.WAV"
+    result = runner.invoke(app, ["predict", str(tiny_model_dir), str(clip), "--stream",
+                                 "--chunk", "0.5"])
+    assert result.exit_code == 0, result.output
+    # One running label per chunk (1.5 s in 0.5 s chunks), shown while the file streams.
+    assert len(shown) == 3 and all(line.startswith("b.WAV ") for line in shown)
+    final = jsonl(runner.invoke(app, ["predict", str(tiny_model_dir), str(clip), "--stream",
+                                      "--chunk", "0.5", "--jsonl"]).stdout)[0]
+    assert f"[bold]{final['label']}[/]" in shown[-1]
+
+
 def test_predict_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
     missing = runner.invoke(app, ["predict", str(tiny_model_dir), str(tmp_path / "nope.wav")])
     assert isinstance(missing.exception, PtssnnError)

@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -125,8 +126,12 @@ def _predict_one(
     left_context_s: float,
     lookahead_s: float,
     segments: bool,
+    on_update: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
-    """One file's JSON record (offline prediction, or a streaming run with its updates)."""
+    """One file's JSON record (offline prediction, or a streaming run with its updates).
+
+    ``on_update`` sees each streaming update as its chunk is processed (the live label).
+    """
     if not stream:
         return recognizer.predict_file(path).to_dict(include_segments=segments)
     from ptssnn.audio import load_audio
@@ -142,7 +147,18 @@ def _predict_one(
     session = recognizer.stream(
         chunk_s=chunk_s, left_context_s=left_context_s, lookahead_s=lookahead_s
     )
-    updates = session.run(wave, recognizer.sample_rate)
+    # Chunk by chunk, as a live source would, so the running label can be shown as it changes.
+    step = max(1, round(session.chunk_s * recognizer.sample_rate))
+    updates = []
+    for start in range(0, wave.size, step):
+        updates.extend(session.push(wave[start : start + step], recognizer.sample_rate))
+        if on_update is not None and updates:
+            on_update(updates[-1])
+    final = session.flush()
+    if final is not None:
+        updates.append(final)
+        if on_update is not None:
+            on_update(final)
     last = updates[-1]
     latencies = [u.latency_ms for u in updates]
     audio_s = wave.size / recognizer.sample_rate
@@ -224,10 +240,24 @@ def predict_command(
     failures: list[tuple[str, str]] = []
     started = time.perf_counter()
 
+    live: Any = None  # (progress, task) while a table-mode stream shows its running label
+
+    def show(path: Path) -> Callable[[Any], None] | None:
+        if live is None:
+            return None
+        progress, task = live
+
+        def update(u: Any) -> None:
+            confidence = u.probabilities[u.label]
+            progress.update(task, description=f"{path.name} {u.end_s:6.1f} s: [bold]{u.label}[/] "
+                            f"({confidence:.2f})")
+
+        return update
+
     def handle(path: Path) -> None:
         try:
             record = _predict_one(
-                recognizer, path, stream, chunk, left_context, lookahead, segments
+                recognizer, path, stream, chunk, left_context, lookahead, segments, show(path)
             )
         except PtssnnError as error:
             failures.append((str(path), str(error)))
@@ -239,7 +269,7 @@ def predict_command(
         if jsonl:
             print(strict_json(record), flush=True)
 
-    if len(files) > 1:
+    if len(files) > 1 or (stream and not jsonl):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -249,7 +279,7 @@ def predict_command(
         )
 
         with Progress(
-            TextColumn("predict"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
@@ -257,6 +287,8 @@ def predict_command(
             transient=True,
         ) as progress:
             task = progress.add_task("predict", total=len(files))
+            if stream and not jsonl:
+                live = (progress, task)
             for path in files:
                 handle(path)
                 progress.advance(task)
