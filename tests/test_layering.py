@@ -3,6 +3,7 @@ modules or between subpackages, and packages import only downwards:
 
     cli → use / experiments (benchmark, demo, inference, serve, export) → training →
     evaluation → models, energy → features, corpora → backbones, audio, snn → errors
+    (and the standard-library-only root modules processes, jsonio)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models",),
     ("features", "corpora"),
     ("backbones", "audio", "snn"),
-    ("errors", "processes"),
+    ("errors", "processes", "jsonio"),
 )
 
 

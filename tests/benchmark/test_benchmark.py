@@ -111,3 +111,41 @@ def test_results_table_rows():
     rows = results_table(fake_results(True))
     assert {r["model"] for r in rows} == {"pts-snn", "probe"}
     assert all(r["corpus"] == "casia (SYNTHETIC)" for r in rows)
+
+
+def test_results_json_is_strict_json_with_null_for_nan(tmp_path):
+    import json
+
+    import numpy as np
+
+    from ptssnn.benchmark.report import write_outputs
+
+    results = fake_results(False)
+    metrics = results["corpora"]["casia"]["models"]["probe"]["metrics"]
+    metrics["ua"] = {"mean": 0.5, "std": float("nan"), "values": np.array([0.5])}
+    write_outputs(results, tmp_path, plots=False)
+
+    def refuse(name):
+        raise ValueError(f"bare {name}")
+
+    written = json.loads((tmp_path / "results.json").read_text(), parse_constant=refuse)
+    assert written["corpora"]["casia"]["models"]["probe"]["metrics"]["ua"] == {
+        "mean": 0.5, "std": None, "values": [0.5]}
+
+
+def test_progress_bar_fits_80_columns_without_cutting():
+    import io
+
+    from rich.console import Console
+
+    from ptssnn.benchmark.progress import RunProgress
+
+    out = io.StringIO()
+    console = Console(file=out, width=80)
+    progress = RunProgress(1234, True, console=console)
+    progress.describe("casia: 4 heads × 3 seed(s) × 4 folds (speaker-independent loso)")
+    progress.advance(12)
+    console.print(progress._progress.make_tasks_table(progress._progress.tasks))
+    text = out.getvalue()
+    assert "…" not in text and "12/1234" in text and "ETA" in text
+    assert "speaker-independent loso" in " ".join(text.split())

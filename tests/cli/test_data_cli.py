@@ -151,3 +151,44 @@ def test_scan_real_casia(shared_data):
     summary = json.loads(invoke("data", "scan", "casia", str(root), "--json").output)
     assert summary["num_utterances"] == 1200 and len(summary["speakers"]) == 4
     assert set(summary["labels"].values()) == {200} and summary["problems"] == []
+
+
+def test_scan_reports_an_unreadable_folder_and_goes_on(ravdess, monkeypatch):
+    # Simulated: the tests may run as root, whom chmod does not stop.
+    from pathlib import Path
+
+    locked = ravdess.root / "Audio_Speech_Actors_01-24" / "Actor_02"
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    result = invoke("data", "scan", "ravdess", str(ravdess.root), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    reasons = {p["path"]: p["reason"] for p in report["problems"]}
+    assert "permission denied" in reasons[str(locked)]
+    assert 0 < report["num_utterances"] < 64
+
+
+def test_scan_lists_nan_filled_and_silent_files_as_problems(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    tree = build_emodb_tree(tmp_path / "emodb")
+    nan = np.full(8000, np.nan, dtype=np.float32)
+    sf.write(tmp_path / "emodb" / "wav" / "09a01Wa.wav", nan, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "emodb" / "wav" / "09b02Wa.wav", np.zeros(8000), 16000)
+    result = invoke("data", "scan", "emodb", str(tree.root), "--json")
+    assert result.exit_code == 0, result.output
+    reasons = {p["path"].rsplit("/", 1)[1]: p["reason"] for p in json.loads(result.output)[
+        "problems"]}
+    assert "NaN" in reasons["09a01Wa.wav"] and "silence" in reasons["09b02Wa.wav"]
+    assert set(reasons) == tree.problems | {"09a01Wa.wav", "09b02Wa.wav"}
+    # The header-only scan (as before) does not decode, so it cannot tell.
+    quick = invoke("data", "scan", "emodb", str(tree.root), "--json", "--header-only")
+    assert {p["path"].rsplit("/", 1)[1] for p in json.loads(quick.output)["problems"]} == (
+        tree.problems)

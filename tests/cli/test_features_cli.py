@@ -234,3 +234,64 @@ def test_extract_reports_cropped_recordings(tmp_path: Path) -> None:
     assert "1 recording longer than 30 s was cropped to the first 30 s (0.2 min" in output
     report = json.loads(summary.read_text())
     assert report["cropped"] == 1 and report["cropped_away_seconds"] == pytest.approx(15.0)
+
+
+def test_extract_reports_an_unreadable_folder_and_failed_utterances_exit_1(
+    casia: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, ids = casia
+    locked = root / "wangzhe" / "angry"
+    real_iterdir = Path.iterdir
+
+    # Simulated: the tests may run as root, whom chmod does not stop.
+    def iterdir(self: Path):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    args = ["features", "extract", "casia", str(root), "--backbone", "fbank", "--no-progress",
+            "--cache", str(tmp_path / "cache")]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert f"extracted {len(ids) - 2}, cached 0, failed 0" in result.output
+    assert "permission denied" in result.output and "Traceback" not in result.output
+    monkeypatch.undo()
+
+    # An utterance that fails to decode: reported, the rest extracted, and the exit status says so.
+    broken = tmp_path / "casia"
+    build_casia_tree(broken, per_class=1)
+    victim = broken / "wangzhe" / "sad" / "201.wav"
+    import soundfile as sf
+
+    sf.write(victim, np.zeros(16000, dtype=np.float32), 16000)  # a valid header, silent audio
+    result = invoke(*args[:3], str(broken), *args[4:])
+    assert result.exit_code == 1, result.output
+    assert "failed 1" in result.output and "skipped casia-201-wangzhe-sad" in result.output
+
+
+def test_read_only_cache_with_a_missing_entry_is_one_line(
+    casia: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ptssnn.errors import PtssnnError
+
+    root, _ = casia
+    cache = tmp_path / "cache"
+    args = ["features", "extract", "casia", str(root), "--backbone", "fbank", "--no-progress",
+            "--cache", str(cache)]
+    assert invoke(*args).exit_code == 0
+    next(cache.glob("*/entries/*/*.npy")).unlink()
+    real_open = os.open
+
+    # Simulated read-only folder (root ignores chmod): every file opened for writing is refused.
+    def read_only_open(path, flags, *rest):
+        if str(path).startswith(str(cache)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *rest)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    result = invoke(*args)
+    assert isinstance(result.exception, PtssnnError), result.exception
+    message = str(result.exception)
+    assert "cannot be written (Permission denied)" in message and "--cache" in message
+    assert "\n" not in message

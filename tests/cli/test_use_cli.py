@@ -110,6 +110,31 @@ def test_predict_stream(tiny_model_dir: Path, audio_tree: Path) -> None:
     assert record["streaming"]["latency_ms_max"] > 0
 
 
+def test_predict_stream_table_shows_the_running_label_live(
+    tiny_model_dir: Path, audio_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.progress import Progress
+
+    shown: list[str] = []
+    real_update = Progress.update
+
+    def update(self: Progress, task: object, **fields: object) -> None:
+        if "description" in fields:
+            shown.append(str(fields["description"]))
+        real_update(self, task, **fields)
+
+    monkeypatch.setattr(Progress, "update", update)
+    clip = audio_tree / "nested" / "b.WAV"
+    result = runner.invoke(app, ["predict", str(tiny_model_dir), str(clip), "--stream",
+                                 "--chunk", "0.5"])
+    assert result.exit_code == 0, result.output
+    # One running label per chunk (1.5 s in 0.5 s chunks), shown while the file streams.
+    assert len(shown) == 3 and all(line.startswith("b.WAV ") for line in shown)
+    final = jsonl(runner.invoke(app, ["predict", str(tiny_model_dir), str(clip), "--stream",
+                                      "--chunk", "0.5", "--jsonl"]).stdout)[0]
+    assert f"[bold]{final['label']}[/]" in shown[-1]
+
+
 def test_predict_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
     missing = runner.invoke(app, ["predict", str(tiny_model_dir), str(tmp_path / "nope.wav")])
     assert isinstance(missing.exception, PtssnnError)
@@ -250,6 +275,24 @@ def test_export_commands(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert isinstance(bad.exception, PtssnnError)
     missing = runner.invoke(app, ["export", str(tmp_path / "nothing"), "--format", "nir"])
     assert isinstance(missing.exception, PtssnnError)
+
+
+def test_export_refuses_a_bad_opset_and_a_missing_parent_in_one_line(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["export", str(tiny_model_dir), "--opset", "5",
+                                 "--out", str(tmp_path / "h.onnx")])
+    assert isinstance(result.exception, PtssnnError), result.exception
+    assert "opset 5 is not supported" in str(result.exception)
+    assert "\n" not in str(result.exception) and result.stdout == ""
+    assert not (tmp_path / "h.onnx").exists()
+    nowhere = tmp_path / "no" / "such" / "dir"
+    for kind in ("onnx", "nir"):
+        result = runner.invoke(app, ["export", str(tiny_model_dir), "--format", kind,
+                                     "--out", str(nowhere / "x")])
+        assert isinstance(result.exception, PtssnnError), result.exception
+        assert "does not exist" in str(result.exception)
+    assert not (tmp_path / "no").exists()
 
 
 def _free_port() -> int:
@@ -402,3 +445,33 @@ def test_train_for_enrolled_use_then_enrol_and_predict(shared_data: Path, tmp_pa
         alone = recognizer.predict_file(clip)  # the same head without a profile: the prior
         assert with_profile.probabilities != alone.probabilities
         assert abs(sum(alone.probabilities.values()) - 1) < 1e-5
+
+
+def test_train_refuses_an_existing_model_folder_without_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    result = runner.invoke(app, ["train", "casia", "--data-root", str(tmp_path / "none"),
+                                 "--out", str(out)])
+    assert isinstance(result.exception, PtssnnError), result.exception
+    assert "already exists" in str(result.exception) and "--overwrite" in str(result.exception)
+    assert (out / "config.json").read_text() == "{}"
+    # With --overwrite it goes on (and stops at the missing data, not at the folder).
+    result = runner.invoke(app, ["train", "casia", "--data-root", str(tmp_path / "none"),
+                                 "--out", str(out), "--overwrite"])
+    assert "already exists" not in str(result.exception)
+
+
+def test_train_report_names_the_model_each_score_belongs_to() -> None:
+    from ptssnn.cli.use import _train_report
+
+    summary = {"num_train": 10, "num_validation": 4, "labels": ["a", "b"], "num_held_out": 6,
+               "validation": {"ua": 0.75}, "fit": {"refit": {"epochs": 7}},
+               "held_out": {"wa": 0.5, "ua": 0.25}}
+    text = _train_report(summary, Path("m"))
+    assert "0.750 is the epoch-selection run's" in text and "retrained" in text
+    assert "written model on the held-out speakers (6 utterances): WA 0.5000, UA 0.2500" in text
+    text = _train_report({**summary, "held_out": None}, Path("m"))
+    assert "no unseen-speaker score of the written model" in text
+    text = _train_report({**summary, "fit": {}, "held_out": None}, Path("m"))
+    assert "0.750 (of the written model)" in text

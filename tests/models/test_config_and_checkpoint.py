@@ -106,3 +106,46 @@ def test_load_errors_are_clear(tmp_path):
         load_pretrained(directory)
     with pytest.raises(CheckpointError, match="JSON-serialisable"):
         save_pretrained(model, tmp_path / "other", {"bad": object()})
+
+
+def test_hostile_sizes_are_refused_before_anything_is_allocated(tmp_path, monkeypatch):
+    import tracemalloc
+
+    model = create_model("pts-snn", 16, 3, **SMALL)
+    directory = save_pretrained(model, tmp_path / "head", {})
+    config_path = directory / "config.json"
+    document = json.loads(config_path.read_text())
+    document["config"]["width"] = 1_000_000
+    config_path.write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match="width = 1000000 is beyond the sane bound"):
+        load_pretrained(directory)
+    # Within the bounds but far from its weights: refused from the file header (meta shapes).
+    document["config"].update(width=8192, block_hidden=65536)
+    config_path.write_text(json.dumps(document))
+    tracemalloc.start()
+    with pytest.raises(CheckpointError, match="the config implies"):
+        load_pretrained(directory)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50e6
+    with pytest.raises(ModelConfigError, match="beyond the sane bound"):
+        create_model("pts-snn", 16, 3, num_blocks=1000)
+
+
+def test_saved_files_are_world_readable_and_unreadable_ones_say_permission(tmp_path, monkeypatch):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        directory = save_pretrained(create_model("pts-snn", 16, 3, **SMALL), tmp_path / "h", {})
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "config.json"):
+        assert (directory / name).stat().st_mode & 0o777 == 0o644, name
+    # Simulated unreadable file (root reads everything): the error names the permission.
+    weights = directory / "model.safetensors"
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(weights)
+                        else real_access(p, m))
+    with pytest.raises(CheckpointError, match="permission denied"):
+        load_pretrained(directory)

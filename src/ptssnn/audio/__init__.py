@@ -21,6 +21,7 @@ from ptssnn.audio.conditioning import (
 from ptssnn.audio.loading import (
     AudioInfo,
     check_header,
+    check_samples,
     load_audio,
     probe_audio,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "AudioInfo",
     "check_header",
     "check_sample_rate",
+    "check_samples",
     "condition_waveform",
     "length_policy",
     "load_audio",

@@ -28,13 +28,19 @@ import soundfile as sf
 from ptssnn.audio.conditioning import (
     MAX_CHANNELS,
     SAMPLE_RATE,
+    SILENCE_PEAK,
     LongPolicy,
     check_channels,
     check_sample_rate,
     condition_waveform,
     length_policy,
 )
-from ptssnn.errors import TooLargeAudioError, UnreadableAudioError
+from ptssnn.errors import (
+    NonFiniteAudioError,
+    SilentAudioError,
+    TooLargeAudioError,
+    UnreadableAudioError,
+)
 
 #: Bytes of one decoded sample (float32).
 _SAMPLE_BYTES = 4
@@ -182,6 +188,35 @@ def check_header(
                 f"{max_decoded_mb:g} MB",
             )
     return frames
+
+
+def check_samples(path: str | Path, block_seconds: float = 30.0) -> None:
+    """Decode a whole file block by block (bounded memory) and refuse what no model can hear.
+
+    The content checks of :func:`condition_waveform` without resampling: NaN or infinite
+    samples, and silence (peak of the down-mix below ``SILENCE_PEAK``) over the whole file.
+
+    Raises:
+        AudioError: unreadable or truncated content, NaN/inf samples, or all silence.
+    """
+    path = Path(path)
+    peak = 0.0
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            block = max(1, int(block_seconds * handle.samplerate))
+            for data in handle.blocks(blocksize=block, dtype="float32", always_2d=True):
+                if not np.isfinite(data).all():
+                    raise NonFiniteAudioError(path)
+                wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+                if wave.size:
+                    peak = max(peak, float(np.max(np.abs(wave))))
+    except (sf.LibsndfileError, RuntimeError) as error:
+        why = getattr(error, "error_string", None) or str(error)
+        raise UnreadableAudioError(path, f"is truncated or corrupt ({why})") from error
+    if peak < SILENCE_PEAK:
+        raise SilentAudioError(
+            path, f"is all silence (peak below {20 * np.log10(SILENCE_PEAK):.0f} dBFS)"
+        )
 
 
 def load_audio(

@@ -16,6 +16,7 @@ from typing import Any
 
 from ptssnn.benchmark.corpus import CorpusTask
 from ptssnn.benchmark.settings import BenchmarkError, BenchmarkSettings
+from ptssnn.jsonio import dumps as strict_json
 
 MANIFEST = "run-settings.json"
 
@@ -28,7 +29,7 @@ def run_settings(settings: BenchmarkSettings, tasks: Sequence[CorpusTask],
         "backbone_identity": dict(backbone_identity),
         "corpora": {task.name: task.fingerprint() for task in tasks},
     }
-    return json.loads(json.dumps(record, sort_keys=True, default=str))
+    return json.loads(strict_json(record, sort_keys=True, default=str))
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -94,7 +95,7 @@ def check_or_record(out: Path, current: Mapping[str, Any], *, resume: bool) -> N
         record["corpora"] = {**saved.get("corpora", {}), **current["corpora"]}
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    tmp.write_text(strict_json(record, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 class RunProgress:
     """Rich progress over the whole run: one unit per epoch (probe fold = one unit)."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, console: Console | None = None) -> None:
         self.enabled = enabled
         self.total = total
         self._progress = None
@@ -19,16 +24,21 @@ class RunProgress:
                 TimeElapsedColumn,
                 TimeRemainingColumn,
             )
+            from rich.table import Column
 
+            # The description wraps and the bar shrinks, so in 80 columns nothing is cut to "…".
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                TextColumn("[bold]{task.description}",
+                           table_column=Column(ratio=3, overflow="fold")),
+                BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=5)),
                 MofNCompleteColumn(),
                 TextColumn("elapsed"),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
                 transient=False,
+                expand=True,
+                console=console,
             )
             self._task = self._progress.add_task("benchmark", total=total)
 

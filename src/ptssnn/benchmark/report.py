@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
+
+from ptssnn.jsonio import dumps as strict_json
 
 SYNTHETIC_BANNER = (
     "> **SYNTHETIC DATA.** These numbers come from a generated emotional-prosody corpus "
@@ -275,7 +276,7 @@ def write_outputs(results: dict[str, Any], out: str | Path, *, plots: bool = Tru
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1, default=_json_default))
+    tmp.write_text(strict_json(results, indent=1, default=_json_default))
     tmp.replace(out / "results.json")
     links = write_plots(results, out) if plots else {}
     (out / "report.md").write_text(render_report(results, links))

@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ptssnn.corpora import (
-    CorpusScan,
-    Fold,
-    Utterance,
-    get_corpus,
-    list_corpora,
-    make_folds,
-    read_manifest,
-    scan_corpus,
-    write_manifest,
-)
-from ptssnn.corpora.labels import EMOTIONS
 from ptssnn.errors import CorpusError
+
+if TYPE_CHECKING:  # the corpora (numpy, soundfile) load in the commands: a fast --help
+    from ptssnn.corpora import CorpusScan, Fold, Utterance
+from ptssnn.jsonio import dumps as strict_json
 
 data_app = typer.Typer(
     name="data",
     help="Emotional-speech corpora: scan them, and show their evaluation folds.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: wraps at any width (rich cut words to "…" at 80)
 )
 
 
@@ -84,6 +76,9 @@ def scan_summary(scan: CorpusScan) -> dict[str, Any]:
 
 
 def _print_scan(scan: CorpusScan, console: Console) -> None:
+    from ptssnn.corpora import get_corpus
+    from ptssnn.corpora.labels import EMOTIONS
+
     corpus = get_corpus(scan.corpus)
     labels = [label for label in EMOTIONS if label in {u.label for u in scan.utterances}]
     table = Table(
@@ -128,6 +123,8 @@ def _print_scan(scan: CorpusScan, console: Console) -> None:
 @data_app.command("corpora")
 def corpora(as_json: JsonOpt = False) -> None:
     """List the corpora the scanner knows, their layouts, classes and protocols."""
+    from ptssnn.corpora import list_corpora
+
     entries = [
         {
             "name": c.name,
@@ -141,7 +138,7 @@ def corpora(as_json: JsonOpt = False) -> None:
         for c in list_corpora()
     ]
     if as_json:
-        typer.echo(json.dumps(entries, indent=2))
+        typer.echo(strict_json(entries, indent=2))
         return
     table = Table(title="corpora")
     table.add_column("name")
@@ -168,15 +165,23 @@ def scan(
     min_seconds: Annotated[
         float, typer.Option(help="Files shorter than this are problems.")
     ] = 0.25,
+    check_audio: Annotated[
+        bool,
+        typer.Option("--check-audio/--header-only",
+                     help="Decode every file: NaN-filled, silent or corrupt audio are problems."),
+    ] = True,
 ) -> None:
     """Scan a corpus folder: counts by speaker and emotion, formats, and every problem file."""
-    result = scan_corpus(corpus, root, strict=strict, min_seconds=min_seconds)
+    from ptssnn.corpora import scan_corpus, write_manifest
+
+    result = scan_corpus(corpus, root, strict=strict, min_seconds=min_seconds,
+                         check_audio=check_audio)
     if out is not None:
         write_manifest(result.utterances, out)
     if as_json:
         summary = scan_summary(result)
         summary["manifest"] = str(out) if out is not None else None
-        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        typer.echo(strict_json(summary, indent=2, ensure_ascii=False))
         return
     console = Console()
     _print_scan(result, console)
@@ -186,6 +191,8 @@ def scan(
 
 def _load(corpus: str, root: Path, console: Console) -> list[Utterance]:
     """Utterances from a corpus folder, or from a manifest written by ``data scan --out``."""
+    from ptssnn.corpora import get_corpus, read_manifest, scan_corpus
+
     if root.is_file() and root.suffix == ".jsonl":
         utterances = read_manifest(root)
         name = get_corpus(corpus).name
@@ -235,6 +242,8 @@ def folds(
     ] = 0.1,
 ) -> None:
     """Show a protocol's folds: train/validation/test sizes and speakers."""
+    from ptssnn.corpora import get_corpus, make_folds
+
     # Status lines go to stderr so that --json output stays parseable.
     console = Console(stderr=as_json)
     utterances = _load(corpus, root, console)
@@ -249,7 +258,7 @@ def folds(
     speaker = {u.id: u.speaker for u in utterances}
     entries = [fold_summary(fold, speaker) for fold in result]
     if as_json:
-        typer.echo(json.dumps(entries, indent=2))
+        typer.echo(strict_json(entries, indent=2))
         return
     name = get_corpus(corpus).name
     table = Table(title=f"{name}: protocol {result[0].protocol}, {len(result)} folds")

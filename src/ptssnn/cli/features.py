@@ -6,7 +6,6 @@ processes (gloo); the cache is the same as with one process.
 
 from __future__ import annotations
 
-import json
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -16,10 +15,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ptssnn.jsonio import dumps as strict_json
+
 features_app = typer.Typer(
     name="features",
     help="Frozen speech backbones and the feature cache.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: wraps at any width (rich cut words to "…" at 80)
 )
 
 
@@ -134,7 +136,10 @@ def extract(
         f"failed {report.failed}" + (f", rebuilt {report.rebuilt}" if report.rebuilt else "")
     )
     if scan.problems:
-        out.print(f"  files the corpus scan could not use: {len(scan.problems)}")
+        out.print(f"  files the corpus scan could not use: {len(scan.problems)} (listed by "
+                  "`ptssnn data scan`)")
+        for problem in scan.problems[:3]:
+            out.print(f"  [yellow]not used[/] {problem.path}: {problem.reason}", highlight=False)
     for failure in features.failures[:10]:
         out.print(f"  [yellow]skipped[/] {failure.id}: {failure.reason}", highlight=False)
     if len(features.failures) > 10:
@@ -159,7 +164,10 @@ def extract(
     )
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(json.dumps(summary, indent=2))
+        summary_json.write_text(strict_json(summary, indent=2))
+    if report.failed:
+        # As `predict`: the batch went on, but a script must see that something was lost.
+        raise typer.Exit(1)
 
 
 @features_app.command("backbones")
@@ -188,7 +196,9 @@ def cache_info(
     from ptssnn.features import FeatureStore
 
     store = FeatureStore(cache)
-    table = Table("backbone", "padding", "layers", "dtype", "entries", "size", "folder")
+    table = Table()
+    for column in ("backbone", "padding", "layers", "dtype", "entries", "size", "folder"):
+        table.add_column(column, overflow="fold")  # wrapped, never cut to "…" in 80 columns
     for found in store.namespaces():
         table.add_row(
             str(found["backbone"].get("name")),

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ptssnn.energy import EfficiencyReport, estimate, measure
-from ptssnn.models import create_model, list_presets, load_pretrained
+from ptssnn.jsonio import dumps as strict_json
+
+if TYPE_CHECKING:  # torch, numpy and the models load in the commands, so --help stays fast
+    import numpy as np
+
+    from ptssnn.energy import EfficiencyReport
 
 model_app = typer.Typer(
     name="model",
     help="PTS-SNN heads: presets, parameter counts, FLOPs/SOPs and energy per sample.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: wraps at any width (rich cut words to "…" at 80)
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -27,9 +29,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 @model_app.command("presets")
 def presets(as_json: JsonOpt = False) -> None:
     """List the model presets (the ablation ladder and the ANN baseline)."""
+    from ptssnn.models import list_presets
+
     entries = list_presets()
     if as_json:
-        typer.echo(json.dumps([{"name": k, "description": v} for k, v in entries.items()],
+        typer.echo(strict_json([{"name": k, "description": v} for k, v in entries.items()],
                               indent=2))
         return
     table = Table(title="model presets")
@@ -42,6 +46,8 @@ def presets(as_json: JsonOpt = False) -> None:
 
 def _load_features(path: Path) -> np.ndarray:
     """One utterance's features from ``.npy``: ``[T, D]`` or ``[L, T, D]``."""
+    import numpy as np
+
     if not path.is_file():
         raise typer.BadParameter(f"{path}: no such file", param_hint="--features")
     try:
@@ -81,6 +87,12 @@ def summary(
     --firing-rate. With --features: one real forward pass, firing rates measured (a fresh
     preset has random weights: use --checkpoint for a trained head).
     """
+    import numpy as np
+    import torch
+
+    from ptssnn.energy import estimate, measure
+    from ptssnn.models import create_model, load_pretrained
+
     array = _load_features(features) if features is not None else None
     if checkpoint is not None:
         model, _ = load_pretrained(checkpoint)
@@ -98,7 +110,7 @@ def summary(
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         report = measure(model, tensor.unsqueeze(0))
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        typer.echo(strict_json(report.to_dict(), indent=2))
         return
     _print_report(report, Console())
 

@@ -5,11 +5,11 @@ A thin layer over :mod:`ptssnn.inference`, :mod:`ptssnn.export` and :mod:`ptssnn
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ptssnn.errors import PtssnnError
+from ptssnn.jsonio import dumps as strict_json
 
 #: File suffixes picked up when a directory is given to ``ptssnn predict`` (libsndfile's
 #: formats); a file named explicitly is always tried, whatever its name.
@@ -164,8 +165,12 @@ def _predict_one(
     lookahead_s: float,
     segments: bool,
     profile: Any = None,
+    on_update: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
-    """One file's JSON record (offline prediction, or a streaming run with its updates)."""
+    """One file's JSON record (offline prediction, or a streaming run with its updates).
+
+    ``on_update`` sees each streaming update as its chunk is processed (the live label).
+    """
     if not stream:
         return recognizer.predict_file(path, profile=profile).to_dict(include_segments=segments)
     from ptssnn.audio import load_audio
@@ -181,7 +186,18 @@ def _predict_one(
     session = recognizer.stream(
         chunk_s=chunk_s, left_context_s=left_context_s, lookahead_s=lookahead_s, profile=profile
     )
-    updates = session.run(wave, recognizer.sample_rate)
+    # Chunk by chunk, as a live source would, so the running label can be shown as it changes.
+    step = max(1, round(session.chunk_s * recognizer.sample_rate))
+    updates = []
+    for start in range(0, wave.size, step):
+        updates.extend(session.push(wave[start : start + step], recognizer.sample_rate))
+        if on_update is not None and updates:
+            on_update(updates[-1])
+    final = session.flush()
+    if final is not None:
+        updates.append(final)
+        if on_update is not None:
+            on_update(final)
     last = updates[-1]
     latencies = [u.latency_ms for u in updates]
     audio_s = wave.size / recognizer.sample_rate
@@ -251,7 +267,7 @@ def predict_command(
     for where, reason in missing:
         err.print(f"[yellow]skipped[/] {where}: {reason}", highlight=False)
         if jsonl:
-            print(json.dumps({"source": where, "error": f"{where}: {reason}"}), flush=True)
+            print(strict_json({"source": where, "error": f"{where}: {reason}"}), flush=True)
     if not files:
         if missing:
             raise PtssnnError(
@@ -284,22 +300,37 @@ def predict_command(
     failures: list[tuple[str, str]] = []
     started = time.perf_counter()
 
+    live: Any = None  # (progress, task) while a table-mode stream shows its running label
+
+    def show(path: Path) -> Callable[[Any], None] | None:
+        if live is None:
+            return None
+        progress, task = live
+
+        def update(u: Any) -> None:
+            confidence = u.probabilities[u.label]
+            progress.update(task, description=f"{path.name} {u.end_s:6.1f} s: [bold]{u.label}[/] "
+                            f"({confidence:.2f})")
+
+        return update
+
     def handle(path: Path) -> None:
         try:
             record = _predict_one(
-                recognizer, path, stream, chunk, left_context, lookahead, segments, profile
+                recognizer, path, stream, chunk, left_context, lookahead, segments, profile,
+                show(path),
             )
         except PtssnnError as error:
             failures.append((str(path), str(error)))
             err.print(f"[yellow]skipped[/] {error}", highlight=False)
             if jsonl:
-                print(json.dumps({"source": str(path), "error": str(error)}), flush=True)
+                print(strict_json({"source": str(path), "error": str(error)}), flush=True)
             return
         records.append(record)
         if jsonl:
-            print(json.dumps(record), flush=True)
+            print(strict_json(record), flush=True)
 
-    if len(files) > 1:
+    if len(files) > 1 or (stream and not jsonl):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -309,7 +340,7 @@ def predict_command(
         )
 
         with Progress(
-            TextColumn("predict"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
@@ -317,6 +348,8 @@ def predict_command(
             transient=True,
         ) as progress:
             task = progress.add_task("predict", total=len(files))
+            if stream and not jsonl:
+                live = (progress, task)
             for path in files:
                 handle(path)
                 progress.advance(task)
@@ -421,7 +454,7 @@ def export_command(
         default = Path("head-nir" if target == "nir" else f"head-nir-{target}")
         report = export_nir(model, out or default, target=target, dt=dt, metadata=metadata)
     # Plain print: a rich console would wrap long paths and break the JSON.
-    print(json.dumps(report, indent=2))
+    print(strict_json(report, indent=2))
 
 
 def serve_command(
@@ -513,6 +546,9 @@ def train_command(
         Path, typer.Option("--data-root", help="Folder holding the corpora (casia/, emovo/...).")
     ],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the model already in --out (refused otherwise).")
+    ] = False,
     backbone: Annotated[str, typer.Option(help="Backbone name.")] = "whisper-base",
     preset: Annotated[str, typer.Option(help="Model preset.")] = "pts-snn",
     epochs: Annotated[int | None, typer.Option(help="Max epochs (default: trainer's).")] = None,
@@ -546,6 +582,10 @@ def train_command(
     """Train a deployable model on all speakers of the given corpora (minus validation)."""
     from ptssnn.training.deployment import train_recognizer
 
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise PtssnnError(f"--out {out} already exists and is not empty: choose a new folder or "
+                          "pass --overwrite to replace it")
+
     summary = train_recognizer(
         [c.strip() for c in corpora.split(",") if c.strip()],
         data_root=data_root,
@@ -563,19 +603,35 @@ def train_command(
         progress=sys.stderr.isatty(),
         log=lambda line: Console(stderr=True).print(line, highlight=False),
     )
-    held_out = summary["held_out"]
-    Console(stderr=True).print(
-        f"model written to {out}: {summary['num_train']} training / {summary['num_validation']}"
-        f" validation utterances, validation UA {summary['validation']['ua']:.3f}, "
-        f"labels {', '.join(summary['labels'])}"
-        + (
-            f"; held-out speakers ({summary['num_held_out']} utterances): WA "
-            f"{held_out['wa']:.4f}, UA {held_out['ua']:.4f}"
-            if held_out
-            else ""
-        ),
-        highlight=False,
-    )
+    Console(stderr=True).print(_train_report(summary, out), highlight=False)
+
+
+def _train_report(summary: dict[str, Any], out: Path) -> str:
+    """What `train` wrote, and scores that say which model they belong to."""
+    held_out, validation_ua = summary["held_out"], summary["validation"]["ua"]
+    refit = summary["fit"].get("refit")
+    lines = [
+        f"model written to {out}: {summary['num_train']} training / "
+        f"{summary['num_validation']} validation utterances, labels "
+        f"{', '.join(summary['labels'])}"
+    ]
+    if refit:
+        # The written model saw the validation speakers: its score on them is no test score.
+        lines.append(
+            f"  validation UA {validation_ua:.3f} is the epoch-selection run's; the written model "
+            f"was then retrained on training + validation for {refit['epochs']} epochs"
+        )
+    else:
+        lines.append(f"  validation UA {validation_ua:.3f} (of the written model)")
+    if held_out:
+        lines.append(
+            f"  written model on the held-out speakers ({summary['num_held_out']} utterances): "
+            f"WA {held_out['wa']:.4f}, UA {held_out['ua']:.4f}"
+        )
+    elif refit:
+        lines.append("  (no unseen-speaker score of the written model: hold speakers out with "
+                     "--exclude-speakers to get one)")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

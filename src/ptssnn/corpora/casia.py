@@ -34,6 +34,9 @@ GENDERS = {
 def find(root: Path) -> Iterator[Candidate | Problem]:
     """Yield one candidate or problem per file at ``<speaker>/<emotion>/<file>``."""
     for path in files_at_depth(root, 3):
+        if isinstance(path, Problem):
+            yield path
+            continue
         # Folder case varies between copies; EmoBox keys use the lower-case emotion.
         speaker, emotion = path.parent.parent.name, path.parent.name.lower()
         if not path.stem.isdigit():

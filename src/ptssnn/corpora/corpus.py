@@ -80,18 +80,35 @@ def is_candidate_file(path: Path) -> bool:
     )
 
 
-def files_at_depth(root: Path, depth: int) -> Iterator[Path]:
+def _list_folder(folder: Path) -> list[Path] | Problem:
+    """A folder's entries, or a problem naming the folder when it cannot be read."""
+    try:
+        return list(folder.iterdir())
+    except PermissionError:
+        return Problem(folder, "folder cannot be read (permission denied); its files are skipped")
+    except OSError as error:
+        return Problem(folder, f"folder cannot be read ({error.strerror or error})")
+
+
+def files_at_depth(root: Path, depth: int) -> Iterator[Path | Problem]:
     """Files exactly ``depth`` levels below ``root`` (1 = directly inside), sorted.
 
-    Hidden folders (``.git``, ``__MACOSX``-style ``._`` trees) are not entered.
+    Hidden folders (``.git``, ``__MACOSX``-style ``._`` trees) are not entered. A folder
+    that cannot be read is yielded as a :class:`Problem` and the walk goes on.
     """
     level = [root]
-    for _ in range(depth - 1):
-        level = sorted(
-            child
-            for folder in level
-            for child in folder.iterdir()
-            if child.is_dir() and not child.name.startswith((".", "__MACOSX"))
-        )
-    for folder in level:
-        yield from sorted(child for child in folder.iterdir() if is_candidate_file(child))
+    for step in range(depth):
+        last = step == depth - 1
+        found: list[Path] = []
+        for folder in level:
+            children = _list_folder(folder)
+            if isinstance(children, Problem):
+                yield children
+            elif last:
+                found.extend(sorted(c for c in children if is_candidate_file(c)))
+            else:
+                found.extend(
+                    c for c in children if c.is_dir() and not c.name.startswith((".", "__MACOSX"))
+                )
+        level = found if last else sorted(found)
+    yield from level

@@ -46,6 +46,9 @@ def find(root: Path) -> Iterator[Candidate | Problem]:
     """Yield one candidate or problem per file in ``root/wav`` (or ``root`` if it is that)."""
     folder = root / "wav" if (root / "wav").is_dir() else root
     for path in files_at_depth(folder, 1):
+        if isinstance(path, Problem):
+            yield path
+            continue
         match = _NAME.match(path.stem)
         if match is None:
             yield Problem(path, f"name {path.name!r} is not <SS><TTT><E><V>.wav like 03a01Fa.wav")

@@ -30,6 +30,9 @@ _NAME = re.compile(r"^(?P<emotion>[a-z]+)-(?P<speaker>[fm]\d)-(?P<sentence>[a-z]
 def find(root: Path) -> Iterator[Candidate | Problem]:
     """Yield one candidate or problem per file at ``<speaker>/<file>``."""
     for path in files_at_depth(root, 2):
+        if isinstance(path, Problem):
+            yield path
+            continue
         match = _NAME.match(path.stem)
         if match is None:
             yield Problem(path, f"name {path.name!r} is not <emo>-<speaker>-<sentence>.wav")

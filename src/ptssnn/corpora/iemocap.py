@@ -76,6 +76,9 @@ def find(root: Path) -> Iterator[Candidate | Problem]:
         evaluations, bad_lines = read_evaluations(session_folder / "dialog" / "EmoEvaluation")
         yield from bad_lines
         for path in files_at_depth(wav_root, 2):
+            if isinstance(path, Problem):
+                yield path
+                continue
             match = _UTTERANCE.match(path.stem)
             if match is None:
                 yield Problem(path, f"name {path.name!r} is not an IEMOCAP utterance id")

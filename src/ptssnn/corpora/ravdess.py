@@ -63,6 +63,9 @@ def find(root: Path) -> Iterator[Candidate | Problem]:
     for folder in _actor_folders(root):
         folder_actor = _ACTOR_FOLDER.match(folder.name)[1]  # type: ignore[index]
         for path in files_at_depth(folder, 1):
+            if isinstance(path, Problem):
+                yield path
+                continue
             match = _NAME.match(path.stem)
             if match is None:
                 yield Problem(path, f"name {path.name!r} is not 03-01-EE-II-SS-RR-AA.wav")

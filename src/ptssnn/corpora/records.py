@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ptssnn.errors import CorpusError
+from ptssnn.jsonio import dumps as strict_json
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         for utterance in utterances:
-            handle.write(json.dumps(utterance.to_dict(), ensure_ascii=False) + "\n")
+            handle.write(strict_json(utterance.to_dict(), ensure_ascii=False) + "\n")
     return path
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ptssnn.audio import check_header, probe_audio
+from ptssnn.audio import check_header, check_samples, probe_audio
 from ptssnn.corpora.corpus import Candidate, Corpus
 from ptssnn.corpora.records import CorpusScan, Problem, Utterance
 from ptssnn.corpora.registry import get_corpus
@@ -17,6 +17,7 @@ def scan_corpus(
     *,
     strict: bool = False,
     min_seconds: float = 0.25,
+    check_audio: bool = False,
 ) -> CorpusScan:
     """Walk a corpus in its original layout and build one :class:`Utterance` per usable file.
 
@@ -32,6 +33,8 @@ def scan_corpus(
         root: The corpus folder, as distributed.
         strict: Raise on the first problem instead of listing it.
         min_seconds: Files shorter than this are problems (``load_audio`` would reject them).
+        check_audio: Also decode every file (block by block) and list NaN-filled, silent or
+            corrupt content as problems; slower than the header-only default.
 
     Returns:
         A :class:`CorpusScan`; ``utterances`` sorted by id, ``problems`` sorted by path.
@@ -63,7 +66,8 @@ def scan_corpus(
         if isinstance(found, Problem):
             report(found)
             continue
-        utterance_or_reason = _place(corpus, found, utterances, min_seconds, excluded)
+        utterance_or_reason = _place(corpus, found, utterances, min_seconds, excluded,
+                                     check_audio)
         if isinstance(utterance_or_reason, Utterance):
             utterances[utterance_or_reason.id] = utterance_or_reason
         elif utterance_or_reason is not None:
@@ -91,6 +95,7 @@ def _place(
     seen: dict[str, Utterance],
     min_seconds: float,
     excluded: list[Problem],
+    check_audio: bool = False,
 ) -> Utterance | tuple[Problem, Exception | None] | None:
     """Turn a parsed candidate into an utterance, a problem, or ``None`` (excluded)."""
     if candidate.raw_label in corpus.excluded_labels:
@@ -108,6 +113,8 @@ def _place(
     try:
         info = probe_audio(candidate.path)
         check_header(info, min_seconds=min_seconds)
+        if check_audio:
+            check_samples(candidate.path)
     except AudioError as error:
         return Problem(candidate.path, error.detail), error
     return Utterance(

@@ -25,6 +25,9 @@ _NAME = re.compile(
 def find(root: Path) -> Iterator[Candidate | Problem]:
     """Yield one candidate or problem per file at ``<Emotion>/<file>``."""
     for path in files_at_depth(root, 2):
+        if isinstance(path, Problem):
+            yield path
+            continue
         folder = path.parent.name
         if folder not in FOLDERS:
             yield Problem(path, f"folder {folder!r} is not one of {sorted(FOLDERS)}")

@@ -52,13 +52,18 @@ class ClassificationMetrics:
     def from_dict(cls, data: Mapping[str, Any]) -> ClassificationMetrics:
         """Inverse of :meth:`to_dict`."""
         return cls(
-            float(data["wa"]),
-            float(data["ua"]),
-            float(data["macro_f1"]),
-            float(data["weighted_f1"]),
+            _number(data["wa"]),
+            _number(data["ua"]),
+            _number(data["macro_f1"]),
+            _number(data["weighted_f1"]),
             tuple(tuple(int(v) for v in row) for row in data["confusion"]),
             int(data["num_samples"]),
         )
+
+
+def _number(value: Any) -> float:
+    """A stored metric; ``null`` (how strict JSON writes NaN) reads back as NaN."""
+    return float("nan") if value is None else float(value)
 
 
 def classification_metrics(

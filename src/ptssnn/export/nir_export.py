@@ -63,7 +63,6 @@ There is no padding mask in NIR: one utterance at a time, real frames only.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -76,7 +75,8 @@ from torch import nn
 
 from ptssnn.export.nir_format import FORMAT, HOST_PARAMETERS, MANIFEST
 from ptssnn.export.nir_host import compare_with_model
-from ptssnn.export.onnx_export import ExportError
+from ptssnn.export.onnx_export import ExportError, check_output_parent
+from ptssnn.jsonio import dumps as strict_json
 
 #: Seconds per backbone frame (50 frames/s): one PLIF step per head frame.
 FRAME_DT = 1.0 / 50.0
@@ -439,7 +439,8 @@ def export_nir(
     if directory.exists() and not directory.is_dir():
         raise ExportError(f"{directory} exists and is not a directory (a NIR export is a "
                           "directory of graphs)")
-    directory.mkdir(parents=True, exist_ok=True)
+    check_output_parent(directory)
+    directory.mkdir(exist_ok=True)
     for old in directory.glob("*.nir"):
         old.unlink()
     for name, graph in prog.segments.items():
@@ -456,7 +457,7 @@ def export_nir(
         "program": prog.steps,
         "model_config": model.config.to_dict(),
     }
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    (directory / MANIFEST).write_text(strict_json(manifest, indent=1))
     report: dict[str, Any] = {
         "format": "nir",
         "directory": str(directory),

@@ -24,14 +24,25 @@ import numpy as np
 import torch
 
 from ptssnn.errors import PtssnnError
+from ptssnn.jsonio import dumps as strict_json
 from ptssnn.snn.plif import use_backend
 
 #: Default opset; 17 has LayerNormalization and everything the head needs.
 DEFAULT_OPSET = 17
+#: Opsets the head can be written in: LayerNormalization needs 17, and 20 is the newest the
+#: TorchScript-based exporter writes.
+OPSET_RANGE = (17, 20)
 
 
 class ExportError(PtssnnError):
     """A model that cannot be exported as asked (missing package, unsupported layer)."""
+
+
+def check_output_parent(path: Path) -> None:
+    """Refuse an output whose parent folder is missing (no folder trees made from a typo)."""
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise ExportError(f"{path}: the folder {parent} does not exist (create it first)")
 
 
 def example_inputs(
@@ -86,10 +97,14 @@ def export_onnx(
         import onnx
     except ImportError as error:  # pragma: no cover - exercised only without the extra
         raise ExportError("ONNX export needs `pip install 'ptssnn[export]'`") from error
-    import json
 
+    if not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
+        raise ExportError(
+            f"opset {opset} is not supported: use {OPSET_RANGE[0]}-{OPSET_RANGE[1]} "
+            "(LayerNormalization needs 17)"
+        )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output_parent(path)
     model = model.eval()
     features, mask = example_inputs(model)
     time_axis = features.dim() - 2
@@ -114,7 +129,7 @@ def export_onnx(
     proto = onnx.load(str(path))
     if metadata is not None:
         onnx.helper.set_model_props(
-            proto, {"ptssnn": json.dumps(dict(metadata), sort_keys=True, default=str)}
+            proto, {"ptssnn": strict_json(dict(metadata), sort_keys=True, default=str)}
         )
         onnx.save(proto, str(path))
     onnx.checker.check_model(proto)

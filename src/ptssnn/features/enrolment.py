@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ptssnn import jsonio
 from ptssnn.features.pipeline import FeaturePipeline, Moments
 from ptssnn.features.profile import (
     DEFAULT_PRIOR_CLIPS,
@@ -82,7 +83,8 @@ class SpeakerPrior:
                 "frames": self.frames}
         save_file({"mean": np.ascontiguousarray(self.mean, np.float64),
                    "variance": np.ascontiguousarray(self.variance, np.float64)},
-                  str(path), metadata={"format": "ptssnn-speaker-prior", "info": json.dumps(info)})
+                  str(path),
+                  metadata={"format": "ptssnn-speaker-prior", "info": jsonio.dumps(info)})
         return path
 
     @classmethod

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ptssnn import jsonio
 from ptssnn.errors import PtssnnError
 
 #: ``format`` field of a saved profile, and the version this code writes and reads.
@@ -174,7 +175,7 @@ def fingerprint(description: Mapping[str, Any]) -> str:
 
 def _canonical(value: Any) -> Any:
     """Round-trip through JSON so tuples/lists and int/str keys compare as stored."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
+    return json.loads(jsonio.dumps(value, sort_keys=True, default=str))
 
 
 # --------------------------------------------------------------------------- the profile
@@ -371,7 +372,7 @@ class SpeakerProfile:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict()) + "\n")
+        tmp.write_text(jsonio.dumps(self.to_dict()) + "\n")
         tmp.replace(path)
         return path
 

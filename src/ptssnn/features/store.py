@@ -40,6 +40,7 @@ except ImportError:  # Windows: filelock's msvcrt locks instead
     fcntl = None  # type: ignore[assignment]
 
 from ptssnn.errors import PtssnnError
+from ptssnn.jsonio import dumps as strict_json
 
 FORMAT_VERSION = 1
 CACHE_ENV = "PTSSNN_CACHE"
@@ -93,6 +94,14 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _not_writable(namespace: Path, error: OSError) -> FeatureCacheError:
+    """The one-line error for a cache that lacks an entry and cannot take a new one."""
+    return FeatureCacheError(
+        f"the feature cache {namespace} cannot be written ({error.strerror or error}) and an "
+        f"entry is missing; extract into a writable folder with --cache or ${CACHE_ENV}"
+    )
+
+
 class EntryLock:
     """An exclusive inter-process lock on a lock file.
 
@@ -115,7 +124,10 @@ class EntryLock:
             except Timeout:
                 return False
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise _not_writable(self.path.parent.parent, error) from error
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -184,7 +196,7 @@ class Namespace:
             (self.path / "locks").mkdir(exist_ok=True)
             info = self.path / "namespace.json"
             if not info.exists():
-                text = json.dumps({**self.description, "key": self.key}, indent=2, default=str)
+                text = strict_json({**self.description, "key": self.key}, indent=2, default=str)
                 _atomic_write_bytes(info, text.encode())
         except OSError as error:
             raise FeatureCacheError(
@@ -241,10 +253,6 @@ class Namespace:
         np.save(buffer, stored, allow_pickle=False)
         data = buffer.getvalue()
         array_path, meta_path = self.files(audio_hash)
-        if array_path.parent not in self._made:
-            array_path.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(array_path.parent)
-        _atomic_write_bytes(array_path, data)
         meta = {
             "shape": list(stored.shape),
             "dtype": str(stored.dtype),
@@ -253,7 +261,14 @@ class Namespace:
             "seconds": seconds,
             "first_id": utt_id,
         }
-        _atomic_write_bytes(meta_path, json.dumps(meta).encode())
+        try:
+            if array_path.parent not in self._made:
+                array_path.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(array_path.parent)
+            _atomic_write_bytes(array_path, data)
+            _atomic_write_bytes(meta_path, strict_json(meta).encode())
+        except OSError as error:
+            raise _not_writable(self.path, error) from error
         return Entry(array_path, tuple(stored.shape), seconds, len(data))
 
     def try_lock(self, audio_hash: str) -> EntryLock | None:

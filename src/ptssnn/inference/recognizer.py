@@ -22,6 +22,7 @@ from ptssnn.errors import AudioError, CheckpointError
 from ptssnn.features.enrolment import SpeakerPrior, new_profile, pipeline_moments
 from ptssnn.inference.results import Prediction, SegmentPrediction, Timings
 from ptssnn.inference.windows import plan_windows
+from ptssnn.jsonio import dumps as strict_json
 from ptssnn.models.card import ModelCard
 
 if TYPE_CHECKING:
@@ -467,4 +468,4 @@ def _jsonable(value: Any) -> Any:
     """Round-trip through JSON so that tuples/lists and int/str keys compare like the card."""
     import json
 
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
+    return json.loads(strict_json(value, sort_keys=True, default=str))

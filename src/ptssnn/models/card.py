@@ -25,6 +25,7 @@ from typing import Any
 
 from ptssnn.errors import CheckpointError, PtssnnError
 from ptssnn.features.pipeline import FeaturePipeline
+from ptssnn.jsonio import dumps as strict_json
 
 #: Metadata key under which the recogniser card lives inside ``config.json``.
 CARD_KEY = "recognizer"
@@ -163,7 +164,6 @@ def save_recognizer(
     Returns:
         The directory.
     """
-    import json
 
     from ptssnn.models.checkpoint import save_pretrained
 
@@ -173,7 +173,7 @@ def save_recognizer(
     if training_summary is not None:
         metadata["training"] = dict(training_summary)
         (directory / "training_summary.json").write_text(
-            json.dumps(training_summary, indent=2, sort_keys=True, default=str) + "\n"
+            strict_json(training_summary, indent=2, sort_keys=True, default=str) + "\n"
         )
     save_pretrained(model, directory, metadata)
     return directory

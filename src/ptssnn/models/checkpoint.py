@@ -7,14 +7,16 @@ validated field by field.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ptssnn.errors import CheckpointError, PtssnnError
+from ptssnn.jsonio import dumps as strict_json
 from ptssnn.models.config import PTSSNNConfig
 from ptssnn.models.ptssnn import PTSSNN
 
@@ -43,7 +45,7 @@ def save_pretrained(model: PTSSNN, directory: str | Path, metadata: dict[str, An
     """
     directory = Path(directory)
     try:
-        meta_text = json.dumps(metadata or {})
+        meta_text = strict_json(metadata or {})
     except (TypeError, ValueError) as error:
         raise CheckpointError(
             f"checkpoint metadata must be JSON-serialisable (str, numbers, lists, dicts): {error}"
@@ -52,10 +54,26 @@ def save_pretrained(model: PTSSNN, directory: str | Path, metadata: dict[str, An
     tensors = {name: t.detach().cpu().contiguous().clone()
                for name, t in model.state_dict().items()}
     save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
+    # safetensors writes 0600; a model is meant to be shared (a service under another user).
+    os.chmod(directory / WEIGHTS_FILE, 0o666 & ~current_umask())
     document = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "config": model.config.to_dict(), "metadata": json.loads(meta_text)}
-    (directory / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    (directory / CONFIG_FILE).write_text(strict_json(document, indent=2) + "\n", encoding="utf-8")
     return directory
+
+
+def current_umask() -> int:
+    """The process umask (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _check_readable(path: Path) -> None:
+    """Say "permission denied" (not "no such file") for a file this user may not read."""
+    if not os.access(path, os.R_OK):
+        raise CheckpointError(f"{path}: permission denied (this user cannot read it; model "
+                              "files should be readable, mode 0644)")
 
 
 #: Buffers added after the format was fixed; absent ones load as identity.
@@ -79,6 +97,7 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
         if not path.is_file():
             raise CheckpointError(f"{path}: missing; a model directory needs {WEIGHTS_FILE} and "
                                   f"{CONFIG_FILE} (re-save it with save_pretrained)")
+    _check_readable(config_path)
     try:
         document = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -92,6 +111,22 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
         config = PTSSNNConfig.from_dict(dict(document.get("config") or {}))
     except (PtssnnError, TypeError) as error:
         raise CheckpointError(f"{config_path}: invalid model config: {error}") from error
+    _check_readable(weights_path)
+    # The shapes the config implies, from a model on the meta device (no memory), are checked
+    # against the file's header before anything is allocated: a config that disagrees with its
+    # weights cannot make the loader allocate more than the weights file holds.
+    with torch.device("meta"):
+        expected = PTSSNN(config).state_dict()
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, RuntimeError) as error:
+        raise CheckpointError(f"{weights_path}: unreadable weights ({error})") from error
+    for name, shape in stored.items():
+        if name in expected and shape != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"{weights_path}: {name} has shape {shape}, the config implies "
+                f"{tuple(expected[name].shape)}")
     try:
         tensors = load_file(str(weights_path), device=str(map_location))
     except (SafetensorError, OSError, RuntimeError) as error:

@@ -20,6 +20,11 @@ __all__ = ["PRESETS", "PTSSNNConfig", "get_preset", "list_presets"]
 CONTEXT_MODES = ("none", "readout", "bias")
 CALIBRATION_CONTEXTS = ("global", "causal")
 POOLINGS = ("spikes", "membrane")
+#: Upper bounds of the sizes, far above any real head (the paper's: width 256, 2 blocks), so a
+#: corrupted or hostile config.json is refused before it asks for terabytes.
+SIZE_BOUNDS = {"input_dim": 16384, "num_classes": 10000, "input_layers": 256, "width": 8192,
+               "num_blocks": 64, "block_hidden": 65536, "num_prompts": 4096,
+               "attention_heads": 1024}
 
 
 @dataclass
@@ -118,6 +123,11 @@ class PTSSNNConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ModelConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name, bound in SIZE_BOUNDS.items():
+            if getattr(self, name) > bound:
+                raise ModelConfigError(
+                    f"{name} = {getattr(self, name)} is beyond the sane bound {bound} (a "
+                    "corrupted or hostile config.json?)")
         if self.num_blocks < 0:
             raise ModelConfigError(f"num_blocks must be >= 0, got {self.num_blocks}")
         choices = {"context": CONTEXT_MODES, "calibration_context": CALIBRATION_CONTEXTS,

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ptssnn.errors import CheckpointError
+from ptssnn.jsonio import dumps as strict_json
 
 _SEP = "\x1f"  # joins nested keys; never appears in parameter names
 
@@ -143,7 +144,7 @@ def save_training_state(
     tmp_weights = weights.with_name(weights.name + ".tmp")
     tmp_text = text.with_name(text.name + ".tmp")
     save_file(tensors, str(tmp_weights), metadata={"token": token})
-    tmp_text.write_text(json.dumps(meta))
+    tmp_text.write_text(strict_json(meta))
     os.replace(tmp_weights, weights)
     os.replace(tmp_text, text)
 

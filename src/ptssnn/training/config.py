@@ -10,6 +10,7 @@ from typing import Any
 
 from ptssnn.errors import PtssnnError
 from ptssnn.features.layers import LayerSelection, LayerSelectionError
+from ptssnn.jsonio import dumps as strict_json
 
 #: Feature standardisation modes (see ``TrainConfig.normalisation``).
 NORMALISATIONS = ("global", "speaker", "enrolled", "auto", "none")
@@ -173,7 +174,7 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the config as indented JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        Path(path).write_text(strict_json(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

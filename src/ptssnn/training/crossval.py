@@ -38,6 +38,7 @@ from ptssnn.evaluation.metrics import (
 )
 from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.features.table import LabelledFeatures
+from ptssnn.jsonio import dumps as strict_json
 from ptssnn.training.config import TrainConfig, TrainConfigError
 from ptssnn.training.enrolment import EnrolledTraining, EnrolmentProtocol, score_enrolment
 from ptssnn.training.trainer import EpochHook, FitResult, evaluate, fit
@@ -168,7 +169,7 @@ class CrossValResult:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.write_text(strict_json(data, indent=1))
     tmp.replace(path)
 
 

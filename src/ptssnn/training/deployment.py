@@ -42,6 +42,7 @@ import ptssnn
 from ptssnn.errors import PtssnnError
 from ptssnn.features.enrolment import SpeakerPrior, training_moments
 from ptssnn.features.table import LabelledFeatures
+from ptssnn.jsonio import dumps as strict_json
 from ptssnn.models.card import ModelCard, save_recognizer
 from ptssnn.models.factory import HeadSpec
 from ptssnn.training.config import TrainConfig, benchmark_train_config
@@ -339,4 +340,4 @@ def _epoch_logger(say: Callable[[str], None]) -> Callable[[dict[str, Any]], None
 def _jsonable(value: Any) -> Any:
     import json
 
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
+    return json.loads(strict_json(value, sort_keys=True, default=str))

@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save_file
 
 from ptssnn.errors import PtssnnError
 from ptssnn.features.table import LabelledFeatures
+from ptssnn.jsonio import dumps as strict_json
 from ptssnn.training.config import TrainConfig
 from ptssnn.training.crossval import ModelFactory, train_fold
 from ptssnn.training.views import LayerViews
@@ -87,7 +88,7 @@ def write_fold_job(
         "config": config.to_dict(),
         "speakers": ({i: speakers[i] for i in part.ids} if speakers is not None else None),
     }
-    (job_dir / "job.json").write_text(json.dumps(job, indent=1))
+    (job_dir / "job.json").write_text(strict_json(job, indent=1))
     return job_dir
 
 
@@ -159,9 +160,9 @@ def run_fold_job(job_dir: str | Path, *, resume: bool = False) -> dict[str, Any]
         "test": result.test.to_dict(),
         "predictions": result.predictions["predictions"],
     }
-    (job_dir / f"rank{rank}.json").write_text(json.dumps(summary, indent=1))
+    (job_dir / f"rank{rank}.json").write_text(strict_json(summary, indent=1))
     if rank == 0:
-        (job_dir / "result.json").write_text(json.dumps(summary, indent=1))
+        (job_dir / "result.json").write_text(strict_json(summary, indent=1))
         if model is not None:
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(job_dir / "model.safetensors"))
