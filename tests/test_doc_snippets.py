@@ -40,13 +40,16 @@ def test_the_readme_has_a_python_example() -> None:
 
 
 @pytest.fixture(scope="module")
-def scratch(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def scratch(enrol_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ptssnn.export import export_nir
     from ptssnn.models import load_pretrained
 
     folder = tmp_path_factory.mktemp("docs")
-    shutil.copytree(tiny_model_dir, folder / "models" / "casia")
+    shutil.copytree(enrol_model_dir, folder / "models" / "casia")  # takes speaker profiles
     sf.write(folder / "clip.wav", voiced(1.5, seed=4), 16000)
+    (folder / "me").mkdir()
+    for index, name in enumerate(["me1.wav", "me2.wav", "me/1.wav", "me/2.wav", "me/3.wav"]):
+        sf.write(folder / name, voiced(1.2, seed=10 + index), 16000)
     model, metadata = load_pretrained(folder / "models" / "casia")
     features = np.random.default_rng(0).standard_normal((120, model.config.input_dim))
     np.save(folder / "features.npy", features)
