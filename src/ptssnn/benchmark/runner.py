@@ -315,16 +315,17 @@ def run_probe_folds(
             norm, norm_scores = select_normalisation(views, fold, normalisation)
             stats, candidates = views.pooled(norm)
             test_rows = views.rows(fold.test)
+            # Fair to the neural heads: layer and C on validation, refit on train + val.
             probe = run_probe(stats, labels, candidates, views.rows(fold.train),
                               views.rows(fold.validation), test_rows,
-                              len(views.table.label_names), seed=seed,
-                              scores=views.layer_scores(fold, normalisation=norm))
+                              len(views.table.label_names), seed=seed)
             result = FoldResult(
                 fold=str(fold.name),
                 layers=probe.layer,
                 layer_scores=probe.validation_scores,
                 test=probe.test,
-                fit={"best_validation_ua": probe.validation_scores[probe.layer]},
+                fit={"best_validation_ua": probe.validation_scores[probe.layer],
+                     "c": probe.c, "refit": probe.refit},
                 num_parameters=probe.num_parameters,
                 predictions={
                     "ids": list(fold.test),

@@ -19,6 +19,7 @@ __all__ = ["PRESETS", "PTSSNNConfig", "get_preset", "list_presets"]
 CONTEXT_MODES = ("none", "readout", "bias")
 CALIBRATION_CONTEXTS = ("global", "causal")
 POOLINGS = ("spikes", "membrane")
+READOUTS = ("mean", "mean_std")
 
 
 @dataclass
@@ -50,6 +51,9 @@ class PTSSNNConfig:
         attention_heads: SSLA heads.
         pooling: masked mean over time of the output ``"spikes"`` or of the ``"membrane"``
             (the residual membrane stream feeding the output neurons).
+        readout: statistics over time of the pooled signal fed to the classifier: ``"mean"``
+            (D values) or ``"mean_std"`` (mean and standard deviation over the real frames,
+            2·D values: statistics pooling, as the linear probe reads the features).
         neuron: ``"plif"`` or ``"gelu"`` (the ANN baseline).
         init_tau, v_threshold, v_reset, decay_input, detach_reset: PLIF options
             (``v_reset=None`` = soft reset).
@@ -76,6 +80,7 @@ class PTSSNNConfig:
     num_prompts: int = 4
     attention_heads: int = 8
     pooling: str = "spikes"
+    readout: str = "mean"
     neuron: str = "plif"
     init_tau: float = 2.0
     v_threshold: float = 1.0
@@ -111,7 +116,7 @@ class PTSSNNConfig:
         if self.num_blocks < 0:
             raise ModelConfigError(f"num_blocks must be >= 0, got {self.num_blocks}")
         choices = {"context": CONTEXT_MODES, "calibration_context": CALIBRATION_CONTEXTS,
-                   "pooling": POOLINGS, "neuron": NEURONS, "plif_backend": ("fused", "loop")}
+                   "pooling": POOLINGS, "readout": READOUTS, "neuron": NEURONS, "plif_backend": ("fused", "loop")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ModelConfigError(

@@ -12,6 +12,8 @@ from ptssnn.errors import PtssnnError
 
 #: Feature standardisation modes (see ``TrainConfig.normalisation``).
 NORMALISATIONS = ("global", "speaker", "auto", "none")
+#: Where training augmentation acts (see ``TrainConfig.augment_space``).
+AUGMENT_SPACES = ("standardised", "raw")
 
 
 class TrainConfigError(PtssnnError):
@@ -48,6 +50,12 @@ class TrainConfig:
         time_mask_width: Max width of one time mask, in frames.
         feature_masks: Masks along the feature axis per training utterance.
         feature_mask_width: Max width of one feature mask, in channels.
+        augment_space: ``"standardised"``: masks, noise and mixup act on the features as
+            the head sees them after its input standardisation (a mask sets a channel to its
+            training mean; see :mod:`ptssnn.training.augment`); ``"raw"``: masks zero the raw
+            features (the earlier behaviour).
+        noise: Gaussian noise added to the standardised features during training (std).
+        mixup_alpha: Mixup's Beta(α, α) (0: off).
         max_train_frames: Random crop of longer training utterances (``None``: no crop);
             validation and test always see the whole utterance.
         length_jitter: Relative noise on lengths before bucketing, so batches differ per epoch.
@@ -94,6 +102,9 @@ class TrainConfig:
     feature_masks: int = 2
     feature_mask_width: int = 32
     max_train_frames: int | None = 50
+    augment_space: str = "raw"
+    noise: float = 0.0
+    mixup_alpha: float = 0.0
     length_jitter: float = 0.1
     frame_pool: int = 8
     refit: bool = False
@@ -128,6 +139,11 @@ class TrainConfig:
             problems.append(f"frame_pool must be >= 1 (got {self.frame_pool})")
         if self.max_train_frames is not None and self.max_train_frames < 1:
             problems.append("max_train_frames must be >= 1 or None")
+        if self.augment_space not in AUGMENT_SPACES:
+            problems.append(f"augment_space must be one of {', '.join(AUGMENT_SPACES)} "
+                            f"(got {self.augment_space!r})")
+        if self.noise < 0 or self.mixup_alpha < 0:
+            problems.append("noise and mixup_alpha must be >= 0")
         if self.normalisation not in NORMALISATIONS:
             problems.append(f"normalisation must be one of {', '.join(NORMALISATIONS)} "
                             f"(got {self.normalisation!r})")

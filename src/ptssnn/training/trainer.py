@@ -20,6 +20,7 @@ from torch import nn
 
 from ptssnn.errors import CheckpointError, PtssnnError
 from ptssnn.evaluation.metrics import ClassificationMetrics, classification_metrics
+from ptssnn.training.augment import augment, training_augmentation
 from ptssnn.training.checkpoint import (
     load_training_state,
     restore_rng,
@@ -32,7 +33,6 @@ from ptssnn.training.data import (
     collate,
     iterate_eval_batches,
     shard_batches,
-    spec_augment,
 )
 
 
@@ -221,6 +221,7 @@ def fit(
         weight = (counts.sum() / (num_classes * counts)).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
 
+    augmentation, moments = training_augmentation(model, train_data, config)
     num_batches = -(-len(train_data) // config.batch_size)
     steps_per_epoch = -(-num_batches // world)
     total_steps = steps_per_epoch * config.max_epochs
@@ -279,20 +280,16 @@ def fit(
         for indices in shard_batches(batches, rank, world):
             batch = collate(train_data, indices, crop_frames=config.max_train_frames,
                             generator=augment_rng)
-            batch = spec_augment(
-                batch,
-                time_masks=config.time_masks,
-                time_mask_width=config.time_mask_width,
-                feature_masks=config.feature_masks,
-                feature_mask_width=config.feature_mask_width,
-                generator=augment_rng,
-            )
+            mixed = augment(batch, *moments, augmentation, augment_rng)
             rate = learning_rate(step, peak=config.lr, warmup_steps=warmup_steps,
                                  total_steps=total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = rate
-            logits = network(batch.features.to(device), batch.mask.to(device))
-            loss = loss_fn(logits, batch.labels.to(device))
+            logits = network(mixed.features.to(device), mixed.mask.to(device))
+            loss = loss_fn(logits, mixed.labels.to(device))
+            if mixed.lam < 1.0:
+                loss = mixed.lam * loss + (1.0 - mixed.lam) * loss_fn(
+                    logits, mixed.partner_labels.to(device))
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"loss became {loss.item()} at epoch {epoch + 1}; lower TrainConfig.lr or "
