@@ -62,8 +62,8 @@ def trainer_mode_to_layer_spec(mode: str) -> str:
     from ptssnn.training import parse_layer_mode
 
     kind, indices = parse_layer_mode(mode)
-    if kind == "auto":
-        raise ValueError("resolve the 'auto' layer mode before saving it")
+    if kind in ("auto", "middle"):
+        raise ValueError(f"resolve the {kind!r} layer mode before saving it")
     if kind == "all":
         return "all"
     if kind == "mean":

@@ -54,6 +54,8 @@ class TrainConfig:
             the head sees them after its input standardisation (a mask sets a channel to its
             training mean; see :mod:`ptssnn.training.augment`); ``"raw"``: masks zero the raw
             features (the earlier behaviour).
+        body_lr_scale: Learning rate of every parameter but the read-out classifier, as a
+            fraction of ``lr`` (1: one rate for all).
         noise: Gaussian noise added to the standardised features during training (std).
         mixup_alpha: Mixup's Beta(α, α) (0: off).
         max_train_frames: Random crop of longer training utterances (``None``: no crop);
@@ -69,7 +71,9 @@ class TrainConfig:
             LOSO on four speakers then trains on three instead of two. Off by default (the
             validation scores of a refit head would be scores on its own training data); the
             benchmark turns it on (:func:`ptssnn.benchmark.runner.benchmark_train_config`).
-        layers: Which backbone hidden states the head reads: ``"auto"`` (chosen on the
+        layers: Which backbone hidden states the head reads: ``"middle"`` (the middle hidden
+            state, index ``L // 2`` of the ``L`` stored: 3 of whisper-base's 7; see
+            :func:`middle_layer`), ``"auto"`` (chosen on the
             validation speakers, see :func:`ptssnn.training.select_layers`), ``"all"``
             (learned softmax-weighted sum, the model's ``input_layers``), ``"mean"`` (average
             of all), ``"mean:a-b"`` (average of a..b) or one index such as ``"3"``.
@@ -103,6 +107,7 @@ class TrainConfig:
     feature_mask_width: int = 32
     max_train_frames: int | None = 50
     augment_space: str = "raw"
+    body_lr_scale: float = 1.0
     noise: float = 0.0
     mixup_alpha: float = 0.0
     length_jitter: float = 0.1
@@ -142,6 +147,8 @@ class TrainConfig:
         if self.augment_space not in AUGMENT_SPACES:
             problems.append(f"augment_space must be one of {', '.join(AUGMENT_SPACES)} "
                             f"(got {self.augment_space!r})")
+        if not 0 <= self.body_lr_scale <= 1:
+            problems.append(f"body_lr_scale must be in [0, 1] (got {self.body_lr_scale})")
         if self.noise < 0 or self.mixup_alpha < 0:
             problems.append("noise and mixup_alpha must be >= 0")
         if self.normalisation not in NORMALISATIONS:
@@ -196,17 +203,19 @@ def parse_layer_mode(mode: str) -> tuple[str, tuple[int, ...]]:
     """Parse a ``layers`` value.
 
     Args:
-        mode: ``"auto"``, ``"all"``, ``"mean"``, ``"mean:a-b"`` or a single index ``"k"``.
+        mode: ``"auto"``, ``"all"``, ``"mean"``, ``"middle"``, ``"mean:a-b"`` or a single
+            index ``"k"``.
 
     Returns:
-        ``(kind, indices)`` with kind in ``{"auto", "all", "mean", "single"}``; ``indices``
+        ``(kind, indices)`` with kind in ``{"auto", "all", "mean", "middle", "single"}``;
+        ``indices``
         is empty for "all of them" and explicit otherwise.
 
     Raises:
         TrainConfigError: On anything else.
     """
     text = str(mode).strip().lower()
-    if text in ("auto", "all", "mean"):
+    if text in ("auto", "all", "mean", "middle"):
         return text, ()
     if text.startswith("mean:"):
         body = text[5:]
@@ -225,5 +234,20 @@ def parse_layer_mode(mode: str) -> tuple[str, tuple[int, ...]]:
     if text.isdigit():
         return "single", (int(text),)
     raise TrainConfigError(
-        f"bad layers value {mode!r}: use 'auto', 'all', 'mean', 'mean:a-b' or one index like '3'"
+        f"bad layers value {mode!r}: use 'auto', 'all', 'mean', 'middle', 'mean:a-b' or one "
+        "index like '3'"
     )
+
+
+def middle_layer(num_layers: int) -> int:
+    """Index of the middle hidden state of ``num_layers`` (embedding output included).
+
+    The prior behind the ``"middle"`` layer mode: layer-wise probing of speech encoders finds
+    paralinguistic information (speaker, emotion) peaking in the middle layers, below the
+    top layers that specialise in the pre-training task (Pasad et al., 2021; Chen et al.,
+    WavLM 2022; the SUPERB emotion weights). A single hidden state also gives a small head
+    7× less input to overfit than all of them.
+    """
+    if num_layers < 1:
+        raise TrainConfigError(f"num_layers must be >= 1 (got {num_layers})")
+    return num_layers // 2

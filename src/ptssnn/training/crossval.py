@@ -29,7 +29,12 @@ from ptssnn.evaluation.metrics import (
     pooled_confusion,
     summarise_folds,
 )
-from ptssnn.training.config import TrainConfig, TrainConfigError, parse_layer_mode
+from ptssnn.training.config import (
+    TrainConfig,
+    TrainConfigError,
+    middle_layer,
+    parse_layer_mode,
+)
 from ptssnn.training.data import LabelledFeatures
 from ptssnn.training.trainer import EpochHook, FitResult, evaluate, fit
 
@@ -167,6 +172,7 @@ def select_layers(views: LayerViews, fold: FoldLike, mode: str, *, seed: int = 0
                   normalisation: str = "global") -> tuple[str, dict[str, float]]:
     """Resolve a layer mode for one fold.
 
+    ``"middle"`` is the middle hidden state (:func:`~ptssnn.training.config.middle_layer`).
     ``"auto"`` ranks every single hidden state and the average of all by the validation UA of
     a linear probe (mean+std pooling) trained on the fold's training split; the best wins.
     The learned weighted sum (``"all"``) cannot be ranked that cheaply; ask for it explicitly.
@@ -175,6 +181,8 @@ def select_layers(views: LayerViews, fold: FoldLike, mode: str, *, seed: int = 0
         ``(resolved mode, {candidate: validation UA})`` (scores empty unless ``"auto"``).
     """
     kind, _ = parse_layer_mode(mode)
+    if kind == "middle":
+        return str(middle_layer(views.table.num_layers)), {}
     if kind != "auto":
         return mode, {}
     if views.table.num_layers == 1:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ptssnn.errors import PtssnnError
-from ptssnn.training.config import TrainConfigError, parse_layer_mode
+from ptssnn.training.config import TrainConfigError, middle_layer, parse_layer_mode
 
 
 class DataError(PtssnnError):
@@ -146,6 +146,8 @@ class LabelledFeatures:
             TrainConfigError: For ``"auto"`` or an index beyond the stored layers.
         """
         kind, indices = parse_layer_mode(mode)
+        if kind == "middle":
+            kind, indices = "single", (middle_layer(self.num_layers),)
         if kind == "auto":
             raise TrainConfigError("layer mode 'auto' must be resolved before building batches")
         if self.features and self.features[0].dim() == 2:

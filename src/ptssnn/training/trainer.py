@@ -102,17 +102,22 @@ def _device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def _parameter_groups(model: nn.Module, weight_decay: float, body_lr_scale: float = 1.0
+                      ) -> list[dict[str, Any]]:
     # No decay on biases, norms, neuron time constants and bias voltages (1-D tensors).
-    decay, plain = [], []
+    # ``lr_scale``: the read-out (``model.classifier``) learns at the full rate, the body
+    # at ``body_lr_scale`` of it (see ``TrainConfig.body_lr_scale``).
+    readout = getattr(model, "classifier", None)
+    readout_ids = {id(p) for p in readout.parameters()} if isinstance(readout, nn.Module) \
+        else set()
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for parameter in model.parameters():
         if not parameter.requires_grad:
             continue
-        (decay if parameter.dim() >= 2 else plain).append(parameter)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if plain:
-        groups.append({"params": plain, "weight_decay": 0.0})
-    return groups
+        scale = 1.0 if id(parameter) in readout_ids else body_lr_scale
+        groups.setdefault((parameter.dim() >= 2, scale), []).append(parameter)
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0,
+             "lr_scale": scale} for (decay, scale), params in groups.items()]
 
 
 @torch.no_grad()
@@ -213,7 +218,8 @@ def fit(
         ids = [device.index] if device.type == "cuda" else None
         network = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     optimizer = torch.optim.AdamW(
-        _parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas
+        _parameter_groups(model, config.weight_decay, config.body_lr_scale), lr=config.lr,
+        betas=config.betas
     )
     weight = None
     if config.class_balanced:
@@ -284,7 +290,7 @@ def fit(
             rate = learning_rate(step, peak=config.lr, warmup_steps=warmup_steps,
                                  total_steps=total_steps)
             for group in optimizer.param_groups:
-                group["lr"] = rate
+                group["lr"] = rate * group["lr_scale"]
             logits = network(mixed.features.to(device), mixed.mask.to(device))
             loss = loss_fn(logits, mixed.labels.to(device))
             if mixed.lam < 1.0:
@@ -308,7 +314,7 @@ def fit(
         record = {
             "epoch": epoch,
             "train_loss": total_loss / max(1, total_items),
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_scale"],
         }
         if val_data is None:
             best_epoch = epoch  # no selection: the last epoch is the result
