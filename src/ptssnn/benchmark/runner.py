@@ -34,6 +34,7 @@ from ptssnn.training.crossval import (
     FoldResult,
     LayerViews,
     cross_validate,
+    select_layers,
     select_normalisation,
     train_fold,
 )
@@ -298,10 +299,13 @@ def run_probe_folds(
     resume: bool,
     fold_hook: Callable[[FoldResult], None] | None = None,
     normalisation: str = "global",
+    layers: str = "auto",
 ) -> CrossValResult:
     """The ``probe`` head on every fold (same records as the neural heads), reading the
     features normalised as ``normalisation`` says (``"auto"``: chosen per fold on validation,
-    as for the neural heads)."""
+    as for the neural heads). Layers: when the heads read one fixed hidden state (``layers``
+    ``"middle"`` or an index) the probe reads the same one; otherwise (``"all"``, ``"auto"``)
+    it chooses among every hidden state and their mean on validation."""
     from ptssnn.evaluation.probe import run_probe
 
     labels = views.table.labels.numpy()
@@ -316,9 +320,11 @@ def run_probe_folds(
             stats, candidates = views.pooled(norm)
             test_rows = views.rows(fold.test)
             # Fair to the neural heads: layer and C on validation, refit on train + val.
+            fixed, _ = select_layers(views, fold, layers if layers != "auto" else "all")
             probe = run_probe(stats, labels, candidates, views.rows(fold.train),
                               views.rows(fold.validation), test_rows,
-                              len(views.table.label_names), seed=seed)
+                              len(views.table.label_names), seed=seed,
+                              only=fixed if fixed in candidates else None)
             result = FoldResult(
                 fold=str(fold.name),
                 layers=probe.layer,
@@ -711,7 +717,7 @@ def run_corpus_heads(
                 views, task.folds, seed=seed,
                 out_dir=out / "runs" / task.name / PROBE / f"seed{seed}",
                 resume=settings.resume, fold_hook=lambda _r: progress.advance(1),
-                normalisation=settings.train.normalisation)
+                normalisation=settings.train.normalisation, layers=settings.train.layers)
     units = [(m, seed, k) for seed in range(settings.seeds) for m in neural
              for k in range(len(task.folds))]
     done_units: dict[tuple[str, int, int], dict[str, Any]] = {}
@@ -807,7 +813,8 @@ def run_cross_corpus(
             if model == PROBE:
                 runs[seed] = run_probe_folds(views, [fold], seed=seed, out_dir=run_dir,
                                              resume=settings.resume, fold_hook=on_fold,
-                                             normalisation=settings.train.normalisation)
+                                             normalisation=settings.train.normalisation,
+                                             layers=settings.train.layers)
             else:
                 runs[seed] = cross_validate(
                     views, [fold],

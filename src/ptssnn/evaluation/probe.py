@@ -167,6 +167,7 @@ def run_probe(
     seed: int = 0,
     refit: bool = True,
     balanced: bool = True,
+    only: str | None = None,
 ) -> ProbeResult:
     """Choose layer and ``C`` on validation, refit on training + validation, score the test.
 
@@ -180,12 +181,18 @@ def run_probe(
         refit: Fit the chosen probe on training + validation rows (the neural heads' refit);
             ``False`` fits it on the training rows only.
         balanced: Class-balanced loss.
+        only: Read this candidate only (the neural heads' fixed layer, e.g. ``"3"``); only
+            ``C`` is then chosen on validation. ``None``: every candidate competes.
     """
     if not cs:
         raise ValueError("run_probe needs at least one C")
+    if only is not None and only not in candidates:
+        raise ValueError(f"probe candidate {only!r} is not among {candidates}")
     best: tuple[float, int, float] | None = None  # (validation UA, candidate, C)
     scores: dict[str, float] = {}
     for k, name in enumerate(candidates):
+        if only is not None and name != only:
+            continue
         for c in cs:
             probe = LinearProbe(c=c, seed=seed, balanced=balanced).fit(
                 stats[train_rows, k], labels[train_rows])
