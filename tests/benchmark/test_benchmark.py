@@ -109,3 +109,13 @@ def test_results_table_rows():
     rows = results_table(fake_results(True))
     assert {r["model"] for r in rows} == {"pts-snn", "probe"}
     assert all(r["corpus"] == "casia (SYNTHETIC)" for r in rows)
+
+
+def test_benchmark_defaults_are_the_deployable_protocol():
+    from ptssnn.benchmark.runner import benchmark_train_config
+
+    config = benchmark_train_config()
+    # No test-speaker information: training-split moments only; refit on train + validation.
+    assert config.normalisation == "global" and config.refit
+    assert config.layers == "middle" and config.augment_space == "standardised"
+    assert config.mixup_alpha > 0

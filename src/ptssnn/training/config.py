@@ -29,8 +29,10 @@ class TrainConfig:
     frames averaged in eights (50 → 6.25 Hz: on CASIA the same UA as 12.5 Hz within the fold
     spread, 2.3× faster), at most 8 epochs (validation UA on CASIA whisper-base folds peaked
     at epochs 3-9, mean 6), then (benchmark) the refit on training + validation data; batch
-    16 (twice the updates of 32 per epoch at the same cost), lr 1e-3; the learned weighted
-    sum of all hidden states. Frame counts (``time_mask_width``, ``max_train_frames``) are
+    16 (twice the updates of 32 per epoch at the same cost), lr 1e-3; the middle hidden
+    state of the backbone (a prior, not tuned per corpus: see :func:`middle_layer`), and
+    mixup (α 0.4) with SpecAugment-style masks applied to the standardised features (see
+    :mod:`ptssnn.training.augment`); both measured in benchmarks/README.md. Frame counts (``time_mask_width``, ``max_train_frames``) are
     after pooling.
 
     Attributes:
@@ -106,14 +108,14 @@ class TrainConfig:
     feature_masks: int = 2
     feature_mask_width: int = 32
     max_train_frames: int | None = 50
-    augment_space: str = "raw"
+    augment_space: str = "standardised"
     body_lr_scale: float = 1.0
     noise: float = 0.0
-    mixup_alpha: float = 0.0
+    mixup_alpha: float = 0.4
     length_jitter: float = 0.1
     frame_pool: int = 8
     refit: bool = False
-    layers: str = "all"
+    layers: str = "middle"
     normalisation: str = "global"
     seed: int = 0
     num_threads: int | None = None
