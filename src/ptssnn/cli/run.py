@@ -69,7 +69,8 @@ def benchmark(
     epochs: Annotated[int | None, typer.Option(min=1, help="Max epochs per fold.")] = None,
     patience: Annotated[int | None, typer.Option(min=1, help="Early-stopping patience.")] = None,
     layers: Annotated[
-        str | None, typer.Option(help="Hidden states the neural heads read: middle, auto, all, mean, "
+        str | None, typer.Option(help="Hidden states the neural heads read: middle (the "
+                                 "default), auto, all, mean, "
                                  "mean:a-b or one index.")
     ] = None,
     normalisation: Annotated[

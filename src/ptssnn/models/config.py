@@ -116,7 +116,8 @@ class PTSSNNConfig:
         if self.num_blocks < 0:
             raise ModelConfigError(f"num_blocks must be >= 0, got {self.num_blocks}")
         choices = {"context": CONTEXT_MODES, "calibration_context": CALIBRATION_CONTEXTS,
-                   "pooling": POOLINGS, "readout": READOUTS, "neuron": NEURONS, "plif_backend": ("fused", "loop")}
+                   "pooling": POOLINGS, "readout": READOUTS, "neuron": NEURONS,
+                   "plif_backend": ("fused", "loop")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ModelConfigError(

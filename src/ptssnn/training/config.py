@@ -32,8 +32,8 @@ class TrainConfig:
     16 (twice the updates of 32 per epoch at the same cost), lr 1e-3; the middle hidden
     state of the backbone (a prior, not tuned per corpus: see :func:`middle_layer`), and
     mixup (α 0.4) with SpecAugment-style masks applied to the standardised features (see
-    :mod:`ptssnn.training.augment`); both measured in benchmarks/README.md. Frame counts (``time_mask_width``, ``max_train_frames``) are
-    after pooling.
+    :mod:`ptssnn.training.augment`); both measured in benchmarks/README.md. Frame counts
+    (``time_mask_width``, ``max_train_frames``) are after pooling.
 
     Attributes:
         lr: Peak AdamW learning rate.
