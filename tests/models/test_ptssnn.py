@@ -228,3 +228,14 @@ def test_mean_std_readout_reads_the_spread_over_time():
     torch.testing.assert_close(seen["x"][0, :SMALL["width"]], u[:, 0].mean(0))
     torch.testing.assert_close(seen["x"][0, SMALL["width"]:], u[:, 0].std(0, unbiased=False),
                                atol=1e-4, rtol=1e-4)
+
+
+def test_saturation_without_layer_norm_keeps_the_frame_level():
+    plain = create_model("pts-snn", 24, 3, **SMALL, saturation_norm=False)
+    normed = create_model("pts-snn", 24, 3, **SMALL)
+    x = torch.randn(2, 5, 24)
+    torch.testing.assert_close(plain.saturation(x), torch.tanh(x))
+    # A louder frame (every channel up by the same amount) is invisible after LayerNorm.
+    louder = x + 2.0
+    torch.testing.assert_close(normed.saturation(louder), normed.saturation(x))
+    assert not torch.allclose(plain.saturation(louder), plain.saturation(x))

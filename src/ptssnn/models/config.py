@@ -40,6 +40,8 @@ class PTSSNNConfig:
             for ``vanilla-snn``, the paper's baseline on the raw features.
         saturation: soft saturation ``tanh(ξ·LayerNorm(x))`` of the input features.
         saturation_xi: ξ.
+        saturation_norm: the per-frame LayerNorm inside the saturation (the paper's); off:
+            ``tanh(ξ·x)`` on the standardised features.
         shift_later: fraction of channels shifted one step later (1/8, as TSM).
         shift_earlier: fraction of channels shifted one step earlier (1/8).
         context: ``"none"``; ``"readout"`` (SSLA context of the soft prompts added to the pooled
@@ -73,6 +75,7 @@ class PTSSNNConfig:
     standardise_input: bool = True
     saturation: bool = True
     saturation_xi: float = 1.0
+    saturation_norm: bool = True
     shift_later: float = 0.125
     shift_earlier: float = 0.125
     context: str = "bias"

@@ -46,11 +46,15 @@ def _fed_by_spikes(layer: nn.Linear, spiking: bool) -> nn.Linear:
 
 
 class SoftSaturation(nn.Module):
-    """``tanh(ξ · LayerNorm(x))``: bounds the frozen features' dynamic range to (-1, 1)."""
+    """``tanh(ξ · LayerNorm(x))``: bounds the frozen features' dynamic range to (-1, 1).
 
-    def __init__(self, dim: int, xi: float = 1.0) -> None:
+    ``norm=False`` drops the per-frame LayerNorm (``tanh(ξ·x)``): on globally standardised
+    input the range is already controlled, and the LayerNorm removes each frame's level
+    across channels (for log-Mel features: its loudness)."""
+
+    def __init__(self, dim: int, xi: float = 1.0, norm: bool = True) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm: nn.Module = nn.LayerNorm(dim) if norm else nn.Identity()
         self.xi = float(xi)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,8 +146,8 @@ class PTSSNN(nn.Module):
         with _seeded(c.seed):
             self.layer_weights = (nn.Parameter(torch.zeros(c.input_layers))
                                   if c.input_layers > 1 else None)
-            self.saturation = SoftSaturation(c.input_dim, c.saturation_xi) if c.saturation \
-                else None
+            self.saturation = SoftSaturation(c.input_dim, c.saturation_xi,
+                                             c.saturation_norm) if c.saturation else None
             self.projection = _fed_by_spikes(nn.Linear(c.input_dim, c.width), False)
             self.projection_norm = nn.LayerNorm(c.width)
             self.calibration = None
