@@ -31,6 +31,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "defaults": ({}, {}),
     "before": ({"layers": "all", "augment_space": "raw", "mixup_alpha": 0.0}, {}),
     "all-layers": ({"layers": "all"}, {}),
+    "auto-layer": ({"layers": "auto"}, {}),
     "no-mixup": ({"mixup_alpha": 0.0}, {}),
     "raw-masks": ({"augment_space": "raw"}, {}),
     # The two changes alone: "before" + the middle layer, "before" + mixup and
