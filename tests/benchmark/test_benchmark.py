@@ -149,3 +149,13 @@ def test_progress_bar_fits_80_columns_without_cutting():
     text = out.getvalue()
     assert "…" not in text and "12/1234" in text and "ETA" in text
     assert "speaker-independent loso" in " ".join(text.split())
+
+
+def test_benchmark_defaults_are_the_deployable_protocol():
+    from ptssnn.training.config import benchmark_train_config
+
+    config = benchmark_train_config()
+    # No test-speaker information: training-split moments only; refit on train + validation.
+    assert config.normalisation == "global" and config.refit
+    assert config.layers == "middle" and config.augment_space == "standardised"
+    assert config.mixup_alpha > 0

@@ -31,7 +31,7 @@ def test_benchmark_smoke_on_real_casia_subset_and_resume(shared_data, tmp_path):
     args = ("benchmark", "casia", "--data-root", str(shared_data), "--backbone", "fbank",
             "--models", "pts-snn,ann,probe", "--epochs", "2", "--limit", "2",
             "--cache", str(tmp_path / "cache"), "--out", str(out), "--jobs", "2",
-            "--no-progress")
+            "--normalisation", "auto", "--no-progress")
     result = invoke(*args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     results = json.loads((out / "results.json").read_text())

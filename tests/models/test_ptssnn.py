@@ -205,3 +205,37 @@ def test_forward_is_traceable():
     with torch.no_grad():
         traced = torch.jit.trace(model, (x, mask))
         torch.testing.assert_close(traced(x, mask), model(x, mask))
+
+
+def test_mean_std_readout_reads_the_spread_over_time():
+    model = create_model("ann", 24, 3, **SMALL, readout="mean_std",
+                         pooling="membrane").eval()
+    assert model.classifier.in_features == 2 * SMALL["width"]
+    x, mask = _batch()
+    logits = model(x, mask)
+    padded = torch.cat([x, torch.randn(4, 6, 24)], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(4, 6, dtype=torch.bool)], dim=1)
+    torch.testing.assert_close(model(padded, padded_mask), logits)
+    # The features the classifier sees: [mean, std] of the membrane over the real frames.
+    seen = {}
+    model.classifier.register_forward_hook(lambda m, i, o: seen.update(x=i[0]))
+    one = x[:1, :5]
+    model(one, None)
+    u = model._embed(model._prepare(one, None)[0])
+    bias, _ = model.calibration(u, None)
+    for i, block in enumerate(model.blocks):
+        u = block(u, bias[..., i, :], None)
+    torch.testing.assert_close(seen["x"][0, :SMALL["width"]], u[:, 0].mean(0))
+    torch.testing.assert_close(seen["x"][0, SMALL["width"]:], u[:, 0].std(0, unbiased=False),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_saturation_without_layer_norm_keeps_the_frame_level():
+    plain = create_model("pts-snn", 24, 3, **SMALL, saturation_norm=False)
+    normed = create_model("pts-snn", 24, 3, **SMALL)
+    x = torch.randn(2, 5, 24)
+    torch.testing.assert_close(plain.saturation(x), torch.tanh(x))
+    # A louder frame (every channel up by the same amount) is invisible after LayerNorm.
+    louder = x + 2.0
+    torch.testing.assert_close(normed.saturation(louder), normed.saturation(x))
+    assert not torch.allclose(plain.saturation(louder), plain.saturation(x))

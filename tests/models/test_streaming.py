@@ -93,3 +93,15 @@ def test_stream_with_layer_stack_and_no_mask():
         logits, state = model.stream_step(x[:, :, 4:], state)
         torch.testing.assert_close(logits, model(x), rtol=1e-4, atol=1e-5)
     assert state["frames"] == 10
+
+
+@pytest.mark.parametrize("pooling", ["spikes", "membrane"])
+@pytest.mark.parametrize("sizes", [[23], [5, 1, 8, 9]])
+def test_mean_std_readout_streams_like_forward(pooling, sizes):
+    model = _model("pts-snn", calibration_context="causal", readout="mean_std",
+                   pooling=pooling)
+    x, mask = _clip()
+    with torch.no_grad():
+        for end, logits in _stream(model, x, mask, sizes):
+            torch.testing.assert_close(logits, model(x[:, :end], mask[:, :end]),
+                                       rtol=1e-7, atol=1e-7)

@@ -15,6 +15,10 @@ SYNTHETIC_BANNER = (
 )
 
 
+#: The baseline head's name (``ptssnn.benchmark.runner.PROBE``).
+PROBE_NAME = "probe"
+
+
 def _pct(entry: dict[str, Any] | None) -> str:
     if not entry or entry.get("mean") is None or math.isnan(entry["mean"]):
         return "n/a"
@@ -161,9 +165,18 @@ def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | No
         f"{train['label_smoothing']}, layers `{train['layers']}`, feature standardisation "
         f"`{train.get('normalisation', 'none')}`, backbone frames averaged "
         f"in groups of {train.get('frame_pool', 1)}"
-        f"{', refit on training + validation' if train.get('refit') else ''}."
+        f"{', refit on training + validation' if train.get('refit') else ''}; mixup α "
+        f"{train.get('mixup_alpha', 0.0)}, masks and mixup on the "
+        f"{train.get('augment_space', 'raw')} features."
     )
     lines.append("")
+    if PROBE_NAME in settings["models"]:
+        lines.append(
+            "Probe: class-balanced logistic regression on mean + std over time of one hidden "
+            "state; C (0.01 / 0.1 / 1) chosen on the validation speakers, and the hidden "
+            "state too unless the heads read a fixed one (then the same one); refit on "
+            "training + validation data, as the neural heads are.")
+        lines.append("")
     lines.append(
         "Column *features*: how many fold runs read globally standardised features "
         "(training-split moments, kept in the model), speaker-standardised ones (each speaker "

@@ -320,7 +320,8 @@ def run_cross_corpus(
             if model == PROBE:
                 runs[seed] = run_probe_folds(views, [fold], seed=seed, out_dir=run_dir,
                                              resume=settings.resume, fold_hook=on_fold,
-                                             normalisation=settings.train.normalisation)
+                                             normalisation=settings.train.normalisation,
+                                             layers=settings.train.layers)
             else:
                 runs[seed] = cross_validate(
                     views, [fold],

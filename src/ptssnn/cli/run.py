@@ -69,13 +69,16 @@ def benchmark(
     epochs: Annotated[int | None, typer.Option(min=1, help="Max epochs per fold.")] = None,
     patience: Annotated[int | None, typer.Option(min=1, help="Early-stopping patience.")] = None,
     layers: Annotated[
-        str | None, typer.Option(help="Hidden states the neural heads read: auto, all, mean, "
+        str | None, typer.Option(help="Hidden states the neural heads read: middle (the "
+                                 "default), auto, all, mean, "
                                  "mean:a-b or one index.")
     ] = None,
     normalisation: Annotated[
-        str | None, typer.Option(help="Feature standardisation: auto (global or per speaker, "
-                                 "chosen per fold on validation; the default), global, "
-                                 "speaker or none.")
+        str | None, typer.Option(help="Feature standardisation: global (training-split "
+                                 "moments; the default, deployable), speaker or auto (per "
+                                 "speaker or global, chosen per fold on validation; per-speaker "
+                                 "moments read the test speakers' unlabelled audio: "
+                                 "transductive) or none.")
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Training config JSON (TrainConfig fields; replaces "

@@ -558,7 +558,8 @@ def train_command(
     layers: Annotated[
         str | None,
         typer.Option(
-            help="Backbone layers: auto, all, mean, mean:a-b or one index (default: trainer's)."
+            help="Backbone layers: middle, auto, all, mean, mean:a-b or one index "
+                 "(default: trainer's)."
         ),
     ] = None,
     frame_pool: Annotated[

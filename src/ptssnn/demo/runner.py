@@ -36,7 +36,7 @@ def demo_train_config(epochs: int | None = None) -> TrainConfig:
     # fbank at 50 Hz pooled to 12.5 Hz: prosody (pitch contour, tempo) survives, cost / 4.
     return TrainConfig(max_epochs=max_epochs, patience=max(3, max_epochs // 3), lr=1e-3,
                        warmup_epochs=1.0, layers="0", frame_pool=4, max_train_frames=None,
-                       refit=True, normalisation="auto")
+                       refit=True, normalisation="global")
 
 
 def synthetic_task(root: str | Path, *, clips_per_class: int = 16, seed: int = 0) -> CorpusTask:

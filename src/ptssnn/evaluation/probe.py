@@ -1,8 +1,11 @@
 """``probe``: the non-neural baseline of every table.
 
-A logistic regression on the mean and standard deviation over time of one backbone hidden
-state (``[2D]`` per utterance); which hidden state is chosen on the validation speakers. The
-same machinery ranks layer choices for the neural heads when their ``layers`` is ``"auto"``.
+A class-balanced logistic regression on the mean and standard deviation over time of one
+backbone hidden state (``[2D]`` per utterance). It is held to the neural heads' protocol:
+the hidden state and the inverse regularisation ``C`` are chosen together on the validation
+speakers, then the probe is refitted on training + validation data (as the benchmark refits
+the neural heads) and scored once on the test fold. The same machinery ranks layer choices
+for the neural heads when their ``layers`` is ``"auto"``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from ptssnn.features.table import LabelledFeatures
 
 #: Name of the extra candidate "average of all hidden states".
 MEAN_CANDIDATE = "mean"
+#: Inverse regularisation strengths the probe chooses from on validation.
+PROBE_CS = (0.01, 0.1, 1.0)
 
 
 def pooled_statistics(data: LabelledFeatures) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -52,17 +57,21 @@ def pooled_statistics(data: LabelledFeatures) -> tuple[np.ndarray, tuple[str, ..
 
 @dataclass
 class LinearProbe:
-    """Standardised features → multinomial logistic regression (scikit-learn, lbfgs)."""
+    """Standardised features → multinomial logistic regression (scikit-learn, lbfgs).
+
+    ``balanced`` weights classes by inverse frequency (the benchmark's metric is UA)."""
 
     c: float = 1.0
     max_iter: int = 2000
     seed: int = 0
+    balanced: bool = False
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LinearProbe:
         """Fit on ``x [N, F]``, ``y [N]``."""
         self.scaler_ = StandardScaler().fit(x)
         self.model_ = LogisticRegression(C=self.c, max_iter=self.max_iter,
-                                         random_state=self.seed)
+                                         random_state=self.seed,
+                                         class_weight="balanced" if self.balanced else None)
         with warnings.catch_warnings():
             # Near-separable folds converge slowly; the scores are still the usual ones.
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -117,25 +126,31 @@ class ProbeResult:
 
     Attributes:
         layer: Chosen candidate (``"3"``, ``"mean"``...).
-        validation_scores: Validation UA of every candidate.
+        c: Chosen inverse regularisation strength.
+        validation_scores: Validation UA of every candidate (at its best ``C``).
         test: Test metrics of the chosen probe.
         predictions: ``[N_test]`` predicted classes.
         num_parameters: Weights + biases of the logistic regression.
+        refit: Whether the final probe was fitted on training + validation rows.
     """
 
     layer: str
+    c: float
     validation_scores: dict[str, float]
     test: ClassificationMetrics
     predictions: np.ndarray
     num_parameters: int
+    refit: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {
             "layer": self.layer,
+            "c": self.c,
             "validation_scores": self.validation_scores,
             "test": self.test.to_dict(),
             "num_parameters": self.num_parameters,
+            "refit": self.refit,
         }
 
 
@@ -148,11 +163,13 @@ def run_probe(
     test_rows: np.ndarray,
     num_classes: int,
     *,
-    c: float = 1.0,
+    cs: tuple[float, ...] = PROBE_CS,
     seed: int = 0,
-    scores: dict[str, float] | None = None,
+    refit: bool = True,
+    balanced: bool = True,
+    only: str | None = None,
 ) -> ProbeResult:
-    """Choose the layer on validation, train on the training rows, score the test rows.
+    """Choose layer and ``C`` on validation, refit on training + validation, score the test.
 
     Args:
         stats: ``[N, K, F]`` pooled statistics of a whole corpus (:func:`pooled_statistics`).
@@ -160,18 +177,43 @@ def run_probe(
         candidates: Names of the K rows.
         train_rows, val_rows, test_rows: Row indices of the fold's three splits.
         num_classes: C.
+        cs: Inverse regularisation strengths to choose from.
+        refit: Fit the chosen probe on training + validation rows (the neural heads' refit);
+            ``False`` fits it on the training rows only.
+        balanced: Class-balanced loss.
+        only: Read this candidate only (the neural heads' fixed layer, e.g. ``"3"``); only
+            ``C`` is then chosen on validation. ``None``: every candidate competes.
     """
-    scores = probe_layer_scores(stats[train_rows], labels[train_rows], stats[val_rows],
-                                labels[val_rows], candidates, num_classes, c=c, seed=seed)
-    chosen = best_candidate(scores)
-    k = candidates.index(chosen)
-    probe = LinearProbe(c=c, seed=seed).fit(stats[train_rows, k], labels[train_rows])
+    if not cs:
+        raise ValueError("run_probe needs at least one C")
+    if only is not None and only not in candidates:
+        raise ValueError(f"probe candidate {only!r} is not among {candidates}")
+    best: tuple[float, int, float] | None = None  # (validation UA, candidate, C)
+    scores: dict[str, float] = {}
+    for k, name in enumerate(candidates):
+        if only is not None and name != only:
+            continue
+        for c in cs:
+            probe = LinearProbe(c=c, seed=seed, balanced=balanced).fit(
+                stats[train_rows, k], labels[train_rows])
+            ua = classification_metrics(labels[val_rows], probe.predict(stats[val_rows, k]),
+                                        num_classes).ua
+            scores[name] = max(scores.get(name, -1.0), ua)
+            # Ties: the earlier candidate, then the smaller C (the stronger regulariser).
+            if best is None or ua > best[0]:
+                best = (ua, k, c)
+    assert best is not None
+    _, k, c = best
+    rows = np.concatenate([train_rows, val_rows]) if refit else train_rows
+    probe = LinearProbe(c=c, seed=seed, balanced=balanced).fit(stats[rows, k], labels[rows])
     predicted = probe.predict(stats[test_rows, k])
     coef = probe.model_.coef_
     return ProbeResult(
-        layer=chosen,
+        layer=candidates[k],
+        c=c,
         validation_scores=scores,
         test=classification_metrics(labels[test_rows], predicted, num_classes),
         predictions=np.asarray(predicted),
         num_parameters=int(coef.size + probe.model_.intercept_.size),
+        refit=refit,
     )

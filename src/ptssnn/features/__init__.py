@@ -11,7 +11,7 @@ from __future__ import annotations
 from ptssnn.features.distributed import ProcessGroup
 from ptssnn.features.extraction import AudioPolicy, extract_features
 from ptssnn.features.feature_set import ExtractionFailure, ExtractionReport, FeatureSet
-from ptssnn.features.layers import LayerSelection, LayerSelectionError
+from ptssnn.features.layers import LayerSelection, LayerSelectionError, middle_layer
 from ptssnn.features.pipeline import (
     FeaturePipeline,
     FeaturePipelineError,
@@ -48,6 +48,7 @@ __all__ = [
     "default_cache_dir",
     "extract_features",
     "file_sha256",
+    "middle_layer",
     "pad_items",
     "standardise",
 ]

@@ -18,7 +18,8 @@ from ptssnn.errors import PtssnnError
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
-_HELP = ("use 'auto', 'all', one index like '3' or '-1', a list like '1,3,5', a range like "
+_HELP = ("use 'auto', 'middle', 'all', one index like '3' or '-1', a list like '1,3,5', a "
+         "range like "
          "'2-4', or 'mean' / 'mean:2-4' / 'mean:1,3' for an average")
 
 
@@ -32,7 +33,9 @@ class LayerSelection:
 
     Grammar (case and spaces ignored): ``"auto"`` (chosen on validation speakers, see
     :func:`ptssnn.training.select_layers`; must be resolved before features are prepared or
-    saved), ``"all"`` (every hidden state, a multi-layer head), one index ``"3"`` / ``"-1"``,
+    saved), ``"middle"`` (the middle hidden state, index ``L // 2``: see
+    :func:`middle_layer`), ``"all"`` (every hidden state, a multi-layer head), one index
+    ``"3"`` / ``"-1"``,
     a list ``"1,3,5"``, a range ``"2-4"``, and ``"mean"`` / ``"mean:all"`` / ``"mean:2-4"`` /
     ``"mean:1,3"`` (the average of those states, one input layer).
 
@@ -43,11 +46,13 @@ class LayerSelection:
         indices: Selected hidden-state indices in order, or ``None`` for all.
         mean: Average the selected states into one (``L_sel = 1``).
         auto: Not chosen yet (``indices`` and ``mean`` are then meaningless).
+        middle: The middle hidden state of whatever backbone it meets (``L // 2``).
     """
 
     indices: tuple[int, ...] | None = None
     mean: bool = False
     auto: bool = False
+    middle: bool = False
 
     @classmethod
     def parse(cls, text: str | int | LayerSelection) -> LayerSelection:
@@ -63,6 +68,8 @@ class LayerSelection:
         spec = str(text).strip().lower().replace(" ", "")
         if spec == "auto":
             return cls(auto=True)
+        if spec == "middle":
+            return cls(middle=True)
         if spec == "mean":
             return cls(indices=None, mean=True)
         mean = spec.startswith("mean:")
@@ -90,6 +97,8 @@ class LayerSelection:
     def __str__(self) -> str:
         if self.auto:
             return "auto"
+        if self.middle:
+            return "middle"
         if self.indices is None:
             return "mean" if self.mean else "all"
         body = ",".join(map(str, self.indices))
@@ -108,6 +117,8 @@ class LayerSelection:
             LayerSelectionError: ``auto``, or an index out of range.
         """
         self._require_resolved()
+        if self.middle:
+            return (middle_layer(num_hidden_states),)
         if self.indices is None:
             return tuple(range(num_hidden_states))
         resolved = []
@@ -147,3 +158,18 @@ class LayerSelection:
                 return selected.float().mean(dim=0, keepdim=True).to(selected.dtype)
             return selected.mean(axis=0, keepdims=True, dtype=np.float32).astype(selected.dtype)
         return selected
+
+
+def middle_layer(num_hidden_states: int) -> int:
+    """Index of the middle hidden state of ``num_hidden_states`` (embedding output included).
+
+    The prior behind the ``"middle"`` selection: layer-wise probing of speech encoders finds
+    paralinguistic information (speaker, emotion) peaking in the middle layers, below the
+    top layers that specialise in the pre-training task (Pasad et al., 2021; Chen et al.,
+    WavLM 2022; the SUPERB emotion weights). A single hidden state also gives a small head
+    ``L`` times less input to overfit than all of them.
+    """
+    if num_hidden_states < 1:
+        raise LayerSelectionError(
+            f"a backbone has at least one hidden state, not {num_hidden_states}")
+    return num_hidden_states // 2

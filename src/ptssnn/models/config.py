@@ -25,6 +25,7 @@ POOLINGS = ("spikes", "membrane")
 SIZE_BOUNDS = {"input_dim": 16384, "num_classes": 10000, "input_layers": 256, "width": 8192,
                "num_blocks": 64, "block_hidden": 65536, "num_prompts": 4096,
                "attention_heads": 1024}
+READOUTS = ("mean", "mean_std")
 
 
 @dataclass
@@ -45,6 +46,8 @@ class PTSSNNConfig:
             for ``vanilla-snn``, the paper's baseline on the raw features.
         saturation: soft saturation ``tanh(ξ·LayerNorm(x))`` of the input features.
         saturation_xi: ξ.
+        saturation_norm: the per-frame LayerNorm inside the saturation (the paper's); off:
+            ``tanh(ξ·x)`` on the standardised features.
         shift_later: fraction of channels shifted one step later (1/8, as TSM).
         shift_earlier: fraction of channels shifted one step earlier (1/8).
         context: ``"none"``; ``"readout"`` (SSLA context of the soft prompts added to the pooled
@@ -56,6 +59,9 @@ class PTSSNNConfig:
         attention_heads: SSLA heads.
         pooling: masked mean over time of the output ``"spikes"`` or of the ``"membrane"``
             (the residual membrane stream feeding the output neurons).
+        readout: statistics over time of the pooled signal fed to the classifier: ``"mean"``
+            (D values) or ``"mean_std"`` (mean and standard deviation over the real frames,
+            2·D values: statistics pooling, as the linear probe reads the features).
         neuron: ``"plif"`` or ``"gelu"`` (the ANN baseline).
         norm: normalisation of the currents inside the spiking path (after the projection,
             the blocks' ``fc1``/``fc2`` and the calibration's key/value maps): ``"layer"``
@@ -83,6 +89,7 @@ class PTSSNNConfig:
     standardise_input: bool = True
     saturation: bool = True
     saturation_xi: float = 1.0
+    saturation_norm: bool = True
     shift_later: float = 0.125
     shift_earlier: float = 0.125
     context: str = "bias"
@@ -90,6 +97,7 @@ class PTSSNNConfig:
     num_prompts: int = 4
     attention_heads: int = 8
     pooling: str = "spikes"
+    readout: str = "mean"
     neuron: str = "plif"
     norm: str = "layer"
     init_tau: float = 2.0
@@ -131,7 +139,7 @@ class PTSSNNConfig:
         if self.num_blocks < 0:
             raise ModelConfigError(f"num_blocks must be >= 0, got {self.num_blocks}")
         choices = {"context": CONTEXT_MODES, "calibration_context": CALIBRATION_CONTEXTS,
-                   "pooling": POOLINGS, "neuron": NEURONS, "norm": NORMS,
+                   "pooling": POOLINGS, "readout": READOUTS, "neuron": NEURONS, "norm": NORMS,
                    "plif_backend": BACKENDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -47,11 +47,15 @@ def _fed_by_spikes(layer: nn.Linear, spiking: bool) -> nn.Linear:
 
 
 class SoftSaturation(nn.Module):
-    """``tanh(ξ · LayerNorm(x))``: bounds the frozen features' dynamic range to (-1, 1)."""
+    """``tanh(ξ · LayerNorm(x))``: bounds the frozen features' dynamic range to (-1, 1).
 
-    def __init__(self, dim: int, xi: float = 1.0) -> None:
+    ``norm=False`` drops the per-frame LayerNorm (``tanh(ξ·x)``): on globally standardised
+    input the range is already controlled, and the LayerNorm removes each frame's level
+    across channels (for log-Mel features: its loudness)."""
+
+    def __init__(self, dim: int, xi: float = 1.0, norm: bool = True) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm: nn.Module = nn.LayerNorm(dim) if norm else nn.Identity()
         self.xi = float(xi)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,6 +113,12 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (x * m[..., None]).sum(0) / m.sum(0).clamp(min=1.0)[:, None]
 
 
+def _spread(mean_square: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Standard deviation over time from the running moments (floored for a finite gradient:
+    a silent or always-firing neuron has zero spread)."""
+    return (mean_square - mean * mean).clamp(min=0.0).add(1e-6).sqrt()
+
+
 class PTSSNN(nn.Module):
     """PTS-SNN head (and its ablations / ANN twin, by config).
 
@@ -135,8 +145,8 @@ class PTSSNN(nn.Module):
         with _seeded(c.seed):
             self.layer_weights = (nn.Parameter(torch.zeros(c.input_layers))
                                   if c.input_layers > 1 else None)
-            self.saturation = SoftSaturation(c.input_dim, c.saturation_xi) if c.saturation \
-                else None
+            self.saturation = SoftSaturation(c.input_dim, c.saturation_xi,
+                                             c.saturation_norm) if c.saturation else None
             self.projection = _fed_by_spikes(nn.Linear(c.input_dim, c.width), False)
             self.projection_norm = make_norm(c.norm, c.width)
             self.calibration = None
@@ -151,7 +161,8 @@ class PTSSNN(nn.Module):
             self.output_neuron = make_neuron(c.neuron, **options)
             self.dropout = nn.Dropout(c.dropout)
             # Fed by the pooled firing rates (real values), once per utterance.
-            self.classifier = _fed_by_spikes(nn.Linear(c.width, c.num_classes), False)
+            readout_dim = c.width * (2 if c.readout == "mean_std" else 1)
+            self.classifier = _fed_by_spikes(nn.Linear(readout_dim, c.num_classes), False)
             self.classifier.per_utterance = True  # type: ignore[attr-defined]
 
     # ----------------------------------------------------------------- bookkeeping
@@ -272,9 +283,11 @@ class PTSSNN(nn.Module):
         for i, block in enumerate(self.blocks):
             u = block(u, None if bias is None else bias[..., i, :], m)
         out = self.output_neuron(u, mask=m)
-        pooled = _masked_mean(out if self.config.pooling == "spikes" else u, m)
-        if readout is not None:
-            pooled = pooled + readout
+        signal = out if self.config.pooling == "spikes" else u
+        mean = _masked_mean(signal, m)
+        pooled = mean if readout is None else mean + readout
+        if self.config.readout == "mean_std":
+            pooled = torch.cat([pooled, _spread(_masked_mean(signal * signal, m), mean)], -1)
         return self.classifier(self.dropout(pooled))
 
     # ----------------------------------------------------------------- streaming
@@ -292,6 +305,7 @@ class PTSSNN(nn.Module):
         } for _ in self.blocks]
         return {"calibration": None, "blocks": blocks, "output": None,
                 "pool_sum": p.new_zeros(batch_size, d), "pool_count": p.new_zeros(batch_size),
+                "pool_square": p.new_zeros(batch_size, d),
                 "readout": None, "frames": 0}
 
     def _block_stream(self, index: int, u: torch.Tensor, m: torch.Tensor,
@@ -340,14 +354,17 @@ class PTSSNN(nn.Module):
         return out_u, all_m[:ready], None if all_b is None else all_b[:ready], new_state
 
     def _pool_update(self, u: torch.Tensor, m: torch.Tensor, v_out: torch.Tensor | None
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Output neurons on emitted frames → (masked sum ``[B, D]``, count ``[B]``, state)."""
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Output neurons on emitted frames → (masked sum ``[B, D]``, masked sum of squares
+        ``[B, D]``, count ``[B]``, state)."""
         if u.shape[0] == 0:
-            return u.new_zeros(u.shape[1:]), u.new_zeros(u.shape[1]), v_out
+            zeros = u.new_zeros(u.shape[1:])
+            return zeros, zeros, u.new_zeros(u.shape[1]), v_out
         out, v_out = self.output_neuron(u, mask=m, v=v_out, return_state=True)
         pooled_input = out if self.config.pooling == "spikes" else u
-        mf = m.to(u.dtype)
-        return (pooled_input * mf[..., None]).sum(0), mf.sum(0), v_out
+        weighted = pooled_input * m.to(u.dtype)[..., None]
+        return (weighted.sum(0), (weighted * pooled_input).sum(0), m.to(u.dtype).sum(0),
+                v_out)
 
     def stream_step(self, features_chunk: torch.Tensor, state: dict,
                     mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
@@ -392,10 +409,11 @@ class PTSSNN(nn.Module):
         for i in range(len(self.blocks)):
             u, m, b, block_state = self._block_stream(i, u, m, b, state["blocks"][i], False)
             block_states.append(block_state)
-        pool_sum, pool_count, v_out = self._pool_update(u, m, state["output"])
+        pool_sum, pool_square, pool_count, v_out = self._pool_update(u, m, state["output"])
         new_state = {
             "calibration": calibration_state, "blocks": block_states, "output": v_out,
             "pool_sum": state["pool_sum"] + pool_sum,
+            "pool_square": state["pool_square"] + pool_square,
             "pool_count": state["pool_count"] + pool_count,
             "readout": readout, "frames": state["frames"] + x.shape[0],
         }
@@ -410,9 +428,11 @@ class PTSSNN(nn.Module):
         b = None
         for i in range(len(self.blocks)):
             u, m, b, _ = self._block_stream(i, u, m, b, state["blocks"][i], True)
-        pool_sum, pool_count, _ = self._pool_update(u, m, state["output"])
-        pooled = (state["pool_sum"] + pool_sum) / \
-            (state["pool_count"] + pool_count).clamp(min=1.0)[:, None]
-        if state["readout"] is not None:
-            pooled = pooled + state["readout"]
+        pool_sum, pool_square, pool_count, _ = self._pool_update(u, m, state["output"])
+        count = (state["pool_count"] + pool_count).clamp(min=1.0)[:, None]
+        mean = (state["pool_sum"] + pool_sum) / count
+        pooled = mean if state["readout"] is None else mean + state["readout"]
+        if self.config.readout == "mean_std":
+            pooled = torch.cat([pooled, _spread((state["pool_square"] + pool_square) / count,
+                                                mean)], -1)
         return self.classifier(self.dropout(pooled))

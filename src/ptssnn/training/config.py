@@ -14,6 +14,8 @@ from ptssnn.jsonio import dumps as strict_json
 
 #: Feature standardisation modes (see ``TrainConfig.normalisation``).
 NORMALISATIONS = ("global", "speaker", "enrolled", "auto", "none")
+#: Where training augmentation acts (see ``TrainConfig.augment_space``).
+AUGMENT_SPACES = ("standardised", "raw")
 
 
 class TrainConfigError(PtssnnError):
@@ -29,9 +31,12 @@ class TrainConfig:
     frames averaged in eights (50 → 6.25 Hz: on CASIA the same UA as 12.5 Hz within the fold
     spread, 2.3× faster), at most 8 epochs (validation UA on CASIA whisper-base folds peaked
     at epochs 3-9, mean 6), then (benchmark) the refit on training + validation data; batch
-    16 (twice the updates of 32 per epoch at the same cost), lr 1e-3; the learned weighted
-    sum of all hidden states. Frame counts (``time_mask_width``, ``max_train_frames``) are
-    after pooling.
+    16 (twice the updates of 32 per epoch at the same cost), lr 1e-3; the middle hidden
+    state of the backbone (a prior, not tuned per corpus: see
+    :func:`ptssnn.features.middle_layer`), and
+    mixup (α 0.4) with SpecAugment-style masks applied to the standardised features (see
+    :mod:`ptssnn.training.augment`); both measured in benchmarks/README.md. Frame counts
+    (``time_mask_width``, ``max_train_frames``) are after pooling.
 
     Attributes:
         lr: Peak AdamW learning rate.
@@ -50,6 +55,14 @@ class TrainConfig:
         time_mask_width: Max width of one time mask, in frames.
         feature_masks: Masks along the feature axis per training utterance.
         feature_mask_width: Max width of one feature mask, in channels.
+        augment_space: ``"standardised"``: masks, noise and mixup act on the features as
+            the head sees them after its input standardisation (a mask sets a channel to its
+            training mean; see :mod:`ptssnn.training.augment`); ``"raw"``: masks zero the raw
+            features (the earlier behaviour).
+        body_lr_scale: Learning rate of every parameter but the read-out classifier, as a
+            fraction of ``lr`` (1: one rate for all).
+        noise: Gaussian noise added to the standardised features during training (std).
+        mixup_alpha: Mixup's Beta(α, α) (0: off).
         max_train_frames: Random crop of longer training utterances (``None``: no crop);
             validation and test always see the whole utterance.
         length_jitter: Relative noise on lengths before bucketing, so batches differ per epoch.
@@ -64,7 +77,9 @@ class TrainConfig:
             validation scores of a refit head would be scores on its own training data); the
             benchmark turns it on (:func:`benchmark_train_config`).
         layers: Which backbone hidden states the head reads, in the one layer grammar
-            (:class:`ptssnn.features.LayerSelection`): ``"auto"`` (chosen on the
+            (:class:`ptssnn.features.LayerSelection`): ``"middle"`` (the middle hidden
+            state, index ``L // 2`` of the ``L`` stored: 3 of whisper-base's 7; see
+            :func:`ptssnn.features.middle_layer`), ``"auto"`` (chosen on the
             validation speakers, see :func:`ptssnn.training.select_layers`), ``"all"``
             (learned softmax-weighted sum, the model's ``input_layers``), ``"mean"`` (average
             of all), ``"mean:a-b"`` (average of a..b), one index such as ``"3"`` or ``"-1"``,
@@ -103,10 +118,14 @@ class TrainConfig:
     feature_masks: int = 2
     feature_mask_width: int = 32
     max_train_frames: int | None = 50
+    augment_space: str = "standardised"
+    body_lr_scale: float = 1.0
+    noise: float = 0.0
+    mixup_alpha: float = 0.4
     length_jitter: float = 0.1
     frame_pool: int = 8
     refit: bool = False
-    layers: str = "all"
+    layers: str = "middle"
     normalisation: str = "global"
     seed: int = 0
     num_threads: int | None = None
@@ -136,6 +155,13 @@ class TrainConfig:
             problems.append(f"frame_pool must be >= 1 (got {self.frame_pool})")
         if self.max_train_frames is not None and self.max_train_frames < 1:
             problems.append("max_train_frames must be >= 1 or None")
+        if self.augment_space not in AUGMENT_SPACES:
+            problems.append(f"augment_space must be one of {', '.join(AUGMENT_SPACES)} "
+                            f"(got {self.augment_space!r})")
+        if not 0 <= self.body_lr_scale <= 1:
+            problems.append(f"body_lr_scale must be in [0, 1] (got {self.body_lr_scale})")
+        if self.noise < 0 or self.mixup_alpha < 0:
+            problems.append("noise and mixup_alpha must be >= 0")
         if self.normalisation not in NORMALISATIONS:
             problems.append(f"normalisation must be one of {', '.join(NORMALISATIONS)} "
                             f"(got {self.normalisation!r})")
@@ -187,8 +213,10 @@ class TrainConfig:
 
 
 def benchmark_train_config(**changes: Any) -> TrainConfig:
-    """The benchmark's training defaults (also what ``ptssnn train`` uses): :class:`TrainConfig`'s,
-    plus the refit on training + validation data once the epoch count is chosen on
-    validation, and feature normalisation (global or per speaker) chosen per fold on the
-    validation speakers."""
-    return TrainConfig(**{"refit": True, "normalisation": "auto", **changes})
+    """The benchmark's training defaults (also what ``ptssnn train`` uses): :class:`TrainConfig`'s
+    (global standardisation with the training split's moments: no test-speaker information,
+    what a deployed head gets), plus the refit on training + validation data once the epoch
+    count is chosen on validation. ``normalisation="auto"``/``"speaker"`` (per-speaker
+    z-normalisation, which reads the unlabelled audio of the test speakers: transductive)
+    stay available."""
+    return TrainConfig(**{"refit": True, "normalisation": "global", **changes})

@@ -214,22 +214,30 @@ def _predictions(ids: Sequence[str], references: Sequence[int], predicted: Any
             "predictions": [int(p) for p in predicted]}
 
 
-def _probe_fold(views: LayerViews, fold: FoldLike, seed: int, norm: str) -> FoldResult:
-    """Stages 2-4 for the probe: layer by validation UA, logistic regression, test."""
+def _probe_fold(views: LayerViews, fold: FoldLike, config: TrainConfig, norm: str
+                ) -> FoldResult:
+    """Stages 2-4 for the probe, held to the neural heads' protocol: when the heads read one
+    fixed hidden state (``layers`` ``"middle"`` or an index) the probe reads the same one,
+    otherwise (``"all"``, ``"auto"``) every hidden state and their mean compete; ``C`` is
+    chosen on validation; with ``config.refit`` the chosen probe is refitted on training +
+    validation rows, as the heads are; then the test fold is scored once."""
     from ptssnn.evaluation.probe import run_probe
 
     labels = views.table.labels.numpy()
     stats, candidates = views.pooled(norm)
     test_rows = views.rows(fold.test)
+    fixed, _ = select_layers(views, fold, config.layers if config.layers != "auto" else "all")
     probe = run_probe(stats, labels, candidates, views.rows(fold.train),
                       views.rows(fold.validation), test_rows, len(views.table.label_names),
-                      seed=seed, scores=views.layer_scores(fold, normalisation=norm))
+                      seed=config.seed, refit=config.refit,
+                      only=fixed if fixed in candidates else None)
     return FoldResult(
         fold=str(fold.name),
         layers=probe.layer,
         layer_scores=probe.validation_scores,
         test=probe.test,
-        fit={"best_validation_ua": probe.validation_scores[probe.layer]},
+        fit={"best_validation_ua": probe.validation_scores[probe.layer], "c": probe.c,
+             "refit": probe.refit},
         num_parameters=probe.num_parameters,
         predictions=_predictions(fold.test, labels[test_rows].tolist(), probe.predictions),
         normalisation=norm,
@@ -359,7 +367,7 @@ def train_fold(
     norm, norm_scores = select_normalisation(views, fold, config.normalisation)
     model: nn.Module | None = None
     if isinstance(model_factory, LinearProbeHead):
-        result = _probe_fold(views, fold, config.seed, norm)
+        result = _probe_fold(views, fold, config, norm)
     else:
         result, model = _fit_head(views, fold, model_factory, config, norm, fold_dir=fold_dir,
                                   resume=resume, epoch_hook=epoch_hook, analyse=analyse,

@@ -20,14 +20,15 @@ from torch import nn
 
 from ptssnn.errors import CheckpointError, PtssnnError
 from ptssnn.evaluation.metrics import ClassificationMetrics, classification_metrics
-from ptssnn.features.table import Batch, LabelledFeatures, bucketed_batches, iterate_eval_batches
+from ptssnn.features.table import LabelledFeatures, bucketed_batches, iterate_eval_batches
+from ptssnn.training.augment import MixedBatch, augment, training_augmentation
 from ptssnn.training.checkpoint import (
     load_training_state,
     restore_rng,
     save_training_state,
 )
 from ptssnn.training.config import TrainConfig
-from ptssnn.training.data import shard_batches, spec_augment
+from ptssnn.training.data import shard_batches
 
 
 class TrainingError(PtssnnError):
@@ -96,17 +97,22 @@ def _device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def _parameter_groups(model: nn.Module, weight_decay: float, body_lr_scale: float = 1.0
+                      ) -> list[dict[str, Any]]:
     # No decay on biases, norms, neuron time constants and bias voltages (1-D tensors).
-    decay, plain = [], []
+    # ``lr_scale``: the read-out (``model.classifier``) learns at the full rate, the body
+    # at ``body_lr_scale`` of it (see ``TrainConfig.body_lr_scale``).
+    readout = getattr(model, "classifier", None)
+    readout_ids = {id(p) for p in readout.parameters()} if isinstance(readout, nn.Module) \
+        else set()
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for parameter in model.parameters():
         if not parameter.requires_grad:
             continue
-        (decay if parameter.dim() >= 2 else plain).append(parameter)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if plain:
-        groups.append({"params": plain, "weight_decay": 0.0})
-    return groups
+        scale = 1.0 if id(parameter) in readout_ids else body_lr_scale
+        groups.setdefault((parameter.dim() >= 2, scale), []).append(parameter)
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0,
+             "lr_scale": scale} for (decay, scale), params in groups.items()]
 
 
 @torch.no_grad()
@@ -189,7 +195,8 @@ class _FitLoop:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.network = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.optimizer = torch.optim.AdamW(
-            _parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas)
+            _parameter_groups(model, config.weight_decay, config.body_lr_scale), lr=config.lr,
+            betas=config.betas)
         self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(),
                                            label_smoothing=config.label_smoothing)
         num_batches = -(-len(train_data) // config.batch_size)
@@ -197,6 +204,8 @@ class _FitLoop:
         self.total_steps = steps_per_epoch * config.max_epochs
         self.warmup_steps = round(config.warmup_epochs * steps_per_epoch)
         self.lengths = train_data.lengths()
+        # Masks, noise and mixup (TrainConfig.augment_space), with the training moments.
+        self.augmentation, self.moments = training_augmentation(model, train_data, config)
         self.state = _Progress()
 
     def _class_weights(self) -> torch.Tensor | None:
@@ -240,10 +249,14 @@ class _FitLoop:
             stopped_early=bool(saved.get("stopped_early")) if finished else False,
         )
 
-    def compute_objectives(self, batch: Batch) -> torch.Tensor:
-        """Forward pass and loss of one training batch."""
+    def compute_objectives(self, batch: MixedBatch) -> torch.Tensor:
+        """Forward pass and loss of one (augmented, possibly mixed) training batch."""
         logits = self.network(batch.features.to(self.device), batch.mask.to(self.device))
-        return self.loss_fn(logits, batch.labels.to(self.device))
+        loss = self.loss_fn(logits, batch.labels.to(self.device))
+        if batch.lam < 1.0:  # mixup: the partner's labels weigh 1 - lam
+            loss = batch.lam * loss + (1.0 - batch.lam) * self.loss_fn(
+                logits, batch.partner_labels.to(self.device))
+        return loss
 
     def train_epoch(self) -> dict[str, Any]:
         """One pass over this process's share of the training batches."""
@@ -255,19 +268,12 @@ class _FitLoop:
         for indices in shard_batches(batches, self.rank, self.world):
             batch = self.train_data.batch(indices, crop_frames=config.max_train_frames,
                                           generator=self.augment_rng)
-            batch = spec_augment(
-                batch,
-                time_masks=config.time_masks,
-                time_mask_width=config.time_mask_width,
-                feature_masks=config.feature_masks,
-                feature_mask_width=config.feature_mask_width,
-                generator=self.augment_rng,
-            )
+            mixed = augment(batch, *self.moments, self.augmentation, self.augment_rng)
             rate = learning_rate(state.step, peak=config.lr, warmup_steps=self.warmup_steps,
                                  total_steps=self.total_steps)
             for group in self.optimizer.param_groups:
-                group["lr"] = rate
-            loss = self.compute_objectives(batch)
+                group["lr"] = rate * group["lr_scale"]
+            loss = self.compute_objectives(mixed)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"loss became {loss.item()} at epoch {state.epoch + 1}; lower TrainConfig.lr "
@@ -285,7 +291,7 @@ class _FitLoop:
         return {
             "epoch": state.epoch,
             "train_loss": total_loss / max(1, total_items),
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0]["lr_scale"],
         }
 
     def end_epoch(self, record: dict[str, Any], val_data: LabelledFeatures | None,

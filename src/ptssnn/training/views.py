@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ptssnn.features.layers import LayerSelection
+from ptssnn.features.layers import LayerSelection, middle_layer
 from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.training.config import TrainConfigError
@@ -140,14 +140,18 @@ def select_layers(views: LayerViews, fold: FoldLike, mode: str, *, seed: int = 0
                   normalisation: str = "global") -> tuple[str, dict[str, float]]:
     """Resolve a layer mode for one fold.
 
-    ``"auto"`` ranks every single hidden state and the average of all by the validation UA of
+    ``"middle"`` becomes the middle hidden state's index. ``"auto"`` ranks every
+    single hidden state and the average of all by the validation UA of
     a linear probe (mean+std pooling) trained on the fold's training split; the best wins.
     The learned weighted sum (``"all"``) cannot be ranked that cheaply; ask for it explicitly.
 
     Returns:
         ``(resolved mode, {candidate: validation UA})`` (scores empty unless ``"auto"``).
     """
-    if not LayerSelection.parse(mode).auto:
+    selection = LayerSelection.parse(mode)
+    if selection.middle:  # a prior, not a choice: saved as the concrete index
+        return str(middle_layer(views.table.num_layers)), {}
+    if not selection.auto:
         return mode, {}
     if views.table.num_layers == 1:
         return "0", {}
