@@ -221,7 +221,7 @@ def test_mean_std_readout_reads_the_spread_over_time():
     model.classifier.register_forward_hook(lambda m, i, o: seen.update(x=i[0]))
     one = x[:1, :5]
     model(one, None)
-    u = model._embed(model._prepare(one, None)[0])
+    u = model._embed(model._prepare(one, None)[0], None)
     bias, _ = model.calibration(u, None)
     for i, block in enumerate(model.blocks):
         u = block(u, bias[..., i, :], None)
