@@ -127,12 +127,20 @@ def test_export_commands(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert onnx_file.stat().st_size > 0
     assert json.loads(result.stdout)["max_abs_diff"] <= 1e-4
-    nir_file = tmp_path / "head.nir"
+    nir_dir = tmp_path / "head-nir"
     result = runner.invoke(
-        app, ["export", str(tiny_model_dir), "--format", "nir", "--out", str(nir_file)]
+        app, ["export", str(tiny_model_dir), "--format", "nir", "--out", str(nir_dir),
+              "--target", "norse", "--dt", "0.002"]
     )
     assert result.exit_code == 0, result.output
-    assert nir_file.stat().st_size > 0
+    report = json.loads(result.stdout)
+    assert report["target"] == "norse" and report["dt"] == 0.002
+    assert report["spikes_equal"] and report["max_abs_diff"] <= 1e-5
+    assert (nir_dir / "manifest.json").is_file() and list(nir_dir.glob("*.nir"))
+    for bad_option in (["--target", "loihi"], ["--target", "snntorch", "--dt", "0.02"]):
+        result = runner.invoke(app, ["export", str(tiny_model_dir), "--format", "nir",
+                                     "--out", str(tmp_path / "x"), *bad_option])
+        assert isinstance(result.exception, PtssnnError), bad_option
     bad = runner.invoke(app, ["export", str(tiny_model_dir), "--format", "tflite"])
     assert isinstance(bad.exception, PtssnnError)
     missing = runner.invoke(app, ["export", str(tmp_path / "nothing"), "--format", "nir"])

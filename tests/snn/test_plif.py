@@ -8,14 +8,18 @@ import pytest
 import torch
 
 from ptssnn.errors import ModelConfigError
-from ptssnn.snn import plif as plif_module
+from ptssnn.snn import plif_fused as plif_fused_module
 from ptssnn.snn.plif import (
+    BACKENDS,
     PLIF,
+    PLIFParameters,
     init_w,
     plif_multi_step,
     plif_multi_step_fused,
     plif_multi_step_loop,
+    plif_multi_step_script,
     plif_step,
+    use_backend,
 )
 
 
@@ -47,7 +51,7 @@ def _inputs(seed: int, masked: bool, bias_per_step: bool = False):
 
 def _run(fn, x, bias, v0, w, mask, options, seed=1):
     current = x + (bias if bias.dim() == 3 else bias.unsqueeze(0))
-    spikes, v = fn(current, v0, w, mask=mask, **options)
+    spikes, v = fn(current, v0, w, PLIFParameters(**options), mask=mask)
     g = torch.Generator().manual_seed(seed)
     gs, gv = torch.randn(spikes.shape, generator=g), torch.randn(v.shape, generator=g)
     grads = torch.autograd.grad((spikes * gs).sum() + (v * gv).sum(), [x, bias, w])
@@ -67,7 +71,7 @@ CASES = list(itertools.product(
 def test_fused_equals_loop(decay_input, v_reset, detach_reset, masked, chunk_elements,
                            monkeypatch):
     # Small chunks exercise the backward's chunk boundaries.
-    monkeypatch.setattr(plif_module, "_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(plif_fused_module, "_CHUNK_ELEMENTS", chunk_elements)
     x, bias, v0, mask = _inputs(0, masked, bias_per_step=masked)
     w = torch.tensor(0.4, requires_grad=True)
     options = dict(decay_input=decay_input, v_reset=v_reset, detach_reset=detach_reset)
@@ -87,7 +91,7 @@ def test_fused_equals_loop_surrogates_and_initial_state_gradient(surrogate):
     w = torch.tensor(-0.2, requires_grad=True)
     results = []
     for fn in (plif_multi_step_loop, plif_multi_step_fused):
-        s, v = fn(x, v0, w, mask=mask, surrogate=surrogate, alpha=2.5)
+        s, v = fn(x, v0, w, PLIFParameters(surrogate=surrogate, alpha=2.5), mask=mask)
         grads = torch.autograd.grad(s.sum() * 0.7 + (v ** 2).sum(), [x, v0, w])
         results.append((s, v, grads))
     assert torch.equal(results[0][0], results[1][0])
@@ -151,7 +155,9 @@ def test_step_matches_multi_step_and_formula():
 def test_plif_module_defaults_bias_mask_and_record():
     neuron = PLIF()
     assert neuron.w.item() == 0.0 and neuron.tau == pytest.approx(2.0)
-    assert (neuron.v_threshold, neuron.v_reset, neuron.decay_input) == (1.0, 0.0, True)
+    assert neuron.params == PLIFParameters() and neuron.params.alpha == 4.0
+    assert (neuron.v_threshold, neuron.v_reset, neuron.params.decay_input) == (1.0, 0.0, True)
+    assert PLIF(init_tau=3.0).params == PLIF(PLIFParameters(init_tau=3.0)).params
     assert init_w(3.0) == pytest.approx(-0.6931, abs=1e-4)
     x, bias, _, mask = _inputs(8, masked=True)
     x, bias = x.detach(), bias.detach()
@@ -184,6 +190,46 @@ def test_plif_rejects_bad_options():
         PLIF(backend="cuda")
     with pytest.raises(ModelConfigError, match="v_reset"):
         PLIF(v_reset=2.0)
+    with pytest.raises(ModelConfigError, match="v_reset"):
+        PLIFParameters(v_reset=1.0)
+    with pytest.raises(TypeError, match="either"):
+        PLIF(PLIFParameters(), init_tau=3.0)
+    with pytest.raises(ModelConfigError, match="backend"):
+        plif_multi_step(torch.zeros(2, 1, 1), torch.zeros(1, 1), torch.tensor(0.0),
+                        backend="cuda")
+
+
+@pytest.mark.parametrize(("decay_input", "v_reset"),
+                         list(itertools.product([True, False], [0.0, None, -0.3])))
+def test_every_backend_gives_the_same_spikes(decay_input, v_reset):
+    x, bias, v0, mask = _inputs(10, masked=True, bias_per_step=True)
+    current = (x + bias).detach()
+    w = torch.tensor(0.3)
+    params = PLIFParameters(decay_input=decay_input, v_reset=v_reset)
+    with torch.no_grad():
+        results = {name: plif_multi_step(current, v0, w, params, mask=mask, backend=name)
+                   for name in BACKENDS}
+    s_ref, v_ref = results["loop"]
+    assert 0.05 < s_ref.mean() < 0.6
+    for name, (s, v) in results.items():
+        assert torch.equal(s, s_ref), name
+        torch.testing.assert_close(v, v_ref, rtol=0, atol=1e-5, msg=name)
+
+
+def test_script_backend_refuses_gradients():
+    x, _, v0, _ = _inputs(11, masked=False)
+    with pytest.raises(ModelConfigError, match="script"):
+        plif_multi_step_script(x, v0, torch.tensor(0.0))
+
+
+def test_use_backend_switches_every_layer_and_restores_it_on_error():
+    model = torch.nn.Sequential(PLIF(), PLIF(backend="loop"))
+    with pytest.raises(RuntimeError), use_backend(model, "script"):
+        assert [m.backend for m in model] == ["script", "script"]
+        raise RuntimeError("boom")
+    assert [m.backend for m in model] == ["fused", "loop"]
+    with pytest.raises(ModelConfigError, match="backend"), use_backend(model, "cuda"):
+        pass
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

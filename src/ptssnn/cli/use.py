@@ -255,13 +255,24 @@ def export_command(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by `ptssnn train`.")],
     kind: Annotated[str, typer.Option("--format", help="onnx or nir.")] = "onnx",
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output file (default: head.onnx / head.nir).")
+        Path | None,
+        typer.Option("--out", help="Output: a file for onnx (default head.onnx), a directory "
+                     "for nir (default head-nir-TARGET)."),
     ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    target: Annotated[
+        str, typer.Option(help="NIR conventions: nir, snntorch, norse or sinabs "
+                          "(docs/neuromorphic.md).")
+    ] = "nir",
+    dt: Annotated[
+        float | None,
+        typer.Option("--dt", help="NIR: seconds per step written into every LIF (default: the "
+                     "target's time base, else one head frame)."),
+    ] = None,
 ) -> None:
-    """Export the head: ONNX (features + mask → logits) or NIR (the spiking subgraph).
+    """Export the head: ONNX (features + mask → logits) or NIR (spiking core + host program).
 
-    Prints a JSON report (file, shapes or NIR nodes, and the round-trip difference).
+    Prints a JSON report (file, shapes or NIR segments, and the round-trip difference).
     """
     from ptssnn.export import export_nir, export_onnx
     from ptssnn.models import load_pretrained
@@ -269,12 +280,14 @@ def export_command(
     kind = kind.lower()
     if kind not in ("onnx", "nir"):
         raise PtssnnError(f"unknown export format {kind!r}: use onnx or nir")
+    if kind == "onnx" and (dt is not None or target != "nir"):
+        raise PtssnnError("--target and --dt apply to --format nir only")
     model, metadata = load_pretrained(model_dir)
-    out = out or Path(f"head.{kind}")
     if kind == "onnx":
-        report = export_onnx(model, out, opset=opset, metadata=metadata)
+        report = export_onnx(model, out or Path("head.onnx"), opset=opset, metadata=metadata)
     else:
-        report = export_nir(model, out, metadata=metadata)
+        report = export_nir(model, out or Path(f"head-nir-{target}"), target=target, dt=dt,
+                            metadata=metadata)
     # Plain print: a rich console would wrap long paths and break the JSON.
     print(json.dumps(report, indent=2))
 

@@ -1,33 +1,39 @@
-"""Export a trained head: ONNX (the whole head, for onnxruntime) and NIR (the spiking part).
+"""Export a trained head: ONNX (the whole head, for onnxruntime) and NIR (the spiking core).
 
 - :func:`export_onnx`: ``(features [B, T, D], mask [B, T]) → logits [B, C]``, dynamic batch
   and time axes, checked against PyTorch.
-- :func:`export_nir`: the spiking subgraph as a NIR graph (``Affine`` + ``LIF`` nodes), cut
-  at the operations NIR cannot hold; see :mod:`ptssnn.export.nir_export` for the PLIF → LIF
-  mapping and the host operations. :func:`run_nir_head` runs an exported graph.
+- :func:`export_nir`: a directory of NIR chain graphs (``input → Affine/LIF … → output``) in
+  the conventions of a target tool (``nir``, ``snntorch``, ``norse``, ``sinabs``), the host
+  program (``manifest.json``) and the host operations' tensors (``host.safetensors``); see
+  :mod:`ptssnn.export.nir_export`. :func:`run_export` rebuilds the head's logits from the
+  directory alone (:mod:`ptssnn.export.nir_host`).
 """
 
 from __future__ import annotations
 
 from ptssnn.export.nir_export import (
     FRAME_DT,
-    build_nir_graph,
+    TARGET_DT,
+    TARGETS,
+    build_program,
     export_nir,
     plif_to_nir_lif,
-    run_nir_head,
-    simulate_nir,
 )
-from ptssnn.export.onnx_export import ExportError, export_onnx, exportable_plif, run_onnx
+from ptssnn.export.nir_host import NIRExport, compare_with_model, run_export, simulate_nir
+from ptssnn.export.onnx_export import ExportError, export_onnx, run_onnx
 
 __all__ = [
     "FRAME_DT",
+    "TARGETS",
+    "TARGET_DT",
     "ExportError",
-    "build_nir_graph",
+    "NIRExport",
+    "build_program",
+    "compare_with_model",
     "export_nir",
     "export_onnx",
-    "exportable_plif",
     "plif_to_nir_lif",
-    "run_nir_head",
+    "run_export",
     "run_onnx",
     "simulate_nir",
 ]

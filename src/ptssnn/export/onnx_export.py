@@ -2,10 +2,12 @@
 
 The graph has dynamic batch and time axes. The only recurrence in the head is the PLIF
 membrane update; a traced Python loop would be unrolled into a fixed number of steps, so
-during export the multi-step PLIF is swapped for a TorchScript loop (:func:`_plif_loop`),
-which the exporter turns into one ONNX ``Loop`` node whose trip count is the input's time
-length. The loop evaluates exactly the expressions of :func:`ptssnn.snn.plif.plif_step`,
-in the same order, so spikes match PyTorch's bit for bit on the same inputs.
+the model is traced with its PLIF layers switched to the ``script`` backend
+(``with ptssnn.snn.use_backend(model, "script")``: an attribute of the model's own layers,
+restored afterwards), a TorchScript loop that the exporter turns into one ONNX ``Loop`` node
+whose trip count is the input's time length. The loop evaluates exactly the expressions of
+:func:`ptssnn.snn.plif.plif_step`, in the same order, so spikes match PyTorch's bit for bit
+on the same inputs.
 
 Everything else in the head (LayerNorm, tanh saturation, temporal shift, linear attention,
 calibration bias, pooling, classifier) is ordinary tensor algebra and is traced as is.
@@ -13,11 +15,8 @@ calibration bias, pooling, classifier) is ordinary tensor algebra and is traced 
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from ptssnn.errors import PtssnnError
+from ptssnn.snn.plif import use_backend
 
 #: Default opset; 17 has LayerNormalization and everything the head needs.
 DEFAULT_OPSET = 17
@@ -32,118 +32,6 @@ DEFAULT_OPSET = 17
 
 class ExportError(PtssnnError):
     """A model that cannot be exported as asked (missing package, unsupported layer)."""
-
-
-def _plif_loop(
-    x: torch.Tensor,
-    v: torch.Tensor,
-    q: torch.Tensor,
-    mask: torch.Tensor,
-    v_threshold: float,
-    reset: float,
-    soft_reset: bool,
-    decay_input: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PLIF over time as a scripted loop (becomes an ONNX ``Loop``).
-
-    Args:
-        x: Input current ``[T, B, N]``.
-        v: Initial membrane ``[B, N]``.
-        q: ``1/τ`` (0-d).
-        mask: ``[T, B]`` float in {0, 1}.
-        v_threshold: Firing threshold.
-        reset: Reset voltage (0 for soft reset).
-        soft_reset: Subtract the threshold instead of resetting to ``reset``.
-        decay_input: Divide the input by τ as well.
-
-    Returns:
-        ``(spikes [T, B, N], v_final [B, N])``.
-    """
-    spikes: list[torch.Tensor] = []
-    for t in range(x.size(0)):
-        xt = x[t]
-        h = v + (xt - (v - reset)) * q if decay_input else v - (v - reset) * q + xt
-        m = mask[t].unsqueeze(-1)
-        h = torch.where(m > 0.5, h, v)
-        s = (h - v_threshold >= 0).to(x.dtype) * m
-        v = h - s * v_threshold if soft_reset else s * reset + (1.0 - s) * h
-        spikes.append(s)
-    return torch.stack(spikes), v
-
-
-@functools.cache
-def _scripted_plif_loop() -> Any:
-    """:func:`_plif_loop` compiled by TorchScript once, on first export (not at import)."""
-    with warnings.catch_warnings():
-        # TorchScript is deprecated in favour of torch.export, which cannot yet express a
-        # loop over a dynamic time axis; the legacy exporter still turns it into ONNX Loop.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(_plif_loop)
-
-
-def _exportable_plif_multi_step(
-    x: torch.Tensor,
-    v: torch.Tensor,
-    w: torch.Tensor,
-    *,
-    mask: torch.Tensor | None = None,
-    v_threshold: float = 1.0,
-    v_reset: float | None = 0.0,
-    decay_input: bool = True,
-    detach_reset: bool = False,
-    surrogate: str = "sigmoid",
-    alpha: float = 4.0,
-    backend: str = "fused",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Drop-in for ``ptssnn.snn.plif.plif_multi_step`` (inference only) built on the loop."""
-    steps, batch = x.shape[0], x.shape[1]
-    flat = x.reshape(steps, batch, -1)
-    v0 = v.to(x.dtype).expand_as(x[0]).reshape(batch, -1)
-    m = (
-        torch.ones(x.shape[:2], dtype=x.dtype, device=x.device)
-        if mask is None
-        else mask.to(x.dtype)
-    )
-    reset = 0.0 if v_reset is None else float(v_reset)
-    spikes, v_last = _scripted_plif_loop()(
-        flat,
-        v0,
-        torch.sigmoid(w).to(x.dtype),
-        m,
-        float(v_threshold),
-        reset,
-        v_reset is None,
-        bool(decay_input),
-    )
-    return spikes.reshape(x.shape), v_last.reshape(x.shape[1:])
-
-
-@contextlib.contextmanager
-def exportable_plif() -> Iterator[None]:
-    """Within the block, ``plif_multi_step`` is the scripted loop (one ONNX ``Loop`` over time).
-
-    The names are rebound wherever a ``ptssnn`` module imported them and restored on exit
-    (also on error).
-    """
-    from ptssnn.snn import plif as plif_module
-
-    replacements = {
-        id(plif_module.plif_multi_step): _exportable_plif_multi_step,
-    }
-    patched: list[tuple[Any, str, Any]] = []
-    for name, module in list(sys.modules.items()):
-        # Not this module: it keeps the originals that the replacements call.
-        if not name.startswith("ptssnn") or module is None or name == __name__:
-            continue
-        for attribute, value in list(vars(module).items()):
-            if id(value) in replacements and callable(value):
-                setattr(module, attribute, replacements[id(value)])
-                patched.append((module, attribute, value))
-    try:
-        yield
-    finally:
-        for module, attribute, value in patched:
-            setattr(module, attribute, value)
 
 
 def example_inputs(
@@ -205,7 +93,7 @@ def export_onnx(
     model = model.eval()
     features, mask = example_inputs(model)
     time_axis = features.dim() - 2
-    with exportable_plif(), torch.no_grad(), warnings.catch_warnings():
+    with use_backend(model, "script"), torch.no_grad(), warnings.catch_warnings():
         # The TorchScript-based exporter warns about its own deprecation and about traced
         # shape arithmetic; the check below is what tells whether the graph is right.
         warnings.simplefilter("ignore")

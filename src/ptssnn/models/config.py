@@ -12,7 +12,7 @@ from typing import Any
 
 from ptssnn.errors import ModelConfigError
 from ptssnn.snn.neurons import NEURONS
-from ptssnn.snn.surrogate import check_surrogate
+from ptssnn.snn.plif_parameters import BACKENDS, PLIFParameters
 
 __all__ = ["PRESETS", "PTSSNNConfig", "get_preset", "list_presets"]
 
@@ -51,10 +51,13 @@ class PTSSNNConfig:
         pooling: masked mean over time of the output ``"spikes"`` or of the ``"membrane"``
             (the residual membrane stream feeding the output neurons).
         neuron: ``"plif"`` or ``"gelu"`` (the ANN baseline).
-        init_tau, v_threshold, v_reset, decay_input, detach_reset: PLIF options
-            (``v_reset=None`` = soft reset).
-        surrogate: ``"sigmoid"`` (α = 4) or ``"atan"`` (α = 2); ``surrogate_alpha`` overrides α.
-        plif_backend: ``"fused"`` (custom autograd) or ``"loop"`` (reference).
+        init_tau, v_threshold, v_reset, decay_input, detach_reset, surrogate,
+            surrogate_alpha: the PLIF options, stored flat (the checkpoint format) and
+            gathered into one :class:`~ptssnn.snn.PLIFParameters` by :meth:`plif_parameters`
+            (``v_reset=None`` = soft reset; surrogate ``"sigmoid"`` α = 4 or ``"atan"`` α = 2,
+            ``surrogate_alpha`` overrides α).
+        plif_backend: ``"fused"`` (custom autograd), ``"loop"`` (reference) or ``"script"``
+            (TorchScript loop, inference/export only); see :data:`ptssnn.snn.BACKENDS`.
         dropout: dropout before the classifier.
         seed: parameters are initialised from this seed (deterministic construction).
         preset: name of the preset this config came from (informational).
@@ -111,7 +114,7 @@ class PTSSNNConfig:
         if self.num_blocks < 0:
             raise ModelConfigError(f"num_blocks must be >= 0, got {self.num_blocks}")
         choices = {"context": CONTEXT_MODES, "calibration_context": CALIBRATION_CONTEXTS,
-                   "pooling": POOLINGS, "neuron": NEURONS, "plif_backend": ("fused", "loop")}
+                   "pooling": POOLINGS, "neuron": NEURONS, "plif_backend": BACKENDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ModelConfigError(
@@ -123,16 +126,23 @@ class PTSSNNConfig:
                 f"width {self.width} must be divisible by attention_heads {self.attention_heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ModelConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not self.init_tau > 1.0:
-            raise ModelConfigError(f"init_tau must be > 1, got {self.init_tau}")
-        if self.v_reset is not None and not self.v_reset < self.v_threshold:
-            raise ModelConfigError("v_reset must be below v_threshold (or None for soft reset)")
         if self.shift_later < 0 or self.shift_earlier < 0 or \
                 self.shift_later + self.shift_earlier > 1:
             raise ModelConfigError("shift fractions must be >= 0 and sum to <= 1")
         if not self.saturation_xi > 0:
             raise ModelConfigError(f"saturation_xi must be positive, got {self.saturation_xi}")
-        check_surrogate(self.surrogate, self.surrogate_alpha)
+        self.plif_parameters()  # validates the PLIF options
+
+    def plif_parameters(self) -> PLIFParameters:
+        """The PLIF options as one :class:`~ptssnn.snn.PLIFParameters`.
+
+        Raises:
+            ModelConfigError: an option out of range.
+        """
+        return PLIFParameters(
+            init_tau=self.init_tau, v_threshold=self.v_threshold, v_reset=self.v_reset,
+            decay_input=self.decay_input, detach_reset=self.detach_reset,
+            surrogate=self.surrogate, alpha=self.surrogate_alpha)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every field."""

@@ -69,7 +69,8 @@ class SpikingShiftBlock(nn.Module):
         hidden: width of the MLP.
         shift: the temporal shift (parameter-free).
         neuron: ``"plif"`` or ``"gelu"``.
-        neuron_options: PLIF options.
+        neuron_options: :func:`~ptssnn.snn.neurons.make_neuron` keywords (``params``,
+            ``backend``).
     """
 
     def __init__(self, dim: int, hidden: int, shift: TemporalShift, neuron: str,
@@ -124,11 +125,8 @@ class PTSSNN(nn.Module):
         self.config = config
         c = config
         spiking = c.neuron == "plif"
-        options = dict(init_tau=c.init_tau, v_threshold=c.v_threshold, v_reset=c.v_reset,
-                       decay_input=c.decay_input, detach_reset=c.detach_reset,
-                       surrogate=c.surrogate, alpha=c.surrogate_alpha, backend=c.plif_backend)
-        if not spiking:
-            options = {}
+        options = (dict(params=c.plif_parameters(), backend=c.plif_backend) if spiking
+                   else {})
         # Per-channel standardisation of the frozen features, set from the training split
         # (``set_input_statistics``); identity until then. Buffers, so checkpoints carry them.
         self.register_buffer("input_mean", torch.zeros(c.input_layers, c.input_dim))

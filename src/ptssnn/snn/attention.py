@@ -45,7 +45,8 @@ class SpikingSparseLinearAttention(nn.Module):
         dim: channel width D.
         heads: number of heads H (D must be divisible by H).
         neuron: ``"plif"`` (spikes) or ``"gelu"`` (the ANN twin; Q then uses GELU too).
-        neuron_options: keyword arguments for the PLIF neurons.
+        neuron_options: :func:`~ptssnn.snn.neurons.make_neuron` keywords (``params``,
+            ``backend``).
 
     Set ``record = True`` to accumulate the attention's operation counts in ``op_counts``
     (``{"qk": [dense, active], "av": [dense, active]}`` over real frames; ``active`` counts

@@ -41,7 +41,8 @@ class MembraneCalibration(nn.Module):
         num_targets: number of neuron layers that receive a bias (one ``[B, D]`` each).
         heads: SSLA heads.
         neuron: ``"plif"`` or ``"gelu"``.
-        neuron_options: PLIF keyword arguments.
+        neuron_options: :func:`~ptssnn.snn.neurons.make_neuron` keywords (``params``,
+            ``backend``).
     """
 
     def __init__(

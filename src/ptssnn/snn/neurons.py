@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from ptssnn.errors import ModelConfigError
 from ptssnn.snn.plif import PLIF
+from ptssnn.snn.plif_parameters import PLIFParameters
 
 __all__ = ["NEURONS", "GELUNeuron", "make_neuron"]
 
@@ -43,14 +44,16 @@ class GELUNeuron(nn.Module):
         return (out, None) if return_state else out
 
 
-def make_neuron(kind: str, **plif_options: object) -> nn.Module:
-    """Build a neuron layer: ``"plif"`` (:class:`PLIF` with ``plif_options``) or ``"gelu"``.
+def make_neuron(kind: str, params: PLIFParameters | None = None,
+                backend: str = "fused") -> nn.Module:
+    """Build a neuron layer: ``"plif"`` (:class:`PLIF` with ``params`` and ``backend``) or
+    ``"gelu"`` (which has no options).
 
     Raises:
-        ModelConfigError: unknown kind.
+        ModelConfigError: unknown kind or backend.
     """
     if kind == "plif":
-        return PLIF(**plif_options)  # type: ignore[arg-type]
+        return PLIF(params or PLIFParameters(), backend=backend)
     if kind == "gelu":
         return GELUNeuron()
     raise ModelConfigError(f"unknown neuron {kind!r}; choose one of {', '.join(NEURONS)}")
