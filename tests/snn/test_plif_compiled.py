@@ -114,6 +114,17 @@ def test_default_backend_is_compiled():
     assert spikes.dtype == torch.bfloat16 and "Fused" in type(spikes.grad_fn).__name__
 
 
+@needs_numba
+def test_availability_probe_works_under_no_grad():
+    # The first PLIF call of a process may be inference; the probe must still build and run.
+    plif_compiled.unavailable_reason.cache_clear()
+    try:
+        with torch.no_grad():
+            assert plif_compiled.usable(torch.zeros(2, 1, 3))
+    finally:
+        plif_compiled.unavailable_reason.cache_clear()
+
+
 def test_falls_back_to_fused_with_one_notice(monkeypatch):
     def no_numba():
         raise ImportError("No module named 'numba'")

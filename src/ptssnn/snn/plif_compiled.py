@@ -63,9 +63,10 @@ def unavailable_reason() -> str | None:
     except ImportError as error:
         return f"numba is not installed ({error}); pip install 'ptssnn[fast]'"
     try:
-        x = torch.ones(2, 1, 3, requires_grad=True)
-        spikes, v = plif_multi_step_compiled(x, torch.zeros(1, 3), torch.tensor(0.0))
-        (spikes.sum() + v.sum()).backward()
+        with torch.enable_grad():  # the first caller may be inside no_grad (inference)
+            x = torch.ones(2, 1, 3, requires_grad=True)
+            spikes, v = plif_multi_step_compiled(x, torch.zeros(1, 3), torch.tensor(0.0))
+            (spikes.sum() + v.sum()).backward()
     except Exception as error:  # numba/LLVM failures have many types
         return f"numba could not build the PLIF kernels ({type(error).__name__}: {error})"
     return None
