@@ -1,5 +1,6 @@
-"""PLIF forward+backward on the CPU: fused vs plain loop vs SpikingJelly 2.0.0, plus a full
-PTS-SNN training step. Writes a JSON under ``benchmarks/results/``.
+"""PLIF forward+backward on the CPU: compiled vs fused vs plain loop vs SpikingJelly 2.0.0,
+plus a full PTS-SNN training step (compiled vs fused PLIF) and its profile. Writes a JSON under
+``benchmarks/results/``.
 
 Run from the repository root (the numbers in benchmarks/README.md came from this command)::
 
@@ -7,11 +8,15 @@ Run from the repository root (the numbers in benchmarks/README.md came from this
 
 What is timed: one forward pass over ``[T, B, D]`` inputs plus the backward of
 ``spikes.sum() + v_final.sum()`` (gradients w.r.t. the input and ``w``), from a fresh
-membrane state. The three implementations are timed interleaved in one process so that
-they share the machine's background load; min and median over ``--repeats`` are reported
-(the min is the least disturbed by other processes). Peak memory is measured in a child
-process per implementation: the peak of its resident set during one step (sampled every
-0.2 ms, large blocks returned to the OS on free) minus its resident set before the step.
+membrane state. The implementations are timed interleaved in one process so that they share
+the machine's background load; min and median over ``--repeats`` are reported (the min is
+the least disturbed by other processes), as wall-clock time and as the CPU time of the
+calling thread (``time.thread_time``: time spent waiting for a core that another process
+holds is not counted, so on a shared machine it is the steadier figure). Peak memory is
+measured in a child process per implementation: the peak of its resident set during one step
+(sampled every 0.2 ms, large blocks returned to the OS on free) minus its resident set before
+the step. The training steps of the two backends are interleaved the same way; one more step
+of each runs under ``torch.profiler`` for the per-operator breakdown.
 """
 
 from __future__ import annotations
@@ -30,7 +35,16 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-IMPLEMENTATIONS = ("fused", "loop", "spikingjelly")
+IMPLEMENTATIONS = ("compiled", "fused", "loop", "spikingjelly")
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _spikingjelly_version() -> str | None:
@@ -48,7 +62,7 @@ def make_step(name: str, steps: int, batch: int, dim: int):
     """A closure running one forward+backward of implementation ``name``."""
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(steps, batch, dim, generator=g) * 1.5 + 0.5).requires_grad_()
-    if name in ("fused", "loop"):
+    if name in ("compiled", "fused", "loop"):
         from ptssnn.snn import PLIF
 
         neuron = PLIF(backend=name)
@@ -76,18 +90,26 @@ def make_step(name: str, steps: int, batch: int, dim: int):
     return step
 
 
+def _interleaved(runs: dict, repeats: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Run each closure ``repeats`` times, in turn; ``{name: (wall seconds, CPU seconds)}``."""
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            cpu, start = time.thread_time(), time.perf_counter()
+            run()
+            times[name][0].append(time.perf_counter() - start)
+            times[name][1].append(time.thread_time() - cpu)
+    return times
+
+
 def time_plif(steps: int, batch: int, dim: int, repeats: int, names: list[str]) -> dict:
     runs = {name: make_step(name, steps, batch, dim) for name in names}
     for run in runs.values():  # warm-up
         run()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: {"min_ms": 1e3 * min(t), "median_ms": 1e3 * statistics.median(t),
-                   "repeats": len(t)} for name, t in times.items()}
+    times = _interleaved(runs, repeats)
+    return {name: {"min_ms": 1e3 * min(wall), "median_ms": 1e3 * statistics.median(wall),
+                   "cpu_min_ms": 1e3 * min(cpu), "cpu_median_ms": 1e3 * statistics.median(cpu),
+                   "repeats": len(wall)} for name, (wall, cpu) in times.items()}
 
 
 _MEMORY_CHILD = """
@@ -146,8 +168,7 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def training_step(batch: int, frames: int, input_dim: int, repeats: int,
-                  backend: str) -> dict:
+def make_training_step(batch: int, frames: int, input_dim: int, backend: str):
     """One AdamW step of the default PTS-SNN on random features (forward+backward+update)."""
     from torch.nn import functional as F
 
@@ -166,11 +187,47 @@ def training_step(batch: int, frames: int, input_dim: int, repeats: int,
         F.cross_entropy(model(features, mask), labels).backward()
         optimizer.step()
 
-    step()
-    times = [_timed(step) for _ in range(repeats)]
-    return {"min_s": min(times), "median_s": statistics.median(times), "repeats": repeats,
-            "batch": batch, "frames": frames, "input_dim": input_dim,
-            "parameters": model.num_trainable_parameters()}
+    step.parameters = model.num_trainable_parameters()  # type: ignore[attr-defined]
+    return step
+
+
+# Operator groups of the training-step profile (self time of each aten/autograd op).
+_GROUPS = {
+    "matmul (Linear, SSLA einsums)": ("aten::mm", "aten::addmm", "aten::bmm", "aten::dot"),
+    "PLIF": ("CompiledPLIF", "CompiledPLIFBackward", "FusedPLIF", "FusedPLIFBackward"),
+    "LayerNorm": ("aten::native_layer_norm", "aten::native_layer_norm_backward"),
+    "tanh (saturation)": ("aten::tanh", "aten::tanh_backward"),
+}
+
+
+def profile_training_step(step) -> dict:
+    """Self CPU time per operator group (ms) and the top operators, for one step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    ops = {e.key: e.self_cpu_time_total / 1e3 for e in prof.key_averages()}
+    total = sum(ops.values())
+    groups = {name: sum(ops.get(op, 0.0) for op in members) for name, members in _GROUPS.items()}
+    groups["everything else"] = total - sum(groups.values())
+    top = sorted(ops.items(), key=lambda item: -item[1])[:15]
+    return {"total_ms": total, "groups_ms": groups, "top_ops_ms": dict(top)}
+
+
+def training_steps(batch: int, frames: int, input_dim: int, repeats: int,
+                   backends: list[str]) -> dict:
+    """Interleaved training steps of each backend, then one profiled step of each."""
+    steps = {name: make_training_step(batch, frames, input_dim, name) for name in backends}
+    for step in steps.values():  # warm-up
+        step()
+    result = {}
+    for name, (wall, cpu) in _interleaved(steps, repeats).items():
+        result[name] = {"min_s": min(wall), "median_s": statistics.median(wall),
+                        "cpu_min_s": min(cpu), "cpu_median_s": statistics.median(cpu),
+                        "repeats": repeats, "batch": batch, "frames": frames,
+                        "input_dim": input_dim, "parameters": steps[name].parameters,
+                        "profile": profile_training_step(steps[name])}
+    return result
 
 
 def machine() -> dict:
@@ -185,7 +242,8 @@ def machine() -> dict:
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "affinity": affinity,
             "load_average": os.getloadavg(), "python": platform.python_version(),
-            "torch": torch.__version__, "spikingjelly": _spikingjelly_version()}
+            "torch": torch.__version__, "spikingjelly": _spikingjelly_version(),
+            "numba": _version("numba")}
 
 
 def main() -> None:
@@ -196,14 +254,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-repeats", type=int, default=5)
-    parser.add_argument("--skip-loop-training", action="store_true",
-                        help="do not time the training step with the plain-loop PLIF")
+    parser.add_argument("--loop-training", action="store_true",
+                        help="also time the training step with the plain-loop PLIF (slow)")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "benchmarks" / "results" / "plif_cpu.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    names = ["fused", "loop"] + (["spikingjelly"] if _spikingjelly_version() else [])
+    from ptssnn.snn import plif_compiled
+
+    if not plif_compiled.available():
+        parser.exit(1, f"compiled PLIF unavailable: {plif_compiled.unavailable_reason()}\n")
+    names = ["compiled", "fused", "loop"] + (["spikingjelly"] if _spikingjelly_version() else [])
     info = machine()
     print(f"machine: {info}", flush=True)
     timing = time_plif(args.steps, args.batch, args.dim, args.repeats, names)
@@ -219,21 +281,24 @@ def main() -> None:
     for name in names:
         plif[name] = {**timing[name], "peak_extra_rss_mib": memory[name]}
     ratios = {}
-    if "spikingjelly" in plif:
-        ratios["spikingjelly_over_fused_min"] = plif["spikingjelly"]["min_ms"] / \
-            plif["fused"]["min_ms"]
-        ratios["spikingjelly_over_fused_median"] = plif["spikingjelly"]["median_ms"] / \
-            plif["fused"]["median_ms"]
-    ratios["loop_over_fused_min"] = plif["loop"]["min_ms"] / plif["fused"]["min_ms"]
-    ratios["fused_over_bandwidth_bound_min"] = plif["fused"]["min_ms"] / bound_ms
+    for other in names[1:]:  # how many times faster the compiled backend is
+        for stat in ("min_ms", "median_ms", "cpu_min_ms"):
+            ratios[f"{other}_over_compiled_{stat[:-3]}"] = plif[other][stat] / \
+                plif["compiled"][stat]
+    for name in ("compiled", "fused"):
+        ratios[f"{name}_over_bandwidth_bound_min"] = plif[name]["min_ms"] / bound_ms
+        ratios[f"{name}_over_bandwidth_bound_cpu_min"] = plif[name]["cpu_min_ms"] / bound_ms
     print(json.dumps({"plif": plif, "ratios": ratios}, indent=2), flush=True)
 
-    train = {"fused": training_step(32, 250, 512, args.train_repeats, "fused")}
-    if not args.skip_loop_training:
-        train["loop"] = training_step(32, 250, 512, max(2, args.train_repeats // 2), "loop")
+    backends = ["compiled", "fused"] + (["loop"] if args.loop_training else [])
+    train = training_steps(32, 250, 512, args.train_repeats, backends)
+    for stat in ("min_s", "median_s", "cpu_min_s"):
+        ratios[f"training_fused_over_compiled_{stat[:-2]}"] = train["fused"][stat] / \
+            train["compiled"][stat]
     result = {
-        "command": "taskset -c 1 .venv/bin/python benchmarks/bench_plif.py --threads "
-                   f"{args.threads}",
+        "command": "taskset -c 1 .venv/bin/python " + " ".join(
+            [str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
+             else sys.argv[0], *sys.argv[1:]]),
         "shape": {"T": args.steps, "B": args.batch, "D": args.dim},
         "threads": args.threads,
         "machine": {**info, "load_average_end": os.getloadavg()},
