@@ -161,3 +161,56 @@ def backward_kernel(grad_spikes, spikes_mode, H, x, v0, mask, params, alpha, cod
             if decay_input:
                 for j in range(width):
                     grad_x[t, b, j] = grad_x[t, b, j] * q
+
+
+@_jit
+def _active(row, index, values):  # pragma: no cover
+    """Gather the non-zero entries of ``row`` into ``index``/``values``; return their count."""
+    count = 0
+    for k in range(row.shape[0]):  # branch-free compaction (the count advances on non-zeros)
+        index[count] = k
+        values[count] = row[k]
+        count += row[k] != 0
+    return count
+
+
+@_jit
+def sparse_matmul_kernel(s, weight_t, bias, out):  # pragma: no cover
+    """``out = s @ weight_t + bias`` for a sparse ``s [R, K]`` (spikes), ``weight_t [K, N]``.
+
+    Work is proportional to the non-zeros of ``s``: each adds one row of ``weight_t`` (in L2)
+    into the output row (in L1), in increasing ``k``.
+    """
+    rows, width = s.shape
+    n_out = weight_t.shape[1]
+    index = np.empty(width, np.int64)
+    values = np.empty(width, s.dtype)
+    acc = np.empty(n_out, out.dtype)
+    for r in range(rows):
+        count = _active(s[r], index, values)
+        for n in range(n_out):
+            acc[n] = bias[n]
+        for i in range(count):
+            k, value = index[i], values[i]
+            for n in range(n_out):
+                acc[n] += value * weight_t[k, n]
+        for n in range(n_out):
+            out[r, n] = acc[n]
+
+
+@_jit
+def sparse_weight_grad_kernel(s, grad_out, grad_weight_t):  # pragma: no cover
+    """``grad_weight_t [K, N] = s.T @ grad_out`` for a sparse ``s [R, K]``, ``grad_out [R, N]``."""
+    rows, width = s.shape
+    n_out = grad_out.shape[1]
+    index = np.empty(width, np.int64)
+    values = np.empty(width, s.dtype)
+    for k in range(width):
+        for n in range(n_out):
+            grad_weight_t[k, n] = 0.0
+    for r in range(rows):
+        count = _active(s[r], index, values)
+        for i in range(count):
+            k, value = index[i], values[i]
+            for n in range(n_out):
+                grad_weight_t[k, n] += value * grad_out[r, n]
