@@ -59,6 +59,11 @@ def test_dense_outside_training_or_when_not_asked():
         assert torch.equal(spike_linear(layer, s, sparse=True), layer(s))
     assert "SpikeLinear" not in str(spike_linear(layer, s, sparse=False).grad_fn.next_functions)
     assert torch.equal(spike_linear(layer, s, sparse=False), layer(s))
+    # A hook (the energy report's) sees the plain module call, with the kernels or without.
+    seen = []
+    layer.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    assert "SpikeLinear" not in str(spike_linear(layer, s, sparse=True).grad_fn.next_functions)
+    assert seen == [(3, 2, 4)]
 
 
 @needs_numba

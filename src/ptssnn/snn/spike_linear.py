@@ -14,15 +14,15 @@ non-zeros:
 The kernels (:mod:`ptssnn.snn.plif_kernels`) add in increasing input index, so results equal
 the dense product up to float rounding (not bit for bit: BLAS sums in another order). They
 run only where they pay and cannot change what a trained head computes later: under
-autograd on the CPU, for layers whose spiking neurons use the ``compiled`` backend. Without
-gradients (evaluation, inference, tracing, export) the layer is the plain ``nn.Linear``.
+autograd on the CPU, for layers whose spiking neurons use the ``compiled`` backend and that
+no forward hook watches. Otherwise (evaluation, inference, tracing, export, the energy
+report's hooks) the layer is called as the plain ``nn.Linear`` module.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ptssnn.snn import plif_compiled
 
@@ -60,14 +60,20 @@ class SpikeLinear(torch.autograd.Function):
         return grad_s, grad_w, grad_b
 
 
+def _hooked(layer: nn.Module) -> bool:
+    """Whether forward (pre-)hooks watch ``layer`` (energy and efficiency reports do)."""
+    return bool(layer._forward_hooks or layer._forward_pre_hooks)
+
+
 def spike_linear(layer: nn.Linear, s: torch.Tensor, sparse: bool) -> torch.Tensor:
     """``layer(s)`` for a spike input ``s [..., K]``; through :class:`SpikeLinear` when
-    ``sparse`` (the caller's neurons run the compiled backend), autograd is recording, and
-    the kernels run for this input (CPU float32/float64, numba available)."""
+    ``sparse`` (the caller's neurons run the compiled backend), autograd is recording, no
+    hook watches the layer (hooks see the plain module call), and the kernels run for this
+    input (CPU float32/float64, numba available)."""
     if not (sparse and torch.is_grad_enabled() and layer.weight.requires_grad
-            and s.dtype == layer.weight.dtype and s.dim() >= 2
+            and s.dtype == layer.weight.dtype and s.dim() >= 2 and not _hooked(layer)
             and plif_compiled.supports(s) and plif_compiled.usable(s)):
-        return F.linear(s, layer.weight, layer.bias)
+        return layer(s)
     rows = s.reshape(-1, s.shape[-1]).contiguous()
     out = SpikeLinear.apply(rows, layer.weight, layer.bias)
     return out.reshape(*s.shape[:-1], out.shape[-1])
