@@ -10,10 +10,11 @@ tensors; the neuron loop is SIMD-vectorised by LLVM.
   expressions of :func:`~ptssnn.snn.plif.plif_step` in the same order, in the input's dtype,
   without fused multiply-adds (numba does not contract without ``fastmath``), so spikes and
   membrane are bit-identical to the loop.
-- Backward (read ``∂L/∂S``, ``H`` and ``X``, write ``∂L/∂X``) runs the recursion
+- Backward (read ``∂L/∂S`` and ``H``, write ``∂L/∂X``) runs the recursion
   ``∂L/∂H[t] = ∂L/∂S[t]·σ'[t] + ∂L/∂V[t]·∂V[t]/∂H[t]``, ``∂L/∂V[t-1] = ∂L/∂H[t]·(1 - q)``
   in the input's dtype, recomputing the spikes from ``H`` and ``V[t-1]`` from ``H[t-1]``
-  (exactly as the forward computed them). The sigmoid surrogate needs ``exp``, which LLVM
+  (exactly as the forward computed them); ``∂H/∂q = (H - V[t-1])/q`` needs no ``X``, so ``X``
+  is neither read nor kept for the backward. The sigmoid surrogate needs ``exp``, which LLVM
   cannot vectorise without a vector maths library, so it is Cephes' ``expf`` written out
   (about 1 ulp; σ' is evaluated in float32, also for float64 inputs). ``∂L/∂w`` is
   accumulated per neuron in float64 (no reduction in the vectorised loop) and summed at
@@ -157,13 +158,14 @@ class CompiledPLIF(torch.autograd.Function):
         q = torch.sigmoid(w.detach()).to(x.dtype)
         m = _mask_2d(mask, x)
         spikes, H, v_final = _forward(x, v0, q, m, params, keep=True)
-        ctx.save_for_backward(x, v0, q, m, H)
+        ctx.save_for_backward(v0, q, m, H)
+        ctx.input_shape = x.shape
         ctx.params, ctx.w_dtype = params, w.dtype
         return spikes, v_final
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor | None, grad_v: torch.Tensor | None):  # type: ignore[override]
-        x, v0, q, m, H = ctx.saved_tensors
+        v0, q, m, H = ctx.saved_tensors
         params: PLIFParameters = ctx.params
         want_x, want_v0, want_w = ctx.needs_input_grad[:3]
         grad_x = torch.empty_like(H)
@@ -177,16 +179,16 @@ class CompiledPLIF(torch.autograd.Function):
         acc = np.zeros(H.shape[2], dtype=np.float64)
         kernels = _kernels()
         kernels.backward_kernel(
-            gs.numpy(), mode, H.numpy(), _as_3d(x).detach().numpy(),
-            v0.to(H.dtype).reshape(H.shape[1:]).numpy(), m.numpy(), _params(q, params, constant),
+            gs.numpy(), mode, H.numpy(), v0.to(H.dtype).reshape(H.shape[1:]).numpy(), m.numpy(), _params(q, params, constant),
             float(params.alpha), kernels.SURROGATE_CODES[params.surrogate], params.decay_input,
             not params.soft_reset, params.detach_reset, bool(want_w), grad_x.numpy(),
             grad_state.numpy(), acc)
         grad_w = None
         if want_w:
             qv = float(q)
-            grad_w = torch.tensor(float(acc.sum()) * qv * (1.0 - qv), dtype=ctx.w_dtype)
-        return (grad_x.reshape(x.shape) if want_x else None,
+            grad_q = float(acc.sum()) / (qv if params.decay_input else 1.0)
+            grad_w = torch.tensor(grad_q * qv * (1.0 - qv), dtype=ctx.w_dtype)
+        return (grad_x.reshape(ctx.input_shape) if want_x else None,
                 grad_state.reshape(v0.shape) if want_v0 else None, grad_w, None, None)
 
 

@@ -102,13 +102,14 @@ def _surrogate(z, alpha, code):
 
 
 @_jit
-def backward_kernel(grad_spikes, spikes_mode, H, x, v0, mask, params, alpha, code,
+def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
                      decay_input, hard, detach_reset, want_w, grad_x, grad_v, acc
                      ):  # pragma: no cover
     """Backward through time. ``grad_v [B, K]``: in ∂L/∂V[T-1], out ∂L/∂V0.
 
     Writes ∂L/∂X into ``grad_x`` and adds ``Σ ∂L/∂H·∂H/∂q`` per neuron into ``acc [K]``
-    (float64). ``params = [q, V_reset, V_th, 1, 0, 1 - q, g]`` in the dtype of ``H``.
+    (float64; each step's sum over the batch is formed in the input's dtype), times ``q``
+    when ``decay_input`` (the caller divides by it). ``params = [q, V_reset, V_th, 1, 0, 1 - q, g]`` in the dtype of ``H``.
     ``spikes_mode``: 0 = no gradient w.r.t. the spikes, 1 = ``grad_spikes [T, B, K]``,
     2 = the same value ``g`` everywhere (the gradient of a sum, which autograd passes as a
     broadcast scalar: not materialised).
@@ -122,6 +123,7 @@ def backward_kernel(grad_spikes, spikes_mode, H, x, v0, mask, params, alpha, cod
     alpha32, threshold32 = np.float32(alpha), np.float32(v_threshold)
     steps, batch, width = H.shape
     sg = np.empty(width, dtype=H.dtype)
+    step_sum = np.zeros(width, dtype=H.dtype)
     for t in range(steps - 1, -1, -1):
         for b in range(batch):
             if not mask[t, b]:  # masked: H = V, no spike, ∂L/∂V passes unchanged
@@ -156,11 +158,18 @@ def backward_kernel(grad_spikes, spikes_mode, H, x, v0, mask, params, alpha, cod
                             v_prev = v_reset if hard else hp - v_threshold
                         else:
                             v_prev = hp
-                    dh_dq = x[t, b, j] - (v_prev - v_reset) if decay_input else v_reset - v_prev
-                    acc[j] += np.float64(grad_x[t, b, j]) * np.float64(dh_dq)
+                    # ∂H/∂q = X - (V[t-1] - V_reset) = (H - V[t-1]) / q with decay_input (the
+                    # 1/q is applied to the total by the caller: X is never read), else
+                    # V_reset - V[t-1].
+                    dh_dq = H[t, b, j] - v_prev if decay_input else v_reset - v_prev
+                    step_sum[j] += grad_x[t, b, j] * dh_dq
             if decay_input:
                 for j in range(width):
                     grad_x[t, b, j] = grad_x[t, b, j] * q
+        if want_w:  # one float64 addition per neuron and step (B products summed in dtype)
+            for j in range(width):
+                acc[j] += np.float64(step_sum[j])
+                step_sum[j] = zero
 
 
 @_jit
