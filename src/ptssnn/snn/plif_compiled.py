@@ -179,7 +179,8 @@ class CompiledPLIF(torch.autograd.Function):
         acc = np.zeros(H.shape[2], dtype=np.float64)
         kernels = _kernels()
         kernels.backward_kernel(
-            gs.numpy(), mode, H.numpy(), v0.to(H.dtype).reshape(H.shape[1:]).numpy(), m.numpy(), _params(q, params, constant),
+            gs.numpy(), mode, H.numpy(), v0.to(H.dtype).reshape(H.shape[1:]).numpy(),
+            m.numpy(), _params(q, params, constant),
             float(params.alpha), kernels.SURROGATE_CODES[params.surrogate], params.decay_input,
             not params.soft_reset, params.detach_reset, bool(want_w), grad_x.numpy(),
             grad_state.numpy(), acc)

@@ -109,20 +109,20 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
 
     Writes ∂L/∂X into ``grad_x`` and adds ``Σ ∂L/∂H·∂H/∂q`` per neuron into ``acc [K]``
     (float64; each step's sum over the batch is formed in the input's dtype), times ``q``
-    when ``decay_input`` (the caller divides by it). ``params = [q, V_reset, V_th, 1, 0, 1 - q, g]`` in the dtype of ``H``.
+    when ``decay_input`` (the caller divides by it).
+    ``params = [q, V_reset, V_th, 1, 0, 1 - q, g]`` in the dtype of ``H``.
     ``spikes_mode``: 0 = no gradient w.r.t. the spikes, 1 = ``grad_spikes [T, B, K]``,
     2 = the same value ``g`` everywhere (the gradient of a sum, which autograd passes as a
     broadcast scalar: not materialised).
 
-    Each row ``(t, b)`` takes two short loops that each touch few arrays (so LLVM's
-    run-time alias checks stay within its budget and both vectorise): σ' into a scratch row,
-    then the recursion in the input's dtype.
+    Each row ``(t, b)`` takes short loops that each touch few arrays (so LLVM's run-time
+    alias checks stay within their budget and every loop vectorises): the recursion, then
+    the ``∂L/∂w`` terms, then the ``∂H/∂X`` scaling.
     """
     q, v_reset, v_threshold = params[0], params[1], params[2]
     one, zero, decay, constant = params[3], params[4], params[5], params[6]
     alpha32, threshold32 = np.float32(alpha), np.float32(v_threshold)
     steps, batch, width = H.shape
-    sg = np.empty(width, dtype=H.dtype)
     step_sum = np.zeros(width, dtype=H.dtype)
     for t in range(steps - 1, -1, -1):
         for b in range(batch):
@@ -131,20 +131,19 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
                     grad_x[t, b, j] = zero
                 continue
             for j in range(width):
-                sg[j] = _surrogate(np.float32(H[t, b, j]) - threshold32, alpha32, code)
-            for j in range(width):
                 h = H[t, b, j]
+                sg = _surrogate(np.float32(h) - threshold32, alpha32, code)
                 if hard:
                     dv_dh = zero if h >= v_threshold else one
                     if not detach_reset:
-                        dv_dh = dv_dh + (v_reset - h) * sg[j]
+                        dv_dh = dv_dh + (v_reset - h) * sg
                 else:
-                    dv_dh = one if detach_reset else one - v_threshold * sg[j]
+                    dv_dh = one if detach_reset else one - v_threshold * sg
                 gh = grad_v[b, j] * dv_dh
                 if spikes_mode == 1:
-                    gh = gh + grad_spikes[t, b, j] * sg[j]
+                    gh = gh + grad_spikes[t, b, j] * sg
                 elif spikes_mode == 2:
-                    gh = gh + constant * sg[j]
+                    gh = gh + constant * sg
                 grad_x[t, b, j] = gh  # scaled by ∂H/∂X below, after ∂L/∂w has used it
                 grad_v[b, j] = gh * decay
             if want_w:

@@ -38,7 +38,8 @@ def check_backend(name: str) -> str:
         ModelConfigError: unknown backend (the message lists the known ones).
     """
     if name not in BACKENDS:
-        raise ModelConfigError(f"unknown PLIF backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise ModelConfigError(
+            f"unknown PLIF backend {name!r}; choose one of {', '.join(BACKENDS)}")
     return name
 
 
