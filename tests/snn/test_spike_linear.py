@@ -88,3 +88,15 @@ def test_model_training_step_uses_sparse_kernels_and_matches_fused():
     assert grads["compiled"].keys() == grads["fused"].keys()
     for key, value in grads["compiled"].items():
         torch.testing.assert_close(value, grads["fused"][key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+@needs_numba
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_tracing_with_gradients_records_plain_operators():
+    model = create_model("pts-snn", 12, 3, width=16, block_hidden=24, attention_heads=4).eval()
+    features = torch.randn(2, 9, 12)
+    traced = torch.jit.trace(model, (features,), check_trace=False)  # autograd is on
+    assert "PythonOp" not in str(traced.graph)  # no custom autograd function was traced
+    with torch.no_grad():
+        assert torch.equal(traced(features), model(features))

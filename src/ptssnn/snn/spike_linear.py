@@ -68,9 +68,10 @@ def _hooked(layer: nn.Module) -> bool:
 def spike_linear(layer: nn.Linear, s: torch.Tensor, sparse: bool) -> torch.Tensor:
     """``layer(s)`` for a spike input ``s [..., K]``; through :class:`SpikeLinear` when
     ``sparse`` (the caller's neurons run the compiled backend), autograd is recording, no
-    hook watches the layer (hooks see the plain module call), and the kernels run for this
-    input (CPU float32/float64, numba available)."""
-    if not (sparse and torch.is_grad_enabled() and layer.weight.requires_grad
+    hook watches the layer (hooks see the plain module call), nothing traces or compiles the
+    model, and the kernels run for this input (CPU float32/float64, numba available)."""
+    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
+    if not (sparse and torch.is_grad_enabled() and layer.weight.requires_grad and not tracing
             and s.dtype == layer.weight.dtype and s.dim() >= 2 and not _hooked(layer)
             and plif_compiled.supports(s) and plif_compiled.usable(s)):
         return layer(s)
