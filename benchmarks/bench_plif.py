@@ -1,6 +1,6 @@
 """PLIF forward+backward on the CPU: compiled vs fused vs plain loop vs SpikingJelly 2.0.0,
-plus a full PTS-SNN training step (compiled vs fused PLIF) and its profile. Writes a JSON under
-``benchmarks/results/``.
+plus a full PTS-SNN training step (compiled vs fused PLIF) and its profile, and steps of the
+training loop (data + model) at 6.25 Hz and 50 Hz. Writes a JSON under ``benchmarks/results/``.
 
 Run from the repository root (the numbers in benchmarks/README.md came from this command)::
 
@@ -243,6 +243,53 @@ def training_steps(batch: int, frames: int, input_dim: int, repeats: int,
     return result
 
 
+def make_fit_step(backend: str, crop: int, seed: int = 0):
+    """One step of the benchmark's training loop on synthetic whisper-base-shaped features:
+    ``collate`` (random crop of ``crop`` frames) + ``spec_augment`` + forward/backward/AdamW
+    of the default PTS-SNN reading all 7 hidden states (B = 16, as ``TrainConfig``)."""
+    from torch.nn import functional as F
+
+    from ptssnn.models import create_model
+    from ptssnn.training.data import LabelledFeatures, collate, spec_augment
+
+    layers, dim, batch = 7, 512, 16
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(150, 600, (48,), generator=g).tolist()  # 3–12 s at 50 Hz
+    items = [(str(i), torch.randn(layers, n, dim, generator=g).half().numpy(), "a")
+             for i, n in enumerate(lengths)]
+    data = LabelledFeatures.from_arrays(items, ["a", "b", "c", "d"])
+    model = create_model("pts-snn", dim, 4, input_layers=layers, plif_backend=backend)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    rng = torch.Generator().manual_seed(seed + 1)
+
+    def step() -> None:
+        indices = torch.randint(0, len(data), (batch,), generator=rng).tolist()
+        b = collate(data, indices, crop_frames=crop, generator=rng)
+        b = spec_augment(b, time_masks=2, time_mask_width=max(2, crop // 25), feature_masks=2,
+                         feature_mask_width=32, generator=rng)
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(b.features, b.mask), b.labels % 4).backward()
+        optimizer.step()
+
+    return step
+
+
+def fit_steps(repeats: int) -> dict:
+    """Training-loop steps at 6.25 Hz (50-frame crops) and 50 Hz (400-frame crops, the same
+    8 s), compiled vs fused backend, interleaved."""
+    result = {}
+    for rate, crop in (("6.25Hz", 50), ("50Hz", 400)):
+        steps = {name: make_fit_step(name, crop) for name in ("compiled", "fused")}
+        for step in steps.values():  # warm-up
+            step()
+        times = _interleaved(steps, repeats)
+        result[rate] = {name: {"min_s": min(wall), "median_s": statistics.median(wall),
+                               "cpu_min_s": min(cpu), "crop_frames": crop, "batch": 16,
+                               "hidden_states": 7, "repeats": repeats}
+                        for name, (wall, cpu) in times.items()}
+    return result
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:
@@ -310,6 +357,11 @@ def main() -> None:
     for stat in ("min_s", "median_s", "cpu_min_s"):
         ratios[f"training_fused_over_compiled_{stat[:-2]}"] = train["fused"][stat] / \
             train["compiled"][stat]
+    fit = fit_steps(args.train_repeats)
+    for rate, steps in fit.items():
+        for stat in ("min_s", "cpu_min_s"):
+            ratios[f"fit_step_{rate}_fused_over_compiled_{stat[:-2]}"] = \
+                steps["fused"][stat] / steps["compiled"][stat]
     result = {
         "command": "taskset -c 1 .venv/bin/python " + " ".join(
             [str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
@@ -323,6 +375,7 @@ def main() -> None:
                              "bound_bytes": bound_bytes, "bound_ms": bound_ms,
                              "bound_cpu_ms": bound_cpu_ms},
         "training_step_pts_snn": train,
+        "fit_step_pts_snn": fit,
         "peak_rss_mib_this_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
