@@ -43,35 +43,27 @@ CONSUMERS = ("snntorch", "norse", "sinabs", "sinabs-recipe")
 # ----------------------------------------------------------------------------- prepare
 def prepare(model_dir: Path | None, data_root: Path, work: Path, clips: int) -> None:
     from ptssnn.audio import load_audio
-    from ptssnn.backbones import load_backbone
     from ptssnn.export import export_nir
+    from ptssnn.inference import EmotionRecognizer
     from ptssnn.models import load_pretrained
     from ptssnn.snn import PLIF
 
     torch.set_num_threads(1)
-    model, metadata = load_pretrained(model_dir)
-    model.eval()
-    card = metadata.get("recognizer") or {}
-    backbone = load_backbone(card.get("backbone", {}).get("name", "whisper-base")
-                             if isinstance(card.get("backbone"), dict) else "whisper-base")
+    recognizer = EmotionRecognizer.load(model_dir)
+    model = recognizer.model.eval()
+    _, metadata = load_pretrained(model_dir)
     files = sorted((data_root / "casia").rglob("*.flac"))
     step = max(1, len(files) // clips)
     chosen = files[::step][:clips]
     work.mkdir(parents=True, exist_ok=True)
     reference: dict[str, Any] = {"clips": [], "model": str(model_dir)}
-    from ptssnn.inference import EmotionRecognizer
-
-    recognizer = EmotionRecognizer.load(model_dir)
     for index, path in enumerate(chosen):
-        wave = load_audio(path)
-        features = recognizer.head_input(wave) if hasattr(recognizer, "head_input") else None
-        if features is None:
-            raise SystemExit("EmotionRecognizer.head_input is missing: cannot prepare features")
-        features = torch.as_tensor(features).float()
-        features = features[0] if features.dim() in (3, 4) and features.shape[0] == 1 else features
+        # The deployment path: backbone → layer selection → frame pooling.
+        x, _ = recognizer.head_input([recognizer.pool(recognizer.features(load_audio(path)))])
+        features = x[0]  # [T, D] or [L, T, D]
         seen: dict[str, np.ndarray] = {}
 
-        def keep(name: str):
+        def keep(name: str, seen: dict[str, np.ndarray] = seen):
             def hook(_m: Any, _i: Any, out: Any) -> None:
                 spikes = out[0] if isinstance(out, tuple) else out
                 seen[name] = spikes[:, 0].detach().numpy()
@@ -168,7 +160,7 @@ def run(work: Path, out_path: Path) -> None:
     for package in ("torch", "nir", "nirtorch", "snntorch", "norse", "sinabs"):
         try:
             results["versions"][package] = version(package)
-        except Exception:  # noqa: BLE001 - not installed
+        except Exception:
             results["versions"][package] = None
     for consumer in CONSUMERS:
         target = consumer.split("-")[0]
@@ -199,7 +191,7 @@ def run(work: Path, out_path: Path) -> None:
                 })
             entry["spikes_identical"] = all(c["differing_spikes"] == 0 for c in entry["clips"])
             entry["max_abs_logit_diff"] = max(c["max_abs_logit_diff"] for c in entry["clips"])
-        except Exception as error:  # noqa: BLE001 - a consumer failing is a result
+        except Exception as error:
             entry["error"] = f"{type(error).__name__}: {error}"[:500]
         results["consumers"][consumer] = entry
         print(consumer, {k: v for k, v in entry.items() if k != "clips"}, flush=True)

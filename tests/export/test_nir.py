@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from nir_heads import calibrated_model
 from ptssnn.export import (
     FRAME_DT,
     TARGETS,
@@ -24,26 +25,6 @@ from ptssnn.export import (
 )
 from ptssnn.models import create_model
 from ptssnn.snn.plif import PLIF, PLIFParameters, plif_multi_step_loop
-
-
-def calibrated_model(preset: str = "pts-snn", **overrides: object) -> torch.nn.Module:
-    """A small head whose calibration bias is not zero (a fresh one starts at zero), with
-    varied time constants and non-trivial input moments, as a trained head has."""
-    model = create_model(preset, input_dim=80, num_classes=4, width=64, block_hidden=96,
-                         **overrides)
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        if model.calibration is not None:
-            projection = model.calibration.projection
-            projection.weight.copy_(torch.randn(projection.weight.shape, generator=generator) * 0.3)
-            projection.bias.copy_(torch.randn(projection.bias.shape, generator=generator) * 0.3)
-        for module in model.modules():
-            if isinstance(module, PLIF):
-                module.w.fill_(float(torch.randn((), generator=generator)))
-    shape = model.input_mean.shape
-    model.set_input_statistics(torch.randn(shape, generator=generator),
-                               torch.rand(shape, generator=generator) + 0.5)
-    return model.eval()
 
 
 def chain(node: object, size: int) -> nir.NIRGraph:
@@ -109,7 +90,7 @@ def test_segments_are_chains_with_standard_names_and_the_model_weights(tmp_path:
                                               modules[path].weight.detach().numpy())
                 np.testing.assert_array_equal(graph.nodes[node_name].bias,
                                               modules[path].bias.detach().numpy())
-    assert lifs == {n for n, m in modules.items() if isinstance(m, PLIF)}
+    assert lifs == {n for n, m in modules.items() if isinstance(m, PLIF)} == set(report["lif"])
     # The calibration bias is an explicit input current: [u; b] → Affine [I I] → LIF.
     block = nir.read(str(tmp_path / "blocks.0.input.nir"))
     current = block.nodes["blocks_0_current"]
@@ -151,14 +132,16 @@ def test_export_alone_rebuilds_the_head_on_real_features(shared_data: Path,
     clips = [shared_data / "casia" / "zhaoquanyin" / e / "210.flac"
              for e in ("angry", "fear", "neutral")]
     features = [backbone(torch.from_numpy(load_audio(c)))[0] for c in clips]
-    for target, overrides in (("nir", {}), ("nir", {"calibration_context": "causal"}),
-                              ("snntorch", {}), ("norse", {}), ("sinabs", {})):
-        model = calibrated_model(**overrides)
-        directory = tmp_path / f"{target}-{len(overrides)}"
+    for preset, target, overrides in (
+            ("pts-snn", "nir", {}), ("pts-snn", "nir", {"calibration_context": "causal"}),
+            ("pts-snn", "snntorch", {}), ("pts-snn", "norse", {}), ("pts-snn", "sinabs", {}),
+            ("neuromorphic", "nir", {}), ("neuromorphic", "norse", {})):
+        model = calibrated_model(preset, **overrides)
+        directory = tmp_path / f"{preset}-{target}-{len(overrides)}"
         export_nir(model, directory, target=target, check=False)
         for x in features:
             result = compare_with_model(directory, model, x)
-            assert result["spikes_equal"], (target, overrides)
+            assert result["spikes_equal"], (preset, target, overrides)
             assert result["spikes"] > 1000 and result["max_abs_diff"] <= 1e-5
         with torch.inference_mode():
             want = model(features[0][None])[0].numpy()
@@ -177,6 +160,24 @@ def test_standardisation_and_layer_sum_fold_into_the_projection(
     assert "standardise" not in report["host_ops"] and "layer_sum" not in report["host_ops"]
     projection = nir.read(str(tmp_path / "projection.nir")).nodes["projection"]
     assert projection.weight.shape == (64, folded_width)
+    assert report["spikes_equal"] and report["max_abs_diff"] <= 1e-5
+
+
+def test_neuromorphic_preset_keeps_no_normalisation_on_the_host(tmp_path: Path) -> None:
+    """Its batch norms fold into the Affines: Affine → LIF → Affine run as one graph."""
+    model = calibrated_model("neuromorphic")
+    report = export_nir(model, tmp_path)
+    assert not {"layer_norm", "layer_norm_residual", "soft_saturation",
+                "standardise"} & set(report["host_ops"])
+    assert report["segments"]["blocks.0.mlp"] == ["Input", "Affine", "LIF", "Affine", "Output"]
+    assert report["segments"]["calibration.key"] == ["Input", "Affine", "LIF", "Output"]
+    scale, shift = model.blocks[0].norm1.affine()
+    fc1 = nir.read(str(tmp_path / "blocks.0.mlp.nir")).nodes["blocks_0_fc1"]
+    fc = model.blocks[0].fc1
+    expected = scale[:, None] * fc.weight
+    np.testing.assert_allclose(fc1.weight, expected.detach().numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fc1.bias, (scale * fc.bias + shift).detach().numpy(),
+                               rtol=1e-6, atol=1e-6)
     assert report["spikes_equal"] and report["max_abs_diff"] <= 1e-5
 
 

@@ -30,7 +30,8 @@ def test_paper_defaults():
 
 def test_presets_registry():
     assert list(list_presets()) == ["vanilla-snn", "+standardise", "+saturation", "+shift",
-                                    "+ssla", "pts-snn", "ann"]
+                                    "+ssla", "pts-snn", "ann", "neuromorphic"]
+    assert get_preset("neuromorphic").norm == "batch" and not get_preset("neuromorphic").saturation
     assert not get_preset("vanilla-snn").standardise_input
     assert get_preset("+standardise").standardise_input
     assert all(isinstance(d, str) and d for d in list_presets().values())

@@ -257,7 +257,7 @@ def export_command(
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Output: a file for onnx (default head.onnx), a directory "
-                     "for nir (default head-nir-TARGET)."),
+                     "for nir (default head-nir, or head-nir-TARGET)."),
     ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
     target: Annotated[
@@ -286,8 +286,8 @@ def export_command(
     if kind == "onnx":
         report = export_onnx(model, out or Path("head.onnx"), opset=opset, metadata=metadata)
     else:
-        report = export_nir(model, out or Path(f"head-nir-{target}"), target=target, dt=dt,
-                            metadata=metadata)
+        default = Path("head-nir" if target == "nir" else f"head-nir-{target}")
+        report = export_nir(model, out or default, target=target, dt=dt, metadata=metadata)
     # Plain print: a rich console would wrap long paths and break the JSON.
     print(json.dumps(report, indent=2))
 

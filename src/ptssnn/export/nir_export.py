@@ -62,6 +62,7 @@ There is no padding mask in NIR: one utterance at a time, real frames only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -200,7 +201,7 @@ class _Program:
         graph_nodes = {"input": nir.Input(input_type={"input": np.array([size])})}
         graph_nodes.update({node_name(path): node for path, node in nodes})
         graph_nodes["output"] = nir.Output(output_type={"output": np.array([out_size])})
-        edges = list(zip(names[:-1], names[1:], strict=True))
+        edges = list(itertools.pairwise(names))
         metadata = {
             "producer": "ptssnn", "format": FORMAT, "segment": name, "target": self.target,
             "dt": float(self.dt), "modules": {node_name(p): p for p, _ in nodes},
@@ -246,6 +247,22 @@ def _fold_input(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return folded.float(), folded_bias.float()
 
 
+def _foldable(norm: nn.Module | None) -> bool:
+    """A norm that is a fixed affine map at inference (the batch norm of ``neuromorphic``)."""
+    from ptssnn.snn.norm import MaskedBatchNorm
+
+    return isinstance(norm, MaskedBatchNorm)
+
+
+def _fold_norm(weight: torch.Tensor, bias: torch.Tensor | None,
+               norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``norm(W·x + b)`` as one affine map ``W'·x + b'`` (float64 maths, float32 result)."""
+    scale, shift = (t.detach().double() for t in norm.affine())
+    w = weight.detach().double()
+    b = torch.zeros(w.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
+    return (scale[:, None] * w).float(), (scale * b + shift).float()
+
+
 def build_program(model: nn.Module, *, dt: float = FRAME_DT, target: str = "nir") -> _Program:
     """The export of ``model``: its NIR segments and host program (nothing written).
 
@@ -265,15 +282,23 @@ def build_program(model: nn.Module, *, dt: float = FRAME_DT, target: str = "nir"
     def lif(path: str, size: int) -> tuple[str, Any]:
         return path, plif_to_nir_lif(model.get_submodule(path), size, dt=dt, target=target)
 
-    def affine(path: str) -> tuple[str, Any]:
-        return path, linear_to_nir_affine(model.get_submodule(path))
+    def affine(path: str, norm: nn.Module | None = None) -> tuple[str, Any]:
+        """The Linear at ``path``, with a following batch norm folded in."""
+        linear = model.get_submodule(path)
+        if not _foldable(norm):
+            return path, linear_to_nir_affine(linear)
+        return path, _affine(*_fold_norm(linear.weight, linear.bias, norm))
 
     # Front end: fold standardisation and layer sum into the projection when nothing
     # non-linear sits between them.
+    batch_norm = _foldable(model.projection_norm)
+    u0 = "u0" if batch_norm else "p"
     if not c.saturation:
         weight, bias = _fold_input(model)
+        if batch_norm:
+            weight, bias = _fold_norm(weight, bias, model.projection_norm)
         prog.host("flatten_layers", ["features"], "x")
-        prog.chain("projection", "x", "p", c.input_layers * c.input_dim,
+        prog.chain("projection", "x", u0, c.input_layers * c.input_dim,
                    [("projection", _affine(weight, bias))])
     else:
         stream = "features"
@@ -289,8 +314,10 @@ def build_program(model: nn.Module, *, dt: float = FRAME_DT, target: str = "nir"
             prog.host("flatten_layers", [stream], "x")
         prog.host("soft_saturation", ["x"], "xs", model.saturation, "saturation",
                   xi=model.saturation.xi)
-        prog.chain("projection", "xs", "p", c.input_dim, [affine("projection")])
-    prog.host("layer_norm", ["p"], "u0", model.projection_norm, "projection_norm")
+        prog.chain("projection", "xs", u0, c.input_dim,
+                   [affine("projection", model.projection_norm)])
+    if not batch_norm:
+        prog.host("layer_norm", ["p"], "u0", model.projection_norm, "projection_norm")
 
     # Calibration: spiking layers and their Affines in NIR, attention on the host.
     if model.calibration is not None:
@@ -299,6 +326,12 @@ def build_program(model: nn.Module, *, dt: float = FRAME_DT, target: str = "nir"
                    [lif(f"{cal}.context_neuron", width)])
         for part in ("key", "value"):
             att = f"{cal}.attention"
+            norm = model.get_submodule(f"{att}.{part}_norm")
+            if _foldable(norm):  # context spikes → Affine (norm folded) → LIF
+                prog.chain(f"{cal}.{part}", "context_spikes", f"{part}_spikes", width,
+                           [affine(f"{att}.{part}", norm),
+                            lif(f"{att}.{part}_neuron", width)])
+                continue
             prog.chain(f"{cal}.{part}.fc", "context_spikes", f"{part}_current", width,
                        [affine(f"{att}.{part}")])
             prog.host("layer_norm", [f"{part}_current"], f"{part}_normed",
@@ -327,6 +360,13 @@ def build_program(model: nn.Module, *, dt: float = FRAME_DT, target: str = "nir"
             prog.chain(f"{p}.input", u, f"s{i}", width, [lif(f"{p}.neuron_in", width)])
         prog.host("temporal_shift", [f"s{i}"], f"shifted{i}", later=block.shift.later,
                   earlier=block.shift.earlier)
+        if _foldable(block.norm1) and _foldable(block.norm2):
+            # shifted spikes → fc1 (norm folded) → LIF → fc2 (norm folded); host: u + Δ.
+            prog.chain(f"{p}.mlp", f"shifted{i}", f"d{i}", width,
+                       [affine(f"{p}.fc1", block.norm1), lif(f"{p}.neuron_hidden", hidden),
+                        affine(f"{p}.fc2", block.norm2)])
+            prog.host("residual", [f"d{i}", u], f"u{i + 1}")
+            continue
         prog.chain(f"{p}.fc1", f"shifted{i}", f"h{i}", width, [affine(f"{p}.fc1")])
         prog.host("layer_norm", [f"h{i}"], f"hn{i}", block.norm1, f"{p}.norm1")
         prog.chain(f"{p}.hidden", f"hn{i}", f"d{i}", hidden,
@@ -428,10 +468,10 @@ def export_nir(
                      for name, g in prog.segments.items()},
         "host_ops": [step["op"] for step in prog.steps if "op" in step],
         "lif": {
-            node.replace("_", "."): {"tau": float(graph.nodes[node].tau[0]),
-                                     "r": float(graph.nodes[node].r[0]),
-                                     "v_threshold": float(graph.nodes[node].v_threshold[0]),
-                                     "size": int(graph.nodes[node].tau.shape[0])}
+            graph.metadata["modules"][node]: {
+                "tau": float(graph.nodes[node].tau[0]), "r": float(graph.nodes[node].r[0]),
+                "v_threshold": float(graph.nodes[node].v_threshold[0]),
+                "size": int(graph.nodes[node].tau.shape[0])}
             for graph in prog.segments.values() for node in graph.nodes
             if type(graph.nodes[node]).__name__ == "LIF"
         },

@@ -49,10 +49,9 @@ def _lif(node: Any, current: torch.Tensor, dt: float, target: str) -> torch.Tens
     v = reset.clone()
     spikes = torch.empty_like(current)
     for t in range(current.shape[0]):
-        if target == "sinabs":
-            h = alpha * v + current[t]
-        else:  # v + ((v_leak − v) + r·I)·dt/τ, written as the PLIF charge (bit-identical)
-            h = v + (r * current[t] - (v - leak)) * q
+        # sinabs: exp(−1/τ)·v + I; NIR: v + ((v_leak − v) + r·I)·dt/τ, written as the PLIF
+        # charge (bit-identical to it).
+        h = alpha * v + current[t] if target == "sinabs" else v + (r * current[t] - (v - leak)) * q
         fired = h >= threshold
         spikes[t] = fired.to(current.dtype)
         v = torch.where(fired, reset, h)
@@ -194,6 +193,8 @@ class NIRExport:
         if op == "select_bias":  # [n_targets, D] per utterance or [T, n_targets, D] per frame
             bias = reads[0][..., int(step["index"]), :]
             return bias.expand(reads[1].shape[0], 1, -1) if bias.dim() == 1 else bias[:, None]
+        if op == "residual":
+            return reads[1] + reads[0]
         if op == "concat":
             return torch.cat(reads, -1)
         if op == "mean_over_time":

@@ -12,6 +12,7 @@ from typing import Any
 
 from ptssnn.errors import ModelConfigError
 from ptssnn.snn.neurons import NEURONS
+from ptssnn.snn.norm import NORMS
 from ptssnn.snn.plif_parameters import BACKENDS, DEFAULT_BACKEND, PLIFParameters
 
 __all__ = ["PRESETS", "PTSSNNConfig", "get_preset", "list_presets"]
@@ -51,6 +52,11 @@ class PTSSNNConfig:
         pooling: masked mean over time of the output ``"spikes"`` or of the ``"membrane"``
             (the residual membrane stream feeding the output neurons).
         neuron: ``"plif"`` or ``"gelu"`` (the ANN baseline).
+        norm: normalisation of the currents inside the spiking path (after the projection,
+            the blocks' ``fc1``/``fc2`` and the calibration's key/value maps): ``"layer"``
+            (LayerNorm, per frame) or ``"batch"`` (masked batch norm: a fixed per-channel
+            affine map at inference, folded into the preceding ``Affine`` by the NIR export;
+            the ``neuromorphic`` preset).
         init_tau, v_threshold, v_reset, decay_input, detach_reset, surrogate,
             surrogate_alpha: the PLIF options, stored flat (the checkpoint format) and
             gathered into one :class:`~ptssnn.snn.PLIFParameters` by :meth:`plif_parameters`
@@ -81,6 +87,7 @@ class PTSSNNConfig:
     attention_heads: int = 8
     pooling: str = "spikes"
     neuron: str = "plif"
+    norm: str = "layer"
     init_tau: float = 2.0
     v_threshold: float = 1.0
     v_reset: float | None = 0.0
@@ -115,7 +122,8 @@ class PTSSNNConfig:
         if self.num_blocks < 0:
             raise ModelConfigError(f"num_blocks must be >= 0, got {self.num_blocks}")
         choices = {"context": CONTEXT_MODES, "calibration_context": CALIBRATION_CONTEXTS,
-                   "pooling": POOLINGS, "neuron": NEURONS, "plif_backend": BACKENDS}
+                   "pooling": POOLINGS, "neuron": NEURONS, "norm": NORMS,
+                   "plif_backend": BACKENDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ModelConfigError(
@@ -185,7 +193,8 @@ class _Preset:
     changes: dict[str, Any] = field(default_factory=dict)
 
 
-# The ablation ladder: each rung adds one component to the previous one.
+# The ablation ladder (each rung adds one component to the previous one), then the ANN
+# twin and the neuromorphic variant.
 PRESETS: dict[str, _Preset] = {
     "vanilla-snn": _Preset(
         "projection + PLIF blocks on the raw features: no standardisation, no saturation, "
@@ -207,6 +216,10 @@ PRESETS: dict[str, _Preset] = {
     "ann": _Preset(
         "pts-snn architecture with GELU units instead of PLIF neurons (non-spiking baseline)",
         {"neuron": "gelu"}),
+    "neuromorphic": _Preset(
+        "pts-snn for a neuromorphic chip: batch norm (folded into the Affines at export) "
+        "instead of LayerNorm in the spiking path, no saturation (the standardisation folds "
+        "into the projection)", {"norm": "batch", "saturation": False}),
 }
 
 

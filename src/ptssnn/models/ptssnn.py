@@ -27,6 +27,7 @@ from ptssnn.errors import ModelConfigError
 from ptssnn.models.config import PTSSNNConfig
 from ptssnn.snn.calibration import MembraneCalibration
 from ptssnn.snn.neurons import make_neuron
+from ptssnn.snn.norm import apply_norm, make_norm
 from ptssnn.snn.shift import TemporalShift
 from ptssnn.snn.spike_linear import spike_linear
 
@@ -81,24 +82,25 @@ class SpikingShiftBlock(nn.Module):
     """
 
     def __init__(self, dim: int, hidden: int, shift: TemporalShift, neuron: str,
-                 neuron_options: dict) -> None:
+                 neuron_options: dict, norm: str = "layer") -> None:
         super().__init__()
         spiking = neuron == "plif"
         self.neuron_in = make_neuron(neuron, **neuron_options)
         self.shift = shift
         self.fc1 = _fed_by_spikes(nn.Linear(dim, hidden), spiking)
-        self.norm1 = nn.LayerNorm(hidden)
+        self.norm1 = make_norm(norm, hidden)
         self.neuron_hidden = make_neuron(neuron, **neuron_options)
         self.fc2 = _fed_by_spikes(nn.Linear(hidden, dim), spiking)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = make_norm(norm, dim)
 
     def mlp(self, s: torch.Tensor, mask: torch.Tensor | None,
             v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Shifted spikes ``[T, B, D]`` → residual update ``[T, B, D]`` and hidden membrane."""
-        h, v_hidden = self.neuron_hidden(
-            self.norm1(spike_linear(self.fc1, s, _compiled(self.neuron_in))), mask=mask, v=v,
-            return_state=True)
-        return self.norm2(spike_linear(self.fc2, h, _compiled(self.neuron_hidden))), v_hidden
+        current = spike_linear(self.fc1, s, _compiled(self.neuron_in))
+        h, v_hidden = self.neuron_hidden(apply_norm(self.norm1, current, mask), mask=mask,
+                                         v=v, return_state=True)
+        update = spike_linear(self.fc2, h, _compiled(self.neuron_hidden))
+        return apply_norm(self.norm2, update, mask), v_hidden
 
     def forward(self, u: torch.Tensor, bias: torch.Tensor | None,
                 mask: torch.Tensor | None) -> torch.Tensor:
@@ -145,15 +147,15 @@ class PTSSNN(nn.Module):
             self.saturation = SoftSaturation(c.input_dim, c.saturation_xi) if c.saturation \
                 else None
             self.projection = _fed_by_spikes(nn.Linear(c.input_dim, c.width), False)
-            self.projection_norm = nn.LayerNorm(c.width)
+            self.projection_norm = make_norm(c.norm, c.width)
             self.calibration = None
             if c.context != "none":
                 targets = c.num_blocks if c.context == "bias" else 1
                 self.calibration = MembraneCalibration(
-                    c.width, c.num_prompts, targets, c.attention_heads, c.neuron, options)
+                    c.width, c.num_prompts, targets, c.attention_heads, c.neuron, options, c.norm)
             shift = TemporalShift(c.shift_later, c.shift_earlier)
             self.blocks = nn.ModuleList(
-                SpikingShiftBlock(c.width, c.block_hidden, shift, c.neuron, options)
+                SpikingShiftBlock(c.width, c.block_hidden, shift, c.neuron, options, c.norm)
                 for _ in range(c.num_blocks))
             self.output_neuron = make_neuron(c.neuron, **options)
             self.dropout = nn.Dropout(c.dropout)
@@ -236,11 +238,11 @@ class PTSSNN(nn.Module):
         weights = torch.softmax(self.layer_weights, 0).to(features.dtype)
         return torch.einsum("bltd,l->btd", features, weights)
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+    def _embed(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """``[T, B, D_in]`` → input currents ``[T, B, D]``."""
         if self.saturation is not None:
             x = self.saturation(x)
-        return self.projection_norm(self.projection(x))
+        return apply_norm(self.projection_norm, self.projection(x), mask)
 
     def _prepare(self, features: torch.Tensor, mask: torch.Tensor | None
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -267,7 +269,7 @@ class PTSSNN(nn.Module):
             Logits ``[B, C]``.
         """
         x, m = self._prepare(features, mask)
-        u = self._embed(x)
+        u = self._embed(x, m)
         bias = readout = None
         if self.calibration is not None:
             if self.config.context == "bias":
@@ -383,7 +385,7 @@ class PTSSNN(nn.Module):
         x, m = self._prepare(features_chunk, mask)
         if m is None:
             m = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        u = self._embed(x)
+        u = self._embed(x, m)
         calibration_state = state["calibration"]
         readout, b = state["readout"], None
         if self.calibration is not None:

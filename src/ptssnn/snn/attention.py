@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from ptssnn.errors import ModelConfigError
 from ptssnn.snn.neurons import make_neuron
+from ptssnn.snn.norm import apply_norm, make_norm
 from ptssnn.snn.surrogate import spike_function
 
 __all__ = ["SpikingSparseLinearAttention"]
@@ -47,6 +48,9 @@ class SpikingSparseLinearAttention(nn.Module):
         neuron: ``"plif"`` (spikes) or ``"gelu"`` (the ANN twin; Q then uses GELU too).
         neuron_options: :func:`~ptssnn.snn.neurons.make_neuron` keywords (``params``,
             ``backend``).
+        norm: normalisation of the key and value currents (``"layer"``, or ``"batch"``,
+            which folds into the key/value ``Linear`` at export); the per-utterance query and
+            output norms stay LayerNorms.
 
     Set ``record = True`` to accumulate the attention's operation counts in ``op_counts``
     (``{"qk": [dense, active], "av": [dense, active]}`` over real frames; ``active`` counts
@@ -59,6 +63,7 @@ class SpikingSparseLinearAttention(nn.Module):
         heads: int = 8,
         neuron: str = "plif",
         neuron_options: dict | None = None,
+        norm: str = "layer",
     ) -> None:
         super().__init__()
         if dim % heads:
@@ -68,10 +73,10 @@ class SpikingSparseLinearAttention(nn.Module):
         self.query = nn.Linear(dim, dim)
         self.query_norm = nn.LayerNorm(dim)
         self.key = nn.Linear(dim, dim)
-        self.key_norm = nn.LayerNorm(dim)
+        self.key_norm = make_norm(norm, dim)
         self.key_neuron = make_neuron(neuron, **options)
         self.value = nn.Linear(dim, dim)
-        self.value_norm = nn.LayerNorm(dim)
+        self.value_norm = make_norm(norm, dim)
         self.value_neuron = make_neuron(neuron, **options)
         self.out = nn.Linear(dim, dim)
         self.out_norm = nn.LayerNorm(dim)
@@ -116,10 +121,10 @@ class SpikingSparseLinearAttention(nn.Module):
         """
         steps, batch, _ = x.shape
         state = state or {}
-        k, k_state = self.key_neuron(self.key_norm(self.key(x)), mask=mask,
+        k, k_state = self.key_neuron(apply_norm(self.key_norm, self.key(x), mask), mask=mask,
                                      v=state.get("key"), return_state=True)
-        v, v_state = self.value_neuron(self.value_norm(self.value(x)), mask=mask,
-                                       v=state.get("value"), return_state=True)
+        v, v_state = self.value_neuron(apply_norm(self.value_norm, self.value(x), mask),
+                                       mask=mask, v=state.get("value"), return_state=True)
         q = self.queries_to_spikes(queries)
         m_count, d = q.shape[0], self.dim // self.heads
         kh = k.reshape(steps, batch, self.heads, d)

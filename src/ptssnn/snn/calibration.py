@@ -43,6 +43,7 @@ class MembraneCalibration(nn.Module):
         neuron: ``"plif"`` or ``"gelu"``.
         neuron_options: :func:`~ptssnn.snn.neurons.make_neuron` keywords (``params``,
             ``backend``).
+        norm: normalisation of the key and value currents (``"layer"`` or ``"batch"``).
     """
 
     def __init__(
@@ -53,12 +54,13 @@ class MembraneCalibration(nn.Module):
         heads: int = 8,
         neuron: str = "plif",
         neuron_options: dict | None = None,
+        norm: str = "layer",
     ) -> None:
         super().__init__()
         options = neuron_options or {}
         self.prompts = nn.Parameter(torch.randn(num_prompts, dim) * 0.02)
         self.context_neuron = make_neuron(neuron, **options)
-        self.attention = SpikingSparseLinearAttention(dim, heads, neuron, options)
+        self.attention = SpikingSparseLinearAttention(dim, heads, neuron, options, norm)
         self.projection = nn.Linear(dim, dim)
         self.projection.per_utterance = True  # type: ignore[attr-defined]
         self.projection.fed_by_spikes = False  # type: ignore[attr-defined]
