@@ -115,12 +115,16 @@ def test_default_backend_is_compiled():
 
 
 @needs_numba
-def test_availability_probe_works_under_no_grad():
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_availability_probe_works_under_inference(context):
     # The first PLIF call of a process may be inference; the probe must still build and run.
     plif_compiled.unavailable_reason.cache_clear()
     try:
-        with torch.no_grad():
+        with context():
             assert plif_compiled.usable(torch.zeros(2, 1, 3))
+            x = torch.rand(5, 2, 3) * 3
+            assert torch.equal(PLIF()(x), plif_multi_step_loop(x, torch.zeros(2, 3),
+                                                                torch.tensor(0.0))[0])
     finally:
         plif_compiled.unavailable_reason.cache_clear()
 

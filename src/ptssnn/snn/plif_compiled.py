@@ -64,7 +64,8 @@ def unavailable_reason() -> str | None:
     except ImportError as error:
         return f"numba is not installed ({error}); pip install 'ptssnn[fast]'"
     try:
-        with torch.enable_grad():  # the first caller may be inside no_grad (inference)
+        # The first caller may be inference (no_grad or inference_mode).
+        with torch.inference_mode(False), torch.enable_grad():
             x = torch.ones(2, 1, 3, requires_grad=True)
             spikes, v = plif_multi_step_compiled(x, torch.zeros(1, 3), torch.tensor(0.0))
             (spikes.sum() + v.sum()).backward()
