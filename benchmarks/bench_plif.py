@@ -1,5 +1,6 @@
-"""PLIF forward+backward on the CPU: fused vs plain loop vs SpikingJelly 2.0.0, plus a full
-PTS-SNN training step. Writes a JSON under ``benchmarks/results/``.
+"""PLIF forward+backward on the CPU: compiled vs fused vs plain loop vs SpikingJelly 2.0.0,
+plus a full PTS-SNN training step (compiled vs fused PLIF) and its profile, and steps of the
+training loop (data + model) at 6.25 Hz and 50 Hz. Writes a JSON under ``benchmarks/results/``.
 
 Run from the repository root (the numbers in benchmarks/README.md came from this command)::
 
@@ -7,11 +8,15 @@ Run from the repository root (the numbers in benchmarks/README.md came from this
 
 What is timed: one forward pass over ``[T, B, D]`` inputs plus the backward of
 ``spikes.sum() + v_final.sum()`` (gradients w.r.t. the input and ``w``), from a fresh
-membrane state. The three implementations are timed interleaved in one process so that
-they share the machine's background load; min and median over ``--repeats`` are reported
-(the min is the least disturbed by other processes). Peak memory is measured in a child
-process per implementation: the peak of its resident set during one step (sampled every
-0.2 ms, large blocks returned to the OS on free) minus its resident set before the step.
+membrane state. The implementations are timed interleaved in one process so that they share
+the machine's background load; min and median over ``--repeats`` are reported (the min is
+the least disturbed by other processes), as wall-clock time and as the CPU time of the
+calling thread (``time.thread_time``: time spent waiting for a core that another process
+holds is not counted, so on a shared machine it is the steadier figure). Peak memory is
+measured in a child process per implementation: the peak of its resident set during one step
+(sampled every 0.2 ms, large blocks returned to the OS on free) minus its resident set before
+the step. The training steps of the two backends are interleaved the same way; one more step
+of each runs under ``torch.profiler`` for the per-operator breakdown.
 """
 
 from __future__ import annotations
@@ -30,7 +35,16 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-IMPLEMENTATIONS = ("fused", "loop", "spikingjelly")
+IMPLEMENTATIONS = ("compiled", "fused", "loop", "spikingjelly")
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _spikingjelly_version() -> str | None:
@@ -48,7 +62,7 @@ def make_step(name: str, steps: int, batch: int, dim: int):
     """A closure running one forward+backward of implementation ``name``."""
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(steps, batch, dim, generator=g) * 1.5 + 0.5).requires_grad_()
-    if name in ("fused", "loop"):
+    if name in ("compiled", "fused", "loop"):
         from ptssnn.snn import PLIF
 
         neuron = PLIF(backend=name)
@@ -76,18 +90,26 @@ def make_step(name: str, steps: int, batch: int, dim: int):
     return step
 
 
+def _interleaved(runs: dict, repeats: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Run each closure ``repeats`` times, in turn; ``{name: (wall seconds, CPU seconds)}``."""
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            cpu, start = time.thread_time(), time.perf_counter()
+            run()
+            times[name][0].append(time.perf_counter() - start)
+            times[name][1].append(time.thread_time() - cpu)
+    return times
+
+
 def time_plif(steps: int, batch: int, dim: int, repeats: int, names: list[str]) -> dict:
     runs = {name: make_step(name, steps, batch, dim) for name in names}
     for run in runs.values():  # warm-up
         run()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: {"min_ms": 1e3 * min(t), "median_ms": 1e3 * statistics.median(t),
-                   "repeats": len(t)} for name, t in times.items()}
+    times = _interleaved(runs, repeats)
+    return {name: {"min_ms": 1e3 * min(wall), "median_ms": 1e3 * statistics.median(wall),
+                   "cpu_min_ms": 1e3 * min(cpu), "cpu_median_ms": 1e3 * statistics.median(cpu),
+                   "repeats": len(wall)} for name, (wall, cpu) in times.items()}
 
 
 _MEMORY_CHILD = """
@@ -131,23 +153,17 @@ def peak_memory_child(name: str, steps: int, batch: int, dim: int, threads: int)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def copy_bandwidth_gbs(megabytes: int = 512, repeats: int = 5) -> float:
-    """Memory bandwidth of a large tensor copy (bytes read + bytes written per second)."""
+def copy_bandwidth_gbs(megabytes: int = 512, repeats: int = 5) -> tuple[float, float]:
+    """Memory bandwidth of a large tensor copy (bytes read + written per second), by the
+    fastest wall-clock time and by the least CPU time of the thread."""
     src = torch.ones(megabytes * 2**20 // 4)
     dst = torch.empty_like(src)
     dst.copy_(src)
-    best = min(_timed(lambda: dst.copy_(src)) for _ in range(repeats))
-    return 2 * src.numel() * 4 / best / 1e9
+    wall, cpu = _interleaved({"copy": lambda: dst.copy_(src)}, repeats)["copy"]
+    return 2 * src.numel() * 4 / min(wall) / 1e9, 2 * src.numel() * 4 / min(cpu) / 1e9
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def training_step(batch: int, frames: int, input_dim: int, repeats: int,
-                  backend: str) -> dict:
+def make_training_step(batch: int, frames: int, input_dim: int, backend: str):
     """One AdamW step of the default PTS-SNN on random features (forward+backward+update)."""
     from torch.nn import functional as F
 
@@ -166,11 +182,112 @@ def training_step(batch: int, frames: int, input_dim: int, repeats: int,
         F.cross_entropy(model(features, mask), labels).backward()
         optimizer.step()
 
-    step()
-    times = [_timed(step) for _ in range(repeats)]
-    return {"min_s": min(times), "median_s": statistics.median(times), "repeats": repeats,
-            "batch": batch, "frames": frames, "input_dim": input_dim,
-            "parameters": model.num_trainable_parameters()}
+    step.parameters = model.num_trainable_parameters()  # type: ignore[attr-defined]
+    return step
+
+
+# Operator groups of the training-step profile. PLIF counts its autograd functions with the
+# PyTorch ops they launch (the fused backend is made of such ops); the other groups count
+# operators' own (self) time, so BLAS products called inside the sparse Linear's backward
+# (its dense input gradient) count as matmul.
+_INCLUSIVE = {"PLIF": ("CompiledPLIF", "CompiledPLIFBackward", "FusedPLIF", "FusedPLIFBackward")}
+_GROUPS = {
+    "matmul (Linear, SSLA einsums)": ("aten::mm", "aten::addmm", "aten::bmm"),
+    "sparse spike Linear kernels (block MLP)": ("SpikeLinear", "SpikeLinearBackward"),
+    "LayerNorm": ("aten::native_layer_norm", "aten::native_layer_norm_backward"),
+    "tanh (saturation)": ("aten::tanh", "aten::tanh_backward"),
+}
+
+
+def profile_training_step(step, repeats: int = 3) -> dict:
+    """Time per operator group (ms) and the top operators (self time) of one step: each
+    figure is its minimum over ``repeats`` profiled steps (the profiler reads wall-clock
+    time, so on a shared machine the minimum is the least disturbed)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    own: dict[str, float] = {}
+    inclusive: dict[str, float] = {}
+    totals = []
+    for _ in range(repeats):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        events = prof.key_averages()
+        totals.append(sum(e.self_cpu_time_total for e in events) / 1e3)
+        for e in events:
+            for table, ms in ((own, e.self_cpu_time_total / 1e3),
+                              (inclusive, e.cpu_time_total / 1e3)):
+                table[e.key] = min(table.get(e.key, ms), ms)
+    total = min(totals)
+    groups = {name: sum(inclusive.get(op, 0.0) for op in members)
+              for name, members in _INCLUSIVE.items()}
+    groups.update({name: sum(own.get(op, 0.0) for op in members)
+                   for name, members in _GROUPS.items()})
+    groups["everything else"] = total - sum(groups.values())
+    top = sorted(own.items(), key=lambda item: -item[1])[:15]
+    return {"total_ms": total, "groups_ms": groups, "top_ops_ms": dict(top)}
+
+
+def training_steps(batch: int, frames: int, input_dim: int, repeats: int,
+                   backends: list[str]) -> dict:
+    """Interleaved training steps of each backend, then one profiled step of each."""
+    steps = {name: make_training_step(batch, frames, input_dim, name) for name in backends}
+    for step in steps.values():  # warm-up
+        step()
+    result = {}
+    for name, (wall, cpu) in _interleaved(steps, repeats).items():
+        result[name] = {"min_s": min(wall), "median_s": statistics.median(wall),
+                        "cpu_min_s": min(cpu), "cpu_median_s": statistics.median(cpu),
+                        "repeats": repeats, "batch": batch, "frames": frames,
+                        "input_dim": input_dim, "parameters": steps[name].parameters,
+                        "profile": profile_training_step(steps[name])}
+    return result
+
+
+def make_fit_step(backend: str, crop: int, seed: int = 0):
+    """One step of the benchmark's training loop on synthetic whisper-base-shaped features:
+    ``collate`` (random crop of ``crop`` frames) + ``spec_augment`` + forward/backward/AdamW
+    of the default PTS-SNN reading all 7 hidden states (B = 16, as ``TrainConfig``)."""
+    from torch.nn import functional as F
+
+    from ptssnn.models import create_model
+    from ptssnn.training.data import LabelledFeatures, collate, spec_augment
+
+    layers, dim, batch = 7, 512, 16
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(150, 600, (48,), generator=g).tolist()  # 3–12 s at 50 Hz
+    items = [(str(i), torch.randn(layers, n, dim, generator=g).half().numpy(), "a")
+             for i, n in enumerate(lengths)]
+    data = LabelledFeatures.from_arrays(items, ["a", "b", "c", "d"])
+    model = create_model("pts-snn", dim, 4, input_layers=layers, plif_backend=backend)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    rng = torch.Generator().manual_seed(seed + 1)
+
+    def step() -> None:
+        indices = torch.randint(0, len(data), (batch,), generator=rng).tolist()
+        b = collate(data, indices, crop_frames=crop, generator=rng)
+        b = spec_augment(b, time_masks=2, time_mask_width=max(2, crop // 25), feature_masks=2,
+                         feature_mask_width=32, generator=rng)
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(b.features, b.mask), b.labels % 4).backward()
+        optimizer.step()
+
+    return step
+
+
+def fit_steps(repeats: int) -> dict:
+    """Training-loop steps at 6.25 Hz (50-frame crops) and 50 Hz (400-frame crops, the same
+    8 s), compiled vs fused backend, interleaved."""
+    result = {}
+    for rate, crop in (("6.25Hz", 50), ("50Hz", 400)):
+        steps = {name: make_fit_step(name, crop) for name in ("compiled", "fused")}
+        for step in steps.values():  # warm-up
+            step()
+        times = _interleaved(steps, repeats)
+        result[rate] = {name: {"min_s": min(wall), "median_s": statistics.median(wall),
+                               "cpu_min_s": min(cpu), "crop_frames": crop, "batch": 16,
+                               "hidden_states": 7, "repeats": repeats}
+                        for name, (wall, cpu) in times.items()}
+    return result
 
 
 def machine() -> dict:
@@ -185,7 +302,8 @@ def machine() -> dict:
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "affinity": affinity,
             "load_average": os.getloadavg(), "python": platform.python_version(),
-            "torch": torch.__version__, "spikingjelly": _spikingjelly_version()}
+            "torch": torch.__version__, "spikingjelly": _spikingjelly_version(),
+            "numba": _version("numba")}
 
 
 def main() -> None:
@@ -196,52 +314,68 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-repeats", type=int, default=5)
-    parser.add_argument("--skip-loop-training", action="store_true",
-                        help="do not time the training step with the plain-loop PLIF")
+    parser.add_argument("--loop-training", action="store_true",
+                        help="also time the training step with the plain-loop PLIF (slow)")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "benchmarks" / "results" / "plif_cpu.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    names = ["fused", "loop"] + (["spikingjelly"] if _spikingjelly_version() else [])
+    from ptssnn.snn import plif_compiled
+
+    if not plif_compiled.available():
+        parser.exit(1, f"compiled PLIF unavailable: {plif_compiled.unavailable_reason()}\n")
+    names = ["compiled", "fused", "loop"] + (["spikingjelly"] if _spikingjelly_version() else [])
     info = machine()
     print(f"machine: {info}", flush=True)
     timing = time_plif(args.steps, args.batch, args.dim, args.repeats, names)
     memory = {name: peak_memory_child(name, args.steps, args.batch, args.dim, args.threads)
               for name in names}
-    bandwidth = copy_bandwidth_gbs()
+    bandwidth, bandwidth_cpu = copy_bandwidth_gbs()
     elements = args.steps * args.batch * args.dim
     # Least traffic of any implementation: forward reads X, writes spikes and the charge H
     # it must keep; backward reads dL/dS, H, spikes and X, writes dL/dX (float32).
     bound_bytes = 8 * elements * 4
     bound_ms = 1e3 * bound_bytes / (bandwidth * 1e9)
+    bound_cpu_ms = 1e3 * bound_bytes / (bandwidth_cpu * 1e9)
     plif = {}
     for name in names:
         plif[name] = {**timing[name], "peak_extra_rss_mib": memory[name]}
     ratios = {}
-    if "spikingjelly" in plif:
-        ratios["spikingjelly_over_fused_min"] = plif["spikingjelly"]["min_ms"] / \
-            plif["fused"]["min_ms"]
-        ratios["spikingjelly_over_fused_median"] = plif["spikingjelly"]["median_ms"] / \
-            plif["fused"]["median_ms"]
-    ratios["loop_over_fused_min"] = plif["loop"]["min_ms"] / plif["fused"]["min_ms"]
-    ratios["fused_over_bandwidth_bound_min"] = plif["fused"]["min_ms"] / bound_ms
+    for other in names[1:]:  # how many times faster the compiled backend is
+        for stat in ("min_ms", "median_ms", "cpu_min_ms"):
+            ratios[f"{other}_over_compiled_{stat[:-3]}"] = plif[other][stat] / \
+                plif["compiled"][stat]
+    for name in ("compiled", "fused"):
+        ratios[f"{name}_over_bandwidth_bound_min"] = plif[name]["min_ms"] / bound_ms
+        ratios[f"{name}_over_bandwidth_bound_cpu_min"] = plif[name]["cpu_min_ms"] / \
+            bound_cpu_ms
     print(json.dumps({"plif": plif, "ratios": ratios}, indent=2), flush=True)
 
-    train = {"fused": training_step(32, 250, 512, args.train_repeats, "fused")}
-    if not args.skip_loop_training:
-        train["loop"] = training_step(32, 250, 512, max(2, args.train_repeats // 2), "loop")
+    backends = ["compiled", "fused"] + (["loop"] if args.loop_training else [])
+    train = training_steps(32, 250, 512, args.train_repeats, backends)
+    for stat in ("min_s", "median_s", "cpu_min_s"):
+        ratios[f"training_fused_over_compiled_{stat[:-2]}"] = train["fused"][stat] / \
+            train["compiled"][stat]
+    fit = fit_steps(args.train_repeats)
+    for rate, steps in fit.items():
+        for stat in ("min_s", "cpu_min_s"):
+            ratios[f"fit_step_{rate}_fused_over_compiled_{stat[:-2]}"] = \
+                steps["fused"][stat] / steps["compiled"][stat]
     result = {
-        "command": "taskset -c 1 .venv/bin/python benchmarks/bench_plif.py --threads "
-                   f"{args.threads}",
+        "command": "taskset -c 1 .venv/bin/python " + " ".join(
+            [str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
+             else sys.argv[0], *sys.argv[1:]]),
         "shape": {"T": args.steps, "B": args.batch, "D": args.dim},
         "threads": args.threads,
         "machine": {**info, "load_average_end": os.getloadavg()},
         "plif_forward_backward": plif,
         "ratios": ratios,
-        "memory_bandwidth": {"copy_gb_per_s": bandwidth, "bound_bytes": bound_bytes,
-                             "bound_ms": bound_ms},
+        "memory_bandwidth": {"copy_gb_per_s": bandwidth, "copy_gb_per_s_cpu": bandwidth_cpu,
+                             "bound_bytes": bound_bytes, "bound_ms": bound_ms,
+                             "bound_cpu_ms": bound_cpu_ms},
         "training_step_pts_snn": train,
+        "fit_step_pts_snn": fit,
         "peak_rss_mib_this_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -129,4 +129,5 @@ def test_export_switches_only_the_models_own_layers(tmp_path: Path) -> None:
     model = create_model("pts-snn", input_dim=24, num_classes=3, width=32, block_hidden=40)
     export_onnx(model, tmp_path / "m.onnx", check=False)
     assert plif.plif_multi_step is before
-    assert {m.backend for m in model.modules() if isinstance(m, PLIF)} == {"fused"}
+    backends = {m.backend for m in model.modules() if isinstance(m, PLIF)}
+    assert backends == {model.config.plif_backend} == {"compiled"}

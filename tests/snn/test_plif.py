@@ -1,4 +1,4 @@
-"""PLIF: fused autograd function vs the plain step loop, vs SpikingJelly, and the module."""
+"""PLIF: the fused and compiled backends vs the plain step loop, vs SpikingJelly, the module."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ptssnn.errors import ModelConfigError
+from ptssnn.snn import plif_compiled
 from ptssnn.snn import plif_fused as plif_fused_module
 from ptssnn.snn.plif import (
     BACKENDS,
@@ -15,6 +16,7 @@ from ptssnn.snn.plif import (
     PLIFParameters,
     init_w,
     plif_multi_step,
+    plif_multi_step_compiled,
     plif_multi_step_fused,
     plif_multi_step_loop,
     plif_multi_step_script,
@@ -33,6 +35,16 @@ def _one_thread():
 
 
 T, B, D = 37, 3, 16
+
+needs_numba = pytest.mark.skipif(
+    not plif_compiled.available(),
+    reason=f"compiled PLIF kernels unavailable: {plif_compiled.unavailable_reason()}")
+
+# The hand-written-backward backends, each checked against the loop by the same tests.
+MULTI_STEP = [
+    pytest.param(plif_multi_step_fused, id="fused"),
+    pytest.param(plif_multi_step_compiled, id="compiled", marks=needs_numba),
+]
 
 
 def _inputs(seed: int, masked: bool, bias_per_step: bool = False):
@@ -67,16 +79,21 @@ CASES = list(itertools.product(
 
 
 @pytest.mark.parametrize(("decay_input", "v_reset", "detach_reset", "masked"), CASES)
-@pytest.mark.parametrize("chunk_elements", [1 << 16, 3 * B * D])
-def test_fused_equals_loop(decay_input, v_reset, detach_reset, masked, chunk_elements,
-                           monkeypatch):
-    # Small chunks exercise the backward's chunk boundaries.
-    monkeypatch.setattr(plif_fused_module, "_CHUNK_ELEMENTS", chunk_elements)
+@pytest.mark.parametrize(("multi_step", "chunk_elements"), [
+    pytest.param(plif_multi_step_fused, 1 << 16, id="fused"),
+    # Small chunks exercise the fused backward's chunk boundaries.
+    pytest.param(plif_multi_step_fused, 3 * B * D, id="fused-small-chunks"),
+    pytest.param(plif_multi_step_compiled, None, id="compiled", marks=needs_numba),
+])
+def test_backend_equals_loop(decay_input, v_reset, detach_reset, masked, multi_step,
+                             chunk_elements, monkeypatch):
+    if chunk_elements is not None:
+        monkeypatch.setattr(plif_fused_module, "_CHUNK_ELEMENTS", chunk_elements)
     x, bias, v0, mask = _inputs(0, masked, bias_per_step=masked)
     w = torch.tensor(0.4, requires_grad=True)
     options = dict(decay_input=decay_input, v_reset=v_reset, detach_reset=detach_reset)
     s_loop, v_loop, g_loop = _run(plif_multi_step_loop, x, bias, v0, w, mask, options)
-    s_fused, v_fused, g_fused = _run(plif_multi_step_fused, x, bias, v0, w, mask, options)
+    s_fused, v_fused, g_fused = _run(multi_step, x, bias, v0, w, mask, options)
     assert 0.05 < s_loop.mean() < 0.6  # a regime where spikes and resets both happen
     assert torch.equal(s_loop, s_fused)
     torch.testing.assert_close(v_fused, v_loop, rtol=0, atol=1e-5)
@@ -84,13 +101,14 @@ def test_fused_equals_loop(decay_input, v_reset, detach_reset, masked, chunk_ele
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=f"gradient w.r.t. {name}")
 
 
+@pytest.mark.parametrize("multi_step", MULTI_STEP)
 @pytest.mark.parametrize("surrogate", ["sigmoid", "atan"])
-def test_fused_equals_loop_surrogates_and_initial_state_gradient(surrogate):
+def test_backend_equals_loop_surrogates_and_initial_state_gradient(surrogate, multi_step):
     x, _, v0, mask = _inputs(3, masked=True)
     v0 = v0.clone().requires_grad_()
     w = torch.tensor(-0.2, requires_grad=True)
     results = []
-    for fn in (plif_multi_step_loop, plif_multi_step_fused):
+    for fn in (plif_multi_step_loop, multi_step):
         s, v = fn(x, v0, w, PLIFParameters(surrogate=surrogate, alpha=2.5), mask=mask)
         grads = torch.autograd.grad(s.sum() * 0.7 + (v ** 2).sum(), [x, v0, w])
         results.append((s, v, grads))
@@ -99,17 +117,21 @@ def test_fused_equals_loop_surrogates_and_initial_state_gradient(surrogate):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_fused_general_path_when_initial_state_above_threshold():
-    # A masked first step with V0 >= V_th must not fire: the fast path cannot prove that,
-    # so the general path runs; both must still equal the loop.
+@pytest.mark.parametrize("multi_step", MULTI_STEP)
+def test_initial_state_above_threshold_under_a_mask(multi_step):
+    # A masked first step with V0 >= V_th must not fire (the fused fast path cannot prove
+    # that, so its general path runs); V[0] = V0 then feeds step 1 and ∂L/∂w.
     x, _, _, mask = _inputs(4, masked=True)
     mask[0] = False
     v0 = torch.full((B, D), 1.5)
     w = torch.tensor(0.0, requires_grad=True)
     s1, v1 = plif_multi_step_loop(x, v0, w, mask=mask)
-    s2, v2 = plif_multi_step_fused(x, v0, w, mask=mask)
+    s2, v2 = multi_step(x, v0, w, mask=mask)
     assert s1[0].sum() == 0 and torch.equal(s1, s2)
     torch.testing.assert_close(v1, v2, rtol=0, atol=1e-5)
+    g1, g2 = (torch.autograd.grad(s.sum() + v.sum(), [x, w]) for s, v in ((s1, v1), (s2, v2)))
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
 
 
 def test_no_grad_path_and_float64():
@@ -121,12 +143,13 @@ def test_no_grad_path_and_float64():
     assert s2.dtype == torch.float64 and torch.equal(s1, s2) and torch.equal(v1, v2)
 
 
-def test_masked_steps_keep_state_and_do_not_fire():
+@pytest.mark.parametrize("multi_step", MULTI_STEP)
+def test_masked_steps_keep_state_and_do_not_fire(multi_step):
     x, _, v0, _ = _inputs(6, masked=False)
     w = torch.tensor(0.0)
     mask = torch.ones(T, B, dtype=torch.bool)
     mask[10:20, 0] = False
-    s, _ = plif_multi_step_fused(x, v0, w, mask=mask)
+    s, _ = multi_step(x, v0, w, mask=mask)
     assert s[10:20, 0].sum() == 0
     # Removing the masked steps of sample 0 gives the same spikes on its real steps.
     keep = torch.cat([torch.arange(10), torch.arange(20, T)])
@@ -136,14 +159,15 @@ def test_masked_steps_keep_state_and_do_not_fire():
     torch.testing.assert_close(v_full[0], v_short[0])
 
 
-def test_step_matches_multi_step_and_formula():
+@pytest.mark.parametrize("multi_step", MULTI_STEP)
+def test_step_matches_multi_step_and_formula(multi_step):
     x, _, v0, _ = _inputs(7, masked=False)
     w = torch.tensor(0.0)  # τ = 2
     spikes, v = [], v0
     for t in range(T):
         s, v = plif_step(x[t].detach(), v, w)
         spikes.append(s)
-    s_multi, v_multi = plif_multi_step_fused(x.detach(), v0, w)
+    s_multi, v_multi = multi_step(x.detach(), v0, w)
     assert torch.equal(torch.stack(spikes), s_multi) and torch.equal(v, v_multi)
     # One step by hand: H = V + (X - V)/2, fire at >= 1, hard reset to 0.
     h = v0 + (x[0].detach() - v0) * 0.5
@@ -227,7 +251,7 @@ def test_use_backend_switches_every_layer_and_restores_it_on_error():
     with pytest.raises(RuntimeError), use_backend(model, "script"):
         assert [m.backend for m in model] == ["script", "script"]
         raise RuntimeError("boom")
-    assert [m.backend for m in model] == ["fused", "loop"]
+    assert [m.backend for m in model] == ["compiled", "loop"]
     with pytest.raises(ModelConfigError, match="backend"), use_backend(model, "cuda"):
         pass
 

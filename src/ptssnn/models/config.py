@@ -13,7 +13,7 @@ from typing import Any
 from ptssnn.errors import ModelConfigError
 from ptssnn.snn.neurons import NEURONS
 from ptssnn.snn.norm import NORMS
-from ptssnn.snn.plif_parameters import BACKENDS, PLIFParameters
+from ptssnn.snn.plif_parameters import BACKENDS, DEFAULT_BACKEND, PLIFParameters
 
 __all__ = ["PRESETS", "PTSSNNConfig", "get_preset", "list_presets"]
 
@@ -73,7 +73,8 @@ class PTSSNNConfig:
             gathered into one :class:`~ptssnn.snn.PLIFParameters` by :meth:`plif_parameters`
             (``v_reset=None`` = soft reset; surrogate ``"sigmoid"`` α = 4 or ``"atan"`` α = 2,
             ``surrogate_alpha`` overrides α).
-        plif_backend: ``"fused"`` (custom autograd), ``"loop"`` (reference) or ``"script"``
+        plif_backend: ``"compiled"`` (numba kernels; ``fused`` where they cannot run),
+            ``"fused"`` (custom autograd), ``"loop"`` (reference) or ``"script"``
             (TorchScript loop, inference/export only); see :data:`ptssnn.snn.BACKENDS`.
         dropout: dropout before the classifier.
         seed: parameters are initialised from this seed (deterministic construction).
@@ -107,7 +108,7 @@ class PTSSNNConfig:
     detach_reset: bool = False
     surrogate: str = "sigmoid"
     surrogate_alpha: float | None = None
-    plif_backend: str = "fused"
+    plif_backend: str = DEFAULT_BACKEND
     dropout: float = 0.1
     seed: int = 0
     preset: str = "custom"

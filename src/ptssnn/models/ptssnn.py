@@ -29,6 +29,7 @@ from ptssnn.snn.calibration import MembraneCalibration
 from ptssnn.snn.neurons import make_neuron
 from ptssnn.snn.norm import apply_norm, make_norm
 from ptssnn.snn.shift import TemporalShift
+from ptssnn.snn.spike_linear import spike_linear
 
 __all__ = ["PTSSNN", "SoftSaturation", "SpikingShiftBlock"]
 
@@ -39,6 +40,12 @@ def _seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def _compiled(neuron: nn.Module) -> bool:
+    """Whether ``neuron`` is a PLIF layer on the ``compiled`` backend (its spikes then go
+    through the sparse training kernels of :func:`~ptssnn.snn.spike_linear.spike_linear`)."""
+    return getattr(neuron, "backend", None) == "compiled"
 
 
 def _fed_by_spikes(layer: nn.Linear, spiking: bool) -> nn.Linear:
@@ -93,9 +100,11 @@ class SpikingShiftBlock(nn.Module):
     def mlp(self, s: torch.Tensor, mask: torch.Tensor | None,
             v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Shifted spikes ``[T, B, D]`` → residual update ``[T, B, D]`` and hidden membrane."""
-        h, v_hidden = self.neuron_hidden(apply_norm(self.norm1, self.fc1(s), mask), mask=mask,
+        current = spike_linear(self.fc1, s, _compiled(self.neuron_in))
+        h, v_hidden = self.neuron_hidden(apply_norm(self.norm1, current, mask), mask=mask,
                                          v=v, return_state=True)
-        return apply_norm(self.norm2, self.fc2(h), mask), v_hidden
+        update = spike_linear(self.fc2, h, _compiled(self.neuron_hidden))
+        return apply_norm(self.norm2, update, mask), v_hidden
 
     def forward(self, u: torch.Tensor, bias: torch.Tensor | None,
                 mask: torch.Tensor | None) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """Spiking primitives. Every tensor here is time first: ``[T, B, ...]``; masks are ``[T, B]``.
 
 - :mod:`ptssnn.snn.plif`: PLIF dynamics as pure functions (:func:`plif_step`,
-  :func:`plif_multi_step`) over one :class:`PLIFParameters`, three named backends
-  (``fused``, ``loop``, ``script``; :func:`use_backend` switches a whole model), and the
+  :func:`plif_multi_step`) over one :class:`PLIFParameters`, four named backends
+  (``compiled``, ``fused``, ``loop``, ``script``; :func:`use_backend` switches a whole
+  model), and the
   :class:`PLIF` module.
 - :class:`TemporalShift`: parameter-free channel shift along time, mask-aware.
 - :class:`SpikingSparseLinearAttention`: softmax-free spiking attention of prompt queries over
@@ -21,6 +22,7 @@ from ptssnn.snn.plif import (
     PLIFParameters,
     init_w,
     plif_multi_step,
+    plif_multi_step_compiled,
     plif_multi_step_fused,
     plif_multi_step_loop,
     plif_multi_step_script,
@@ -42,6 +44,7 @@ __all__ = [
     "init_w",
     "make_neuron",
     "plif_multi_step",
+    "plif_multi_step_compiled",
     "plif_multi_step_fused",
     "plif_multi_step_loop",
     "plif_multi_step_script",

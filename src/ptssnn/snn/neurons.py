@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from ptssnn.errors import ModelConfigError
 from ptssnn.snn.plif import PLIF
-from ptssnn.snn.plif_parameters import PLIFParameters
+from ptssnn.snn.plif_parameters import DEFAULT_BACKEND, PLIFParameters
 
 __all__ = ["NEURONS", "GELUNeuron", "make_neuron"]
 
@@ -45,7 +45,7 @@ class GELUNeuron(nn.Module):
 
 
 def make_neuron(kind: str, params: PLIFParameters | None = None,
-                backend: str = "fused") -> nn.Module:
+                backend: str = DEFAULT_BACKEND) -> nn.Module:
     """Build a neuron layer: ``"plif"`` (:class:`PLIF` with ``params`` and ``backend``) or
     ``"gelu"`` (which has no options).
 

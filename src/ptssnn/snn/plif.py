@@ -16,14 +16,18 @@ Shapes: time first, ``x`` is ``[T, B, *N]`` (``N`` neuron dims), state ``v`` is 
 ``mask`` is ``[T, B]`` (bool, True = real frame).
 
 The options live in one frozen dataclass, :class:`~ptssnn.snn.plif_parameters.PLIFParameters`.
-Three named backends compute the same multi-step function (:data:`BACKENDS`), chosen
+Four named backends compute the same multi-step function (:data:`BACKENDS`), chosen
 explicitly per layer (``PLIF(backend=...)``, ``PTSSNNConfig.plif_backend``, or for a whole
 model :func:`use_backend`):
 
+- ``compiled``: :func:`~ptssnn.snn.plif_compiled.plif_multi_step_compiled`, numba kernels
+  for forward and backward (training and inference on the CPU; the default). Where numba is
+  missing or cannot build them it runs ``fused`` and says so once (a warning); CUDA and
+  half-precision inputs go to ``fused`` too. Under tracing it runs the loop;
 - ``loop``: :func:`plif_multi_step_loop`, a Python loop of :func:`plif_step`, differentiated
   by autograd (the reference);
 - ``fused``: :func:`~ptssnn.snn.plif_fused.plif_multi_step_fused`, a custom autograd
-  function (training and inference; the default). Under tracing it runs the loop, so a
+  function (training and inference, any device). Under tracing it runs the loop, so a
   traced graph holds standard operators only;
 - ``script``: :func:`~ptssnn.snn.plif_script.plif_multi_step_script`, a TorchScript loop
   that ONNX export turns into one ``Loop`` over a dynamic time axis (inference only).
@@ -37,9 +41,12 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ptssnn.snn import plif_compiled
+from ptssnn.snn.plif_compiled import plif_multi_step_compiled
 from ptssnn.snn.plif_fused import FusedPLIF, plif_multi_step_fused
 from ptssnn.snn.plif_parameters import (
     BACKENDS,
+    DEFAULT_BACKEND,
     DEFAULT_PARAMETERS,
     PLIFParameters,
     check_backend,
@@ -56,6 +63,7 @@ __all__ = [
     "PLIFParameters",
     "init_w",
     "plif_multi_step",
+    "plif_multi_step_compiled",
     "plif_multi_step_fused",
     "plif_multi_step_loop",
     "plif_multi_step_script",
@@ -143,12 +151,14 @@ def plif_multi_step(
     params: PLIFParameters = DEFAULT_PARAMETERS,
     *,
     mask: torch.Tensor | None = None,
-    backend: str = "fused",
+    backend: str = DEFAULT_BACKEND,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-step PLIF with the named backend: ``(spikes [T, B, *N], v_final [B, *N])``.
 
-    ``fused`` runs the loop while tracing (a custom autograd function cannot be traced);
-    ``loop`` and ``script`` always run as named. See :func:`plif_step` for the arguments.
+    ``compiled`` and ``fused`` run the loop while tracing (a custom autograd function cannot
+    be traced), and ``compiled`` runs ``fused`` where its kernels cannot run
+    (:func:`~ptssnn.snn.plif_compiled.usable`); ``loop`` and ``script`` always run as named.
+    See :func:`plif_step` for the arguments.
 
     Raises:
         ModelConfigError: unknown backend.
@@ -158,6 +168,8 @@ def plif_multi_step(
         return plif_multi_step_script(x, v, w, params, mask=mask)
     if backend == "loop" or _tracing():
         return plif_multi_step_loop(x, v, w, params, mask=mask)
+    if backend == "compiled" and plif_compiled.usable(x):
+        return plif_multi_step_compiled(x, v, w, params, mask=mask)
     return plif_multi_step_fused(x, v, w, params, mask=mask)
 
 
@@ -166,7 +178,8 @@ class PLIF(nn.Module):
 
     Args:
         params: the neuron's options (default :class:`PLIFParameters`).
-        backend: ``"fused"``, ``"loop"`` or ``"script"`` (see :data:`BACKENDS`).
+        backend: ``"compiled"`` (default), ``"fused"``, ``"loop"`` or ``"script"`` (see
+            :data:`BACKENDS`).
         **options: shorthand for ``params=PLIFParameters(**options)``
             (e.g. ``PLIF(init_tau=3.0)``); not together with ``params``.
 
@@ -175,7 +188,7 @@ class PLIF(nn.Module):
     The mask is respected: padded steps emit no spikes and are not counted.
     """
 
-    def __init__(self, params: PLIFParameters | None = None, *, backend: str = "fused",
+    def __init__(self, params: PLIFParameters | None = None, *, backend: str = DEFAULT_BACKEND,
                  **options: object) -> None:
         super().__init__()
         if params is not None and options:

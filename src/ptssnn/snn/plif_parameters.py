@@ -15,14 +15,20 @@ import torch
 from ptssnn.errors import ModelConfigError
 from ptssnn.snn.surrogate import check_surrogate
 
-__all__ = ["BACKENDS", "DEFAULT_PARAMETERS", "PLIFParameters", "check_backend", "init_w"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_PARAMETERS", "PLIFParameters",
+           "check_backend", "init_w"]
 
 #: Multi-step implementations, by name (see :func:`ptssnn.snn.plif.plif_multi_step`):
-#: ``fused`` (custom autograd, training and inference), ``loop`` (autograd through a Python
+#: ``compiled`` (numba kernels, training and inference on the CPU; runs ``fused`` where they
+#: cannot be built or for inputs they do not take), ``fused`` (custom autograd of PyTorch
+#: ops, training and inference, any device), ``loop`` (autograd through a Python
 #: loop of :func:`~ptssnn.snn.plif.plif_step`: the reference), ``script`` (a TorchScript
 #: loop that the ONNX exporter turns into one ``Loop`` node over a dynamic time axis;
 #: inference only).
-BACKENDS: tuple[str, ...] = ("fused", "loop", "script")
+BACKENDS: tuple[str, ...] = ("compiled", "fused", "loop", "script")
+
+#: The backend layers get unless told otherwise.
+DEFAULT_BACKEND = "compiled"
 
 
 def check_backend(name: str) -> str:

@@ -1,0 +1,102 @@
+"""Sparse spike-fed Linear (training kernels of the compiled backend) vs ``nn.Linear``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ptssnn.models import create_model
+from ptssnn.snn import plif_compiled
+from ptssnn.snn.spike_linear import spike_linear
+
+needs_numba = pytest.mark.skipif(
+    not plif_compiled.available(),
+    reason=f"compiled kernels unavailable: {plif_compiled.unavailable_reason()}")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _grads(out, inputs, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.autograd.grad((out * torch.randn(out.shape, generator=g)).sum(), inputs)
+
+
+@needs_numba
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("values", ["spikes", "sparse reals", "all zero rows"])
+def test_equals_dense_linear(bias, values):
+    g = torch.Generator().manual_seed(0)
+    layer = nn.Linear(45, 29, bias=bias)
+    s = (torch.rand(6, 5, 45, generator=g) < 0.1).float()
+    if values == "sparse reals":
+        s = s * torch.randn(s.shape, generator=g)
+    elif values == "all zero rows":
+        s[:, 2] = 0.0
+    s.requires_grad_()
+    params = [s, *layer.parameters()]
+    out = spike_linear(layer, s, sparse=True)
+    assert "SpikeLinear" in str(out.grad_fn.next_functions)  # the kernel ran (under a view)
+    ref = F.linear(s, layer.weight, layer.bias)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    names = ("s", "weight", "bias")[:len(params)]
+    for name, a, b in zip(names, _grads(out, params), _grads(ref, params), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=name)
+
+
+@needs_numba
+def test_dense_outside_training_or_when_not_asked():
+    layer = nn.Linear(8, 4)
+    s = (torch.rand(3, 2, 8) < 0.3).float()
+    with torch.no_grad():
+        assert torch.equal(spike_linear(layer, s, sparse=True), layer(s))
+    assert "SpikeLinear" not in str(spike_linear(layer, s, sparse=False).grad_fn.next_functions)
+    assert torch.equal(spike_linear(layer, s, sparse=False), layer(s))
+    # A hook (the energy report's) sees the plain module call, with the kernels or without.
+    seen = []
+    layer.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    assert "SpikeLinear" not in str(spike_linear(layer, s, sparse=True).grad_fn.next_functions)
+    assert seen == [(3, 2, 4)]
+
+
+@needs_numba
+def test_model_training_step_uses_sparse_kernels_and_matches_fused():
+    # Compiled backend: PLIF kernels + sparse fc1/fc2 in training; evaluation is bit-identical
+    # to the fused backend (dense layers, bit-exact PLIF), training gradients agree closely.
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(3, 40, 24, generator=g)
+    mask = torch.ones(3, 40, dtype=torch.bool)
+    mask[2, 30:] = False
+    models = {name: create_model("pts-snn", 24, 4, plif_backend=name, width=32,
+                                 block_hidden=48, attention_heads=4, dropout=0.0)
+              for name in ("compiled", "fused")}
+    with torch.no_grad():
+        logits = {name: model(features, mask) for name, model in models.items()}
+    assert torch.equal(logits["compiled"], logits["fused"])
+    grads = {}
+    for name, model in models.items():
+        loss = F.cross_entropy(model(features, mask), torch.tensor([0, 1, 2]))
+        grads[name] = dict(zip([n for n, _ in model.named_parameters()],
+                               torch.autograd.grad(loss, list(model.parameters())), strict=True))
+    assert grads["compiled"].keys() == grads["fused"].keys()
+    for key, value in grads["compiled"].items():
+        torch.testing.assert_close(value, grads["fused"][key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+@needs_numba
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_tracing_with_gradients_records_plain_operators():
+    model = create_model("pts-snn", 12, 3, width=16, block_hidden=24, attention_heads=4).eval()
+    features = torch.randn(2, 9, 12)
+    traced = torch.jit.trace(model, (features,), check_trace=False)  # autograd is on
+    assert "PythonOp" not in str(traced.graph)  # no custom autograd function was traced
+    with torch.no_grad():
+        assert torch.equal(traced(features), model(features))
