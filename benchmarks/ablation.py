@@ -32,6 +32,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "before": ({"layers": "all", "augment_space": "raw", "mixup_alpha": 0.0}, {}),
     "all-layers": ({"layers": "all"}, {}),
     "auto-layer": ({"layers": "auto"}, {}),
+    "all-layers-middle-prior": ({"layers": "all"}, {"layer_prior": 1.0}),
     "no-mixup": ({"mixup_alpha": 0.0}, {}),
     "raw-masks": ({"augment_space": "raw"}, {}),
     # The two changes alone: "before" + the middle layer, "before" + mixup and

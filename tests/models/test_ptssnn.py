@@ -239,3 +239,17 @@ def test_saturation_without_layer_norm_keeps_the_frame_level():
     louder = x + 2.0
     torch.testing.assert_close(normed.saturation(louder), normed.saturation(x))
     assert not torch.allclose(plain.saturation(louder), plain.saturation(x))
+
+
+def test_layer_prior_centres_the_initial_layer_mix_on_the_middle_state():
+    from ptssnn.models.ptssnn import layer_prior_logits
+
+    uniform = create_model("pts-snn", 24, 3, **SMALL, input_layers=7)
+    assert torch.equal(uniform.layer_weights.detach(), torch.zeros(7))
+    prior = create_model("pts-snn", 24, 3, **SMALL, input_layers=7, layer_prior=1.0)
+    weights = torch.softmax(prior.layer_weights.detach(), 0)
+    assert int(weights.argmax()) == 3 and torch.allclose(weights, weights.flip(0))
+    assert float(weights[3]) > 0.35 and float(weights[0]) < 0.01
+    assert int(layer_prior_logits(4, 1.0).argmax()) == 2
+    with pytest.raises(ModelConfigError, match="layer_prior"):
+        create_model("pts-snn", 24, 3, layer_prior=-1.0)

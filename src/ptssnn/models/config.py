@@ -37,6 +37,8 @@ class PTSSNNConfig:
         num_classes: number of emotion classes C.
         input_layers: L; when > 1 the features are ``[B, L, T, D_in]`` and a learned
             softmax-weighted sum over layers is taken first.
+        layer_prior: initial layer weights of the learned sum: a Gaussian bump of this width
+            (in hidden states) around the middle one; 0: uniform.
         width: channel width D of the spiking encoder (paper default 256).
         num_blocks: number of spiking temporal-shift blocks (2).
         block_hidden: hidden width of each block's MLP. 672 puts the default model at
@@ -84,6 +86,7 @@ class PTSSNNConfig:
     input_dim: int = 768
     num_classes: int = 4
     input_layers: int = 1
+    layer_prior: float = 0.0
     width: int = 256
     num_blocks: int = 2
     block_hidden: int = 672
@@ -156,6 +159,8 @@ class PTSSNNConfig:
         if self.shift_later < 0 or self.shift_earlier < 0 or \
                 self.shift_later + self.shift_earlier > 1:
             raise ModelConfigError("shift fractions must be >= 0 and sum to <= 1")
+        if self.layer_prior < 0:
+            raise ModelConfigError(f"layer_prior must be >= 0, got {self.layer_prior}")
         if not self.saturation_xi > 0:
             raise ModelConfigError(f"saturation_xi must be positive, got {self.saturation_xi}")
         self.plif_parameters()  # validates the PLIF options

@@ -114,6 +114,15 @@ class SpikingShiftBlock(nn.Module):
         return u + delta
 
 
+def layer_prior_logits(layers: int, width: float) -> torch.Tensor:
+    """Initial logits of the learned layer sum: a Gaussian bump of ``width`` hidden states
+    around the middle one (index ``layers // 2``), or uniform (zeros) when ``width`` is 0."""
+    if width <= 0:
+        return torch.zeros(layers)
+    offset = torch.arange(layers, dtype=torch.float32) - layers // 2
+    return -0.5 * (offset / width) ** 2
+
+
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean over time of ``x [T, B, D]`` counting real frames only → ``[B, D]``."""
     if mask is None:
@@ -152,7 +161,8 @@ class PTSSNN(nn.Module):
         self.register_buffer("input_mean", torch.zeros(c.input_layers, c.input_dim))
         self.register_buffer("input_std", torch.ones(c.input_layers, c.input_dim))
         with _seeded(c.seed):
-            self.layer_weights = (nn.Parameter(torch.zeros(c.input_layers))
+            self.layer_weights = (nn.Parameter(layer_prior_logits(c.input_layers,
+                                                                  c.layer_prior))
                                   if c.input_layers > 1 else None)
             self.saturation = SoftSaturation(c.input_dim, c.saturation_xi,
                                              c.saturation_norm) if c.saturation else None
