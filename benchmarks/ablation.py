@@ -57,14 +57,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from ptssnn.backbones import load_backbone
-    from ptssnn.benchmark.runner import (
-        benchmark_train_config,
-        extract_corpus_features,
-        prepare_corpus,
-    )
+    from ptssnn.benchmark.corpus import extract_corpus_features, prepare_corpus
+    from ptssnn.features.table import LabelledFeatures
     from ptssnn.models import create_model
-    from ptssnn.training.crossval import LayerViews, train_fold
-    from ptssnn.training.data import LabelledFeatures
+    from ptssnn.training.config import benchmark_train_config
+    from ptssnn.training.crossval import train_fold
+    from ptssnn.training.views import LayerViews
 
     torch.set_num_threads(1)
     variants = args.variants.split(",")
