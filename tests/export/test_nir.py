@@ -204,3 +204,12 @@ def test_other_variants_and_refusals(tmp_path: Path) -> None:
         export_nir(create_model("pts-snn", **small), tmp_path / "u", target="loihi")
     with pytest.raises(ExportError, match="manifest"):
         NIRExport(tmp_path)
+
+
+def test_a_mean_std_readout_is_refused_not_exported_wrong(tmp_path) -> None:
+    from ptssnn.export.onnx_export import ExportError
+    from ptssnn.models import create_model
+
+    model = create_model("pts-snn", 16, 3, width=16, block_hidden=16, readout="mean_std")
+    with pytest.raises(ExportError, match="mean read-out"):
+        export_nir(model, tmp_path / "head", check=False)

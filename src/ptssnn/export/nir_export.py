@@ -276,6 +276,11 @@ def build_program(model: nn.Module, *, dt: float = FRAME_DT, target: str = "nir"
         raise ExportError(
             f"NIR export needs a spiking head; preset {c.preset!r} uses {c.neuron} "
             "units (export it to ONNX instead)")
+    if getattr(c, "readout", "mean") != "mean":
+        # The host program knows the mean over time only; refuse rather than export wrong.
+        raise ExportError(
+            f"NIR export supports the mean read-out only; this head reads {c.readout!r} "
+            "(export it to ONNX instead)")
     prog, width = _Program(dt=dt, target=target), c.width
 
     def lif(path: str, size: int) -> tuple[str, Any]:
