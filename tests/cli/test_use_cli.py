@@ -463,7 +463,7 @@ def test_train_refuses_an_existing_model_folder_without_overwrite(tmp_path: Path
 
 
 def test_train_report_names_the_model_each_score_belongs_to() -> None:
-    from ptssnn.cli.use import _train_report
+    from ptssnn.cli.deploy import _train_report
 
     summary = {"num_train": 10, "num_validation": 4, "labels": ["a", "b"], "num_held_out": 6,
                "validation": {"ua": 0.75}, "fit": {"refit": {"epochs": 7}},

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from ptssnn import __version__
-from ptssnn.cli import data, enrol, features, model, run, use
+from ptssnn.cli import data, deploy, enrol, features, model, run, use
 from ptssnn.errors import PtssnnError
 
 app = typer.Typer(
@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 # Command modules import torch, numpy and the models inside their commands, never at import
 # time, so `ptssnn --help` and `--version` stay fast (tests/cli/test_startup.py).
-for _module in (data, features, model, run, use, enrol):
+for _module in (data, features, model, run, deploy, use, enrol):
     _module.register(app)
 
 
