@@ -9,9 +9,9 @@ Every error, whatever raised it, has one JSON shape, ``{"error": {"code": ..., "
 anything:
 
 * :class:`~ptssnn.serve.guard.RequestGuard` (outermost ASGI layer) checks the optional
-  bearer token before the body is read (401), refuses a body over ``max_upload_mb`` from ``Content-Length`` or, for
-  chunked uploads, as the bytes arrive (413), and gives the whole body ``request_timeout_s``
-  to arrive (408), so slow clients cannot hold connections open.
+  bearer token before the body is read (401), refuses a body over ``max_upload_mb`` from
+  ``Content-Length`` or, for chunked uploads, as the bytes arrive (413), and gives the
+  whole body ``request_timeout_s`` to arrive (408), so slow clients cannot hold connections open.
 * The upload's header is read first (:func:`ptssnn.audio.check_header`): sample rate
   (4-384 kHz), channels, duration (``max_seconds``) and the decoded size (frames × channels
   as float32, ``max_decoded_mb``) are checked before a single sample is decoded, so a small
