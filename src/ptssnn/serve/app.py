@@ -22,9 +22,11 @@ anything:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, File, Request, UploadFile
@@ -230,27 +232,15 @@ def create_app(
                             if recognizer.speaker_prior is not None else None),
         }
 
-    @app.post(
-        "/predict",
-        summary="Recognise the emotion in an uploaded audio file",
-        responses=errors,  # type: ignore[arg-type]
-    )
-    def predict(
-        file: UploadFile = File(  # noqa: B008 (FastAPI's way to declare a form field)
-            ..., description="Audio in any format libsndfile reads (WAV, FLAC, OGG, ...)"
-        ),
-        segments: bool = True,
-        profile: str | None = None,
-    ) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def decoded_upload(file: UploadFile) -> Iterator[tuple[Any, str]]:
+        """One upload spooled to a temporary file and decoded inside the concurrency limit;
+        the caller's work on ``(waveform, name)`` runs inside the limit too.
+
+        libsndfile reads by content, so a temporary file with any name decodes the same
+        bytes exactly as ``ptssnn predict`` decodes the original file.
+        """
         name = (file.filename or "upload")[:200]
-        speaker = None
-        if profile is not None:
-            if store is None:
-                raise ApiError(404, "profiles_disabled",
-                               "this service keeps no speaker profiles (serve --profiles DIR)")
-            speaker = store.get(profile)
-        # libsndfile reads by content, so a temporary file with any name decodes the same
-        # bytes exactly as `ptssnn predict` decodes the original file.
         handle, path = tempfile.mkstemp(prefix="ptssnn-upload-")
         try:
             with os.fdopen(handle, "wb") as out:
@@ -264,10 +254,31 @@ def create_app(
                     wave = _decode(path, recognizer.sample_rate, max_seconds, max_decoded_mb)
                 except AudioError as error:
                     raise audio_error(error, name) from error
-                prediction = recognizer.predict(wave, recognizer.sample_rate, source=name,
-                                                profile=speaker)
+                yield wave, name
         finally:
             os.unlink(path)
+
+    @app.post(
+        "/predict",
+        summary="Recognise the emotion in an uploaded audio file",
+        responses=errors,  # type: ignore[arg-type]
+    )
+    def predict(
+        file: UploadFile = File(  # noqa: B008 (FastAPI's way to declare a form field)
+            ..., description="Audio in any format libsndfile reads (WAV, FLAC, OGG, ...)"
+        ),
+        segments: bool = True,
+        profile: str | None = None,
+    ) -> dict[str, Any]:
+        speaker = None
+        if profile is not None:
+            if store is None:
+                raise ApiError(404, "profiles_disabled",
+                               "this service keeps no speaker profiles (serve --profiles DIR)")
+            speaker = store.get(profile)
+        with decoded_upload(file) as (wave, name):
+            prediction = recognizer.predict(wave, recognizer.sample_rate, source=name,
+                                            profile=speaker)
         return prediction.to_dict(include_segments=segments)
 
     if store is not None:
@@ -275,23 +286,8 @@ def create_app(
         def enrol_uploads(files: list[UploadFile], target: Any) -> None:
             # One bad file fails the request with /predict's error; nothing is stored then.
             for file in files:
-                name = (file.filename or "upload")[:200]
-                handle, path = tempfile.mkstemp(prefix="ptssnn-upload-")
-                try:
-                    with os.fdopen(handle, "wb") as out:
-                        while block := file.file.read(1 << 20):
-                            out.write(block)
-                    if os.path.getsize(path) == 0:
-                        raise ApiError(422, "empty_audio", f"{name}: the uploaded file is empty")
-                    with slots:
-                        try:
-                            wave = _decode(path, recognizer.sample_rate, max_seconds,
-                                           max_decoded_mb)
-                        except AudioError as error:
-                            raise audio_error(error, name) from error
-                        recognizer.enrol([wave], recognizer.sample_rate, profile=target)
-                finally:
-                    os.unlink(path)
+                with decoded_upload(file) as (wave, _):
+                    recognizer.enrol([wave], recognizer.sample_rate, profile=target)
 
         app.include_router(profile_router(store, recognizer.new_profile, enrol_uploads,
                                           max_files=max_enrol_files, responses=errors))
