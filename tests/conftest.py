@@ -71,3 +71,15 @@ def enrol_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
              for gain in (1.0, 0.25) for i in range(8)]
     SpeakerPrior.from_moments(training_moments(items)).save(directory)
     return directory
+
+
+@pytest.fixture
+def one_thread():
+    """The CI machine is small and shared: one intra-op thread keeps the tensor-heavy tests
+    fast (modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

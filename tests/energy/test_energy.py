@@ -11,14 +11,7 @@ from ptssnn.errors import ModelConfigError
 from ptssnn.models import create_model
 from ptssnn.snn import PLIF
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI machine is small and shared: one intra-op thread keeps these tests fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Tiny(nn.Module):

@@ -9,14 +9,7 @@ from torch.nn import functional as F
 from ptssnn.errors import ModelConfigError
 from ptssnn.models import PTSSNN, create_model, list_presets
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI machine is small and shared: one intra-op thread keeps these tests fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PAPER_PARAMETERS = 1.19e6
 

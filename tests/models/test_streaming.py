@@ -7,14 +7,7 @@ import torch
 
 from ptssnn.models import create_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI machine is small and shared: one intra-op thread keeps these tests fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = dict(width=32, block_hidden=48, attention_heads=4)
 CHUNKINGS = [[23], [1] * 23, [5, 1, 8, 9], [2, 3, 4, 14]]

@@ -8,14 +8,7 @@ import torch
 from ptssnn.snn.attention import SpikingSparseLinearAttention
 from ptssnn.snn.calibration import MembraneCalibration
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI machine is small and shared: one intra-op thread keeps these tests fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 D, H, M = 32, 4, 4
 

@@ -24,14 +24,7 @@ from ptssnn.snn.plif import (
     use_backend,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI machine is small and shared: one intra-op thread keeps these tests fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 T, B, D = 37, 3, 16

@@ -16,12 +16,7 @@ needs_numba = pytest.mark.skipif(
     reason=f"compiled kernels unavailable: {plif_compiled.unavailable_reason()}")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _grads(out, inputs, seed=3):
