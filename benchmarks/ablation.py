@@ -42,6 +42,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "spike-stats": ({}, {"readout": "mean_std"}),
     "epochs-16": ({"max_epochs": 16, "patience": 6}, {}),
     "frame-pool-4": ({"frame_pool": 4}, {}),
+    "weight-average": ({"weight_average_epochs": 1.0}, {}),
+    "all-layers-middle-prior+weight-average": ({"layers": "all", "weight_average_epochs": 1.0},
+                                               {"layer_prior": 1.0}),
 }
 
 

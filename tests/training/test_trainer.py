@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from torch import nn
 from ptssnn.errors import CheckpointError
 from ptssnn.training import LabelledFeatures, TrainConfig, TrainingError, fit, learning_rate
 from ptssnn.training.checkpoint import flatten_optimizer_state, unflatten_optimizer_state
+from ptssnn.training.trainer import WeightAverage
 
 
 class MeanPoolHead(nn.Module):
@@ -84,9 +86,11 @@ def test_same_seed_gives_identical_results_and_weights():
     assert strip(third.history) != strip(first.history)
 
 
+@pytest.mark.parametrize("average", [0.0, 1.0])
 @pytest.mark.parametrize("stop_after", [1, 3])
-def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, stop_after):
-    reference, ref_model = run(small_config(), checkpoint=tmp_path / "ref" / "state")
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, stop_after, average):
+    config = small_config(weight_average_epochs=average)
+    reference, ref_model = run(config, checkpoint=tmp_path / "ref" / "state")
 
     class Interrupt(Exception):
         pass
@@ -97,12 +101,12 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, stop_afte
 
     stem = tmp_path / "run" / "state"
     with pytest.raises(Interrupt):
-        run(small_config(), checkpoint=stem, epoch_hook=hook)
+        run(config, checkpoint=stem, epoch_hook=hook)
     saved = json.loads(stem.with_suffix(".json").read_text())
     assert saved["epoch"] == stop_after
     # Scramble the global RNGs: resume must restore them, not rely on them.
     torch.manual_seed(12345)
-    resumed, model = run(small_config(), checkpoint=stem, resume=True)
+    resumed, model = run(config, checkpoint=stem, resume=True)
     assert strip(resumed.history) == strip(reference.history)
     assert resumed.best_epoch == reference.best_epoch
     assert resumed.best_validation == reference.best_validation
@@ -181,3 +185,37 @@ def test_optimizer_state_roundtrip():
         for name, value in values.items():
             assert torch.equal(other.state_dict()["state"][key][name], value)
     assert other.param_groups[0]["betas"] == (0.9, 0.98)
+
+
+def test_weight_average_tracks_an_exponential_average_and_swaps_back():
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, horizon_steps=1e9)  # decay → 1: only the ramp acts
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average.update(model)  # ramp: decay (1 + 1) / (10 + 1)
+    assert torch.allclose(average.state["weight"], torch.full((1, 2), 1 - 2 / 11))
+    average.swap(model)
+    assert torch.allclose(model.weight, torch.full((1, 2), 1 - 2 / 11))
+    average.swap(model)
+    assert torch.equal(model.weight, torch.ones(1, 2))
+    slow = WeightAverage(model, horizon_steps=4.0)
+    assert slow.decay == pytest.approx(math.exp(-0.25))
+
+
+def test_weight_average_is_what_fit_validates_and_keeps():
+    config = small_config(weight_average_epochs=1.0)
+    result, _ = run(config)
+    assert result.best_validation.ua > 0.8
+    plain, _ = run(small_config())
+    assert strip(result.history) != strip(plain.history)
+    # Without validation the kept weights are the last average, not the last raw step.
+    table = make_table()
+    torch.manual_seed(0)
+    head = MeanPoolHead(8, 3)
+    fit(head, table, None, config.replace(max_epochs=2))
+    torch.manual_seed(0)
+    raw = MeanPoolHead(8, 3)
+    fit(raw, table, None, small_config(max_epochs=2))
+    assert not torch.equal(head.proj.weight, raw.proj.weight)

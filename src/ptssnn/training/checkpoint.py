@@ -115,6 +115,7 @@ def save_training_state(
     optimizer_state: dict[str, Any],
     generators: dict[str, torch.Generator],
     scalars: dict[str, Any],
+    average_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write one training checkpoint pair atomically.
 
@@ -125,12 +126,15 @@ def save_training_state(
         optimizer_state: ``optimizer.state_dict()``.
         generators: Named ``torch.Generator`` objects the run draws from.
         scalars: JSON-ready values (epoch, best-so-far, history, config, schedule step).
+        average_state: The running weight average (``TrainConfig.weight_average_epochs``).
     """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     tensors = _module_tensors("model", model_state)
     if best_state is not None:
         tensors.update(_module_tensors("best", best_state))
+    if average_state is not None:
+        tensors.update(_module_tensors("average", average_state))
     optim_tensors, optim_meta = flatten_optimizer_state(optimizer_state)
     tensors.update(optim_tensors)
     rng_tensors, rng_meta = capture_rng(generators)
@@ -138,7 +142,7 @@ def save_training_state(
     token = uuid.uuid4().hex
     meta = dict(scalars)
     meta.update({"token": token, "optimizer": optim_meta, "rng": rng_meta,
-                 "has_best": best_state is not None})
+                 "has_best": best_state is not None, "has_average": average_state is not None})
     weights = stem.with_suffix(".safetensors")
     text = stem.with_suffix(".json")
     tmp_weights = weights.with_name(weights.name + ".tmp")
@@ -184,6 +188,7 @@ def load_training_state(stem: str | Path) -> dict[str, Any] | None:
     state = dict(meta)
     state["model"] = _strip("model", tensors)
     state["best"] = _strip("best", tensors) if meta.get("has_best") else None
+    state["average"] = _strip("average", tensors) if meta.get("has_average") else None
     state["optimizer"] = unflatten_optimizer_state(tensors, meta["optimizer"])
     state["rng_tensors"] = {k: v for k, v in tensors.items() if k.startswith("rng" + _SEP)}
     state["rng_meta"] = meta["rng"]

@@ -63,6 +63,8 @@ class TrainConfig:
             fraction of ``lr`` (1: one rate for all).
         noise: Gaussian noise added to the standardised features during training (std).
         mixup_alpha: Mixup's Beta(α, α) (0: off).
+        weight_average_epochs: Validate, select and keep an exponential moving average of
+            the weights with this horizon, in epochs (0: off; the raw weights).
         max_train_frames: Random crop of longer training utterances (``None``: no crop);
             validation and test always see the whole utterance.
         length_jitter: Relative noise on lengths before bucketing, so batches differ per epoch.
@@ -122,6 +124,7 @@ class TrainConfig:
     body_lr_scale: float = 1.0
     noise: float = 0.0
     mixup_alpha: float = 0.4
+    weight_average_epochs: float = 0.0
     length_jitter: float = 0.1
     frame_pool: int = 8
     refit: bool = False
@@ -160,8 +163,8 @@ class TrainConfig:
                             f"(got {self.augment_space!r})")
         if not 0 <= self.body_lr_scale <= 1:
             problems.append(f"body_lr_scale must be in [0, 1] (got {self.body_lr_scale})")
-        if self.noise < 0 or self.mixup_alpha < 0:
-            problems.append("noise and mixup_alpha must be >= 0")
+        if self.noise < 0 or self.mixup_alpha < 0 or self.weight_average_epochs < 0:
+            problems.append("noise, mixup_alpha and weight_average_epochs must be >= 0")
         if self.normalisation not in NORMALISATIONS:
             problems.append(f"normalisation must be one of {', '.join(NORMALISATIONS)} "
                             f"(got {self.normalisation!r})")

@@ -115,6 +115,36 @@ def _parameter_groups(model: nn.Module, weight_decay: float, body_lr_scale: floa
              "lr_scale": scale} for (decay, scale), params in groups.items()]
 
 
+class WeightAverage:
+    """Exponential moving average of a model's parameters (Polyak averaging, as timm's
+    ``ModelEmaV2``), with a horizon given in epochs so it means the same on any corpus size.
+
+    Small corpora give a noisy last epoch; the average of the recent weights is a smoother
+    point of the same run. Buffers (input moments) are not averaged: they are fixed.
+    """
+
+    def __init__(self, model: nn.Module, horizon_steps: float) -> None:
+        self.decay = math.exp(-1.0 / max(horizon_steps, 1e-9))
+        self.updates = 0
+        self.state = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        # The (1 + n) / (10 + n) ramp keeps the random start from dominating early averages.
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for name, parameter in model.named_parameters():
+            self.state[name].lerp_(parameter.detach(), 1.0 - decay)
+
+    @torch.no_grad()
+    def swap(self, model: nn.Module) -> None:
+        """Exchange the model's parameters with the averaged ones (call twice to undo)."""
+        for name, parameter in model.named_parameters():
+            held = parameter.detach().clone()
+            parameter.copy_(self.state[name])
+            self.state[name] = held
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, data: LabelledFeatures, batch_size: int = 64) -> np.ndarray:
     """Logits for every item of ``data``, in its order.
@@ -206,6 +236,8 @@ class _FitLoop:
         self.lengths = train_data.lengths()
         # Masks, noise and mixup (TrainConfig.augment_space), with the training moments.
         self.augmentation, self.moments = training_augmentation(model, train_data, config)
+        self.average = (WeightAverage(model, config.weight_average_epochs * steps_per_epoch)
+                        if config.weight_average_epochs > 0 else None)
         self.state = _Progress()
 
     def _class_weights(self) -> torch.Tensor | None:
@@ -233,6 +265,11 @@ class _FitLoop:
                 f"checkpoint {self.stem} does not fit this model ({error}); delete it"
             ) from error
         self.optimizer.load_state_dict(saved["optimizer"])
+        if self.average is not None:
+            if saved.get("average") is None:
+                raise CheckpointError(f"checkpoint {self.stem} has no weight average; delete it")
+            self.average.state = dict(saved["average"])
+            self.average.updates = int(saved["step"])
         restore_rng(saved["rng_tensors"], saved["rng_meta"], self.generators)
         finished = bool(saved["finished"])
         self.state = _Progress(
@@ -284,6 +321,8 @@ class _FitLoop:
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
             self.optimizer.step()
+            if self.average is not None:
+                self.average.update(self.model)
             state.step += 1
             total_loss += float(loss.detach()) * len(indices)
             total_items += len(indices)
@@ -298,8 +337,13 @@ class _FitLoop:
                   started: float) -> None:
         """Validation, model selection, early stopping; completes ``record``."""
         config, state = self.config, self.state
+        if self.average is not None:
+            self.average.swap(self.model)  # validate (and keep) the averaged weights
         if val_data is None:
             state.best_epoch = state.epoch  # no selection: the last epoch is the result
+            if self.average is not None:
+                state.best_state = {k: v.detach().clone()
+                                    for k, v in self.model.state_dict().items()}
         else:
             val_metrics, _ = evaluate(self.model, val_data, config.eval_batch_size)
             if state.best_metrics is None or val_metrics.ua > state.best_metrics.ua:
@@ -312,6 +356,8 @@ class _FitLoop:
                 state.bad_epochs += 1
             record.update(val_wa=val_metrics.wa, val_ua=val_metrics.ua,
                           val_macro_f1=val_metrics.macro_f1)
+        if self.average is not None:
+            self.average.swap(self.model)
         record["seconds"] = time.perf_counter() - started
         state.history.append(record)
         state.stopped_early = (state.bad_epochs >= config.patience
@@ -328,6 +374,7 @@ class _FitLoop:
             model_state=self.model.state_dict(),
             best_state=state.best_state,
             optimizer_state=self.optimizer.state_dict(),
+            average_state=self.average.state if self.average is not None else None,
             generators=self.generators,
             scalars={
                 "config": self.config_dict,
