@@ -45,6 +45,15 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "weight-average": ({"weight_average_epochs": 1.0}, {}),
     "all-layers-middle-prior+weight-average": ({"layers": "all", "weight_average_epochs": 1.0},
                                                {"layer_prior": 1.0}),
+    "all-layers+layer-lr": ({"layers": "all", "layer_mix_lr_scale": 30.0}, {}),
+    "all-layers-middle-prior+layer-lr": ({"layers": "all", "layer_mix_lr_scale": 30.0},
+                                         {"layer_prior": 1.0}),
+    "all-layers-middle-prior+layer-lr+weight-average": (
+        {"layers": "all", "layer_mix_lr_scale": 30.0, "weight_average_epochs": 1.0},
+        {"layer_prior": 1.0}),
+    "weight-average+noise": ({"weight_average_epochs": 1.0, "noise": 0.2}, {}),
+    "weight-average+epochs-16": ({"weight_average_epochs": 1.0, "max_epochs": 16,
+                                  "patience": 6}, {}),
 }
 
 

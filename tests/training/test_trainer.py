@@ -13,6 +13,7 @@ from torch import nn
 from ptssnn.errors import CheckpointError
 from ptssnn.training import LabelledFeatures, TrainConfig, TrainingError, fit, learning_rate
 from ptssnn.training.checkpoint import flatten_optimizer_state, unflatten_optimizer_state
+from ptssnn.training.config import TrainConfigError
 from ptssnn.training.trainer import WeightAverage
 
 
@@ -219,3 +220,21 @@ def test_weight_average_is_what_fit_validates_and_keeps():
     raw = MeanPoolHead(8, 3)
     fit(raw, table, None, small_config(max_epochs=2))
     assert not torch.equal(head.proj.weight, raw.proj.weight)
+
+
+def test_layer_mix_learns_at_its_own_rate():
+    from ptssnn.training.trainer import _parameter_groups
+
+    class Mixed(MeanPoolHead):
+        def __init__(self) -> None:
+            super().__init__(8, 3)
+            self.layer_weights = nn.Parameter(torch.zeros(7))
+
+    model = Mixed()
+    groups = _parameter_groups(model, 0.1, body_lr_scale=0.5, layer_mix_lr_scale=30.0)
+    (mix_group,) = [g for g in groups if any(p is model.layer_weights for p in g["params"])]
+    assert mix_group["lr_scale"] == 30.0 and mix_group["weight_decay"] == 0.0
+    assert len(mix_group["params"]) == 1
+    assert {g["lr_scale"] for g in groups} == {0.5, 30.0}
+    with pytest.raises(TrainConfigError, match="layer_mix_lr_scale"):
+        small_config(layer_mix_lr_scale=0)

@@ -61,6 +61,9 @@ class TrainConfig:
             features (the earlier behaviour).
         body_lr_scale: Learning rate of every parameter but the read-out classifier, as a
             fraction of ``lr`` (1: one rate for all).
+        layer_mix_lr_scale: Learning rate of the learned layer sum (``layers="all"``), as a
+            multiple of ``lr``: seven softmax logits need larger steps than the weights to
+            move in a few hundred updates.
         noise: Gaussian noise added to the standardised features during training (std).
         mixup_alpha: Mixup's Beta(α, α) (0: off).
         weight_average_epochs: Validate, select and keep an exponential moving average of
@@ -122,6 +125,7 @@ class TrainConfig:
     max_train_frames: int | None = 50
     augment_space: str = "standardised"
     body_lr_scale: float = 1.0
+    layer_mix_lr_scale: float = 1.0
     noise: float = 0.0
     mixup_alpha: float = 0.4
     weight_average_epochs: float = 0.0
@@ -163,6 +167,8 @@ class TrainConfig:
                             f"(got {self.augment_space!r})")
         if not 0 <= self.body_lr_scale <= 1:
             problems.append(f"body_lr_scale must be in [0, 1] (got {self.body_lr_scale})")
+        if self.layer_mix_lr_scale <= 0:
+            problems.append(f"layer_mix_lr_scale must be > 0 (got {self.layer_mix_lr_scale})")
         if self.noise < 0 or self.mixup_alpha < 0 or self.weight_average_epochs < 0:
             problems.append("noise, mixup_alpha and weight_average_epochs must be >= 0")
         if self.normalisation not in NORMALISATIONS:

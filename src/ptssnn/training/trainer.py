@@ -97,19 +97,24 @@ def _device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _parameter_groups(model: nn.Module, weight_decay: float, body_lr_scale: float = 1.0
-                      ) -> list[dict[str, Any]]:
+def _parameter_groups(model: nn.Module, weight_decay: float, body_lr_scale: float = 1.0,
+                      layer_mix_lr_scale: float = 1.0) -> list[dict[str, Any]]:
     # No decay on biases, norms, neuron time constants and bias voltages (1-D tensors).
     # ``lr_scale``: the read-out (``model.classifier``) learns at the full rate, the body
-    # at ``body_lr_scale`` of it (see ``TrainConfig.body_lr_scale``).
+    # at ``body_lr_scale`` of it (see ``TrainConfig.body_lr_scale``), the learned layer sum
+    # (``model.layer_weights``) at ``layer_mix_lr_scale``.
     readout = getattr(model, "classifier", None)
     readout_ids = {id(p) for p in readout.parameters()} if isinstance(readout, nn.Module) \
         else set()
+    layer_mix = getattr(model, "layer_weights", None)
+    layer_mix_id = id(layer_mix) if isinstance(layer_mix, nn.Parameter) else None
     groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for parameter in model.parameters():
         if not parameter.requires_grad:
             continue
         scale = 1.0 if id(parameter) in readout_ids else body_lr_scale
+        if id(parameter) == layer_mix_id:
+            scale = layer_mix_lr_scale
         groups.setdefault((parameter.dim() >= 2, scale), []).append(parameter)
     return [{"params": params, "weight_decay": weight_decay if decay else 0.0,
              "lr_scale": scale} for (decay, scale), params in groups.items()]
@@ -225,7 +230,8 @@ class _FitLoop:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.network = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.optimizer = torch.optim.AdamW(
-            _parameter_groups(model, config.weight_decay, config.body_lr_scale), lr=config.lr,
+            _parameter_groups(model, config.weight_decay, config.body_lr_scale,
+                              config.layer_mix_lr_scale), lr=config.lr,
             betas=config.betas)
         self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(),
                                            label_smoothing=config.label_smoothing)
