@@ -107,7 +107,13 @@ def main() -> None:
                     return create_model(args.preset, dim, classes, **extra)
 
                 started = time.perf_counter()
-                folds = [train_fold(views, fold, factory, config)[0] for fold in task.folds]
+                folds, mixes = [], []
+                for fold in task.folds:
+                    result, model = train_fold(views, fold, factory, config)
+                    folds.append(result)
+                    weights = getattr(model, "layer_weights", None)
+                    if weights is not None:  # where the learned layer sum ended
+                        mixes.append([round(float(w), 3) for w in torch.softmax(weights, 0)])
                 record = {
                     "variant": variant, "corpus": corpus, "seed": seed, "preset": args.preset,
                     "train_changes": train_changes, "model_changes": model_changes,
@@ -115,6 +121,7 @@ def main() -> None:
                     "folds": {f.fold: f.test.ua for f in folds},
                     "layers": sorted({f.layers for f in folds}),
                     "best_epochs": [f.fit["best_epoch"] for f in folds],
+                    "layer_mix": mixes,
                     "seconds": time.perf_counter() - started,
                 }
                 with log.open("a") as handle:
