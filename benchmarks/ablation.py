@@ -51,6 +51,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "all-layers-middle-prior+layer-lr+weight-average": (
         {"layers": "all", "layer_mix_lr_scale": 30.0, "weight_average_epochs": 1.0},
         {"layer_prior": 1.0}),
+    "all-layers+layer-lr+weight-average": (
+        {"layers": "all", "layer_mix_lr_scale": 30.0, "weight_average_epochs": 1.0}, {}),
+    "all-layers+layer-lr-100": ({"layers": "all", "layer_mix_lr_scale": 100.0}, {}),
     "weight-average+noise": ({"weight_average_epochs": 1.0, "noise": 0.2}, {}),
     "weight-average+epochs-16": ({"weight_average_epochs": 1.0, "max_epochs": 16,
                                   "patience": 6}, {}),
@@ -113,7 +116,8 @@ def main() -> None:
                     folds.append(result)
                     weights = getattr(model, "layer_weights", None)
                     if weights is not None:  # where the learned layer sum ended
-                        mixes.append([round(float(w), 3) for w in torch.softmax(weights.detach(), 0)])
+                        mix = torch.softmax(weights.detach(), 0)
+                        mixes.append([round(float(w), 3) for w in mix])
                 record = {
                     "variant": variant, "corpus": corpus, "seed": seed, "preset": args.preset,
                     "train_changes": train_changes, "model_changes": model_changes,
