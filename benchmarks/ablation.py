@@ -54,6 +54,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "all-layers+layer-lr+weight-average": (
         {"layers": "all", "layer_mix_lr_scale": 30.0, "weight_average_epochs": 1.0}, {}),
     "all-layers+layer-lr-100": ({"layers": "all", "layer_mix_lr_scale": 100.0}, {}),
+    "refit-max": ({"refit_epochs": "max"}, {}),
+    "refit-max+weight-average": ({"refit_epochs": "max", "weight_average_epochs": 1.0}, {}),
+    "all-layers+layer-lr+refit-max": (
+        {"layers": "all", "layer_mix_lr_scale": 30.0, "refit_epochs": "max"}, {}),
     "weight-average+noise": ({"weight_average_epochs": 1.0, "noise": 0.2}, {}),
     "weight-average+epochs-16": ({"weight_average_epochs": 1.0, "max_epochs": 16,
                                   "patience": 6}, {}),

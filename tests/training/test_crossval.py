@@ -149,6 +149,17 @@ def test_refit_trains_on_train_and_validation_for_the_chosen_epochs(tmp_path):
     assert not (tmp_path / folds[0].name / "refit_state.json").exists()
 
 
+def test_refit_max_trains_the_whole_schedule_whatever_validation_chose(tmp_path):
+    table, folds = corpus()
+    # patience 1: the selection run may stop early; the refit still trains all epochs.
+    result = cross_validate(table, folds[:1], factory,
+                            config(refit=True, refit_epochs="max", patience=1, max_epochs=5),
+                            out_dir=tmp_path)
+    fit = result.folds[0].fit
+    assert fit["refit"]["epochs"] == 5
+    assert [h["epoch"] for h in fit["refit"]["history"]] == [1, 2, 3, 4, 5]
+
+
 def test_resume_inside_the_refit_matches_uninterrupted(tmp_path):
     table, folds = corpus()
     cfg = config(refit=True, max_epochs=3)

@@ -14,6 +14,8 @@ from ptssnn.jsonio import dumps as strict_json
 
 #: Feature standardisation modes (see ``TrainConfig.normalisation``).
 NORMALISATIONS = ("global", "speaker", "enrolled", "auto", "none")
+#: How many epochs the refit on training + validation trains (``TrainConfig.refit_epochs``).
+REFIT_EPOCHS = ("best", "max")
 #: Where training augmentation acts (see ``TrainConfig.augment_space``).
 AUGMENT_SPACES = ("standardised", "raw")
 
@@ -81,6 +83,10 @@ class TrainConfig:
             LOSO on four speakers then trains on three instead of two. Off by default (the
             validation scores of a refit head would be scores on its own training data); the
             benchmark turns it on (:func:`benchmark_train_config`).
+        refit_epochs: How long the refit trains: ``"best"`` (the epoch count with the best
+            validation UA) or ``"max"`` (``max_epochs``, the whole cosine schedule; the
+            validation run then only reports its curve). With one or two validation speakers
+            the best epoch is mostly noise (measured in benchmarks/README.md).
         layers: Which backbone hidden states the head reads, in the one layer grammar
             (:class:`ptssnn.features.LayerSelection`): ``"middle"`` (the middle hidden
             state, index ``L // 2`` of the ``L`` stored: 3 of whisper-base's 7; see
@@ -132,6 +138,7 @@ class TrainConfig:
     length_jitter: float = 0.1
     frame_pool: int = 8
     refit: bool = False
+    refit_epochs: str = "best"
     layers: str = "middle"
     normalisation: str = "global"
     seed: int = 0
@@ -167,6 +174,9 @@ class TrainConfig:
                             f"(got {self.augment_space!r})")
         if not 0 <= self.body_lr_scale <= 1:
             problems.append(f"body_lr_scale must be in [0, 1] (got {self.body_lr_scale})")
+        if self.refit_epochs not in REFIT_EPOCHS:
+            problems.append(f"refit_epochs must be one of {', '.join(REFIT_EPOCHS)} "
+                            f"(got {self.refit_epochs!r})")
         if self.layer_mix_lr_scale <= 0:
             problems.append(f"layer_mix_lr_scale must be > 0 (got {self.layer_mix_lr_scale})")
         if self.noise < 0 or self.mixup_alpha < 0 or self.weight_average_epochs < 0:

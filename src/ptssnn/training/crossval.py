@@ -293,7 +293,8 @@ def _fit_head(
         model = _build_head(factory, table, config.seed)
         both = (mixed.table((*fold.train, *fold.validation)) if mixed is not None
                 else table.subset((*fold.train, *fold.validation)))
-        refit_config = config.replace(max_epochs=result.best_epoch, min_epochs=1)
+        epochs = config.max_epochs if config.refit_epochs == "max" else result.best_epoch
+        refit_config = config.replace(max_epochs=epochs, min_epochs=1)
         refit = fit(model, both, None, refit_config,
                     checkpoint=fold_dir / "refit_state" if fold_dir else None,
                     resume=resume, epoch_hook=epoch_hook)
