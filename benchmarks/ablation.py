@@ -113,7 +113,8 @@ def main() -> None:
                     folds.append(result)
                     weights = getattr(model, "layer_weights", None)
                     if weights is not None:  # where the learned layer sum ended
-                        mixes.append([round(float(w), 3) for w in torch.softmax(weights.detach(), 0)])
+                        mix = torch.softmax(weights.detach(), 0)
+                        mixes.append([round(float(w), 3) for w in mix])
                 record = {
                     "variant": variant, "corpus": corpus, "seed": seed, "preset": args.preset,
                     "train_changes": train_changes, "model_changes": model_changes,
