@@ -111,11 +111,11 @@ def benchmark(
                            "other one, over their shared classes.")
     ] = False,
     multi_corpus: Annotated[
-        bool, typer.Option("--multi-corpus", help="Train each corpus's folds with every "
-                           "utterance of the other corpora named added to the training split "
-                           "(labels: the union of their harmonised classes); validation and "
-                           "test stay the corpus's own speakers, predictions and metrics "
-                           "its own classes.")
+        bool, typer.Option("--multi-corpus", help="Add every utterance (all speakers) of the "
+                           "run's other corpora to each corpus's training splits; heads learn "
+                           "the union of their harmonised classes. Validation and test stay "
+                           "the corpus's own speakers (the same folds); predictions and "
+                           "metrics are over its own classes.")
     ] = False,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
