@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ptssnn.corpora import EMOTIONS, Utterance, list_corpora, restrict_labels, shared_labels
+from ptssnn.corpora import (
+    EMOTIONS,
+    Utterance,
+    list_corpora,
+    restrict_labels,
+    shared_labels,
+    union_labels,
+)
 from ptssnn.errors import CorpusError
 
 
@@ -44,6 +51,14 @@ def test_shared_labels_by_utterances_and_restriction():
     assert [u.id for u in restrict_labels(train, labels)] == ["a", "c"]
     assert [u.id for u in restrict_labels(test, labels)] == ["d", "e"]
     assert shared_labels("emovo", test) == ("angry", "sad")
+
+
+def test_union_labels_in_harmonised_order():
+    assert union_labels("casia", "emovo", "urdu") == (
+        "angry", "happy", "neutral", "sad", "fear", "disgust", "surprise")
+    # Label names work too; a label outside the vocabulary is kept, last.
+    assert union_labels(("sad", "angry"), ("neutral", "zzz")) == ("angry", "neutral", "sad",
+                                                                  "zzz")
 
 
 def test_restrict_rejects_unknown_labels():

@@ -1,8 +1,9 @@
 """The run folder's record of every setting that changes results, checked by ``--resume``.
 
 ``<out>/run-settings.json`` holds the backbone identity, the training configuration (minus
-the per-run seed), the head overrides, the analysis size and, per corpus, its protocol,
-classes, utterances and folds (hashed; a ``--limit`` changes them). A resumed run whose
+the per-run seed), the head overrides, the analysis size, under ``--multi-corpus`` the corpora
+whose utterances every corpus trains on, and, per corpus, its protocol, classes, utterances
+and folds (hashed; a ``--limit`` changes them). A resumed run whose
 settings differ is refused with the differences listed, so finished folds are never reused
 under other settings; adding models, seeds or corpora to a run is fine.
 """
@@ -29,6 +30,10 @@ def run_settings(settings: BenchmarkSettings, tasks: Sequence[CorpusTask],
         "backbone_identity": dict(backbone_identity),
         "corpora": {task.name: task.fingerprint() for task in tasks},
     }
+    if settings.multi_corpus:
+        # Every corpus's folds train on all of these: another set changes every fold. (Off,
+        # the key is absent, so run folders made before the option resume as they did.)
+        record["multi_corpus"] = sorted(task.name for task in tasks)
     return json.loads(strict_json(record, sort_keys=True, default=str))
 
 

@@ -68,6 +68,14 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
         f"`{entry['protocol']}`, {len(folds)} folds; validation: {', '.join(policies)}."
     )
     lines.append("")
+    extra = entry.get("multi_corpus")
+    if extra and extra.get("corpora"):
+        lines.append(
+            "Training splits also held " + ", ".join(
+                f"all {count} utterances of {name}" for name, count in extra["corpora"].items())
+            + f" ({extra['utterances']} utterances, {extra['speakers']} speakers; classes "
+            f"learned: {', '.join(extra['labels'])}); scored over {corpus}'s own classes.")
+        lines.append("")
     lines.append("| model | WA % | UA % | macro-F1 % | weighted-F1 % | params | head energy "
                  "mJ/sample | firing rate % | silent % | saturated % | silent / saturated % "
                  "without calibration | layers | features | best epoch |")
@@ -123,6 +131,25 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
     return "\n".join(lines)
 
 
+def multi_corpus_note(corpora: dict[str, Any]) -> list[str]:
+    """The report's paragraph on ``--multi-corpus``: what each corpus's training added."""
+    added = []
+    for corpus, entry in corpora.items():
+        extra = entry.get("multi_corpus") or {}
+        parts = ", ".join(f"{name} {count}" for name, count in extra.get("corpora", {}).items())
+        added.append(f"{corpus}: + {extra.get('utterances', 0)} utterances "
+                     f"({parts or 'no other corpus in the run'})")
+    return [
+        "**Multi-corpus training** (`--multi-corpus`): the training split of every fold of a "
+        "corpus also held every utterance (all speakers) of the run's other corpora — "
+        + "; ".join(added) + ". Heads learned the union of the run's harmonised classes; "
+        "validation and test splits are the corpus's own speakers only (the same "
+        "speaker-independent folds), predictions are restricted to the corpus's own classes, "
+        "and every metric below is over those classes.",
+        "",
+    ]
+
+
 def enrolment_table(entry: dict[str, Any]) -> list[str]:
     """Lines of the per-K enrolment table of one corpus (none without the protocol)."""
     heads = {m: e["enrolment"] for m, e in entry["models"].items() if e.get("enrolment")}
@@ -156,6 +183,8 @@ def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | No
         f"{', '.join(settings['models'])}. Mean ± std over all folds × seeds (population std)."
     )
     lines.append("")
+    if settings.get("multi_corpus"):
+        lines += multi_corpus_note(results["corpora"])
     lines.append(f"Validation policy: {results['validation_policy']}.")
     lines.append("")
     lines.append(

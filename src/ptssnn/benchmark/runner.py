@@ -28,9 +28,9 @@ from ptssnn.benchmark.corpus import (
     CorpusTask,
     backbone_energy,
     extract_corpus_features,
-    speakers_of,
 )
 from ptssnn.benchmark.manifest import check_or_record, run_settings
+from ptssnn.benchmark.multicorpus import added_summary, joint_views, with_partners
 from ptssnn.benchmark.progress import RunProgress
 from ptssnn.benchmark.scheduling import CorpusRun, FoldUnit, run_units
 from ptssnn.benchmark.settings import (
@@ -122,22 +122,33 @@ def run_benchmark(
     pairs = ([(a, b) for a in range(len(prepared)) for b in range(len(prepared)) if a != b]
              if settings.cross_corpus else [])
     total += sum(units_per_fold[m] * settings.seeds for m in models) * len(pairs)
-    tables: dict[str, LabelledFeatures] = {}
+    # Tables held beyond their own corpus: every one under --multi-corpus (each corpus trains
+    # on all of them), the cross-corpus pairs' afterwards.
+    keep_tables = settings.multi_corpus or bool(pairs)
+    tables: dict[str, tuple[LabelledFeatures, float]] = {}
     with RunProgress(total, show_progress) as progress:
         say = log or progress.print
+        if settings.multi_corpus:
+            for task, feature_set, _ in prepared:
+                progress.describe(f"{task.name}: loading features")
+                tables[task.name] = _load_table(task, feature_set)
         for task, feature_set, feature_seconds in prepared:
-            progress.describe(f"{task.name}: loading features")
-            load_started = time.perf_counter()
-            table = LabelledFeatures.from_feature_set(feature_set, task.utterances,
-                                                      task.label_names)
-            views = LayerViews(table, speakers=speakers_of(task))
-            load_seconds = time.perf_counter() - load_started
+            if task.name not in tables:
+                progress.describe(f"{task.name}: loading features")
+            table, load_seconds = tables.get(task.name) or _load_table(task, feature_set)
+            partners = ([(t, fs) for t, fs, _ in prepared if t.name != task.name]
+                        if settings.multi_corpus else [])
+            views = joint_views(task, table, [(t, tables[t.name][0]) for t, _ in partners])
             corpus_entry = _corpus_entry(task, table, backbone, feature_seconds,
                                          load_seconds)
+            if settings.multi_corpus:
+                corpus_entry["multi_corpus"] = added_summary([t for t, _ in partners],
+                                                             views.table.label_names)
             results["corpora"][task.name] = corpus_entry
             corpus_started = time.perf_counter()
-            runs = run_corpus_heads(task, feature_set, views, models, settings, progress,
-                                    units_per_fold, out)
+            runs = run_corpus_heads(with_partners(task, [t for t, _ in partners]), feature_set,
+                                    views, models, settings, progress, units_per_fold, out,
+                                    partners=partners)
             for model in models:
                 entry = summarise_model(runs[model])
                 entry["runs"] = {str(seed): run.to_dict() for seed, run in runs[model].items()}
@@ -154,14 +165,14 @@ def run_benchmark(
             write_outputs(results, out, plots=False)
             corpus_entry["timings"]["total_s"] = (
                 corpus_entry["timings"]["heads_wall_s"] + feature_seconds + load_seconds)
-            if pairs:
-                tables[task.name] = table
+            if keep_tables:
+                tables[task.name] = (table, load_seconds)
             del views, table
         for a, b in pairs:
             source, target = prepared[a][0], prepared[b][0]
             results.setdefault("cross_corpus", {})
-            entry = run_cross_corpus(source, target, tables, models, settings, progress,
-                                     units_per_fold, out)
+            entry = run_cross_corpus(source, target, {n: t for n, (t, _) in tables.items()},
+                                     models, settings, progress, units_per_fold, out)
             results["cross_corpus"][entry["name"]] = entry
             say(f"  {entry['name']} ({', '.join(entry['labels'])}): " + ", ".join(
                 f"{m} UA {100 * e['metrics']['ua']['mean']:.1f}"
@@ -173,6 +184,13 @@ def run_benchmark(
     results["peak_worker_memory_mb"] = peak_worker_memory_mb()
     write_outputs(results, out, plots=settings.plots)
     return results
+
+
+def _load_table(task: CorpusTask, feature_set: Any) -> tuple[LabelledFeatures, float]:
+    """A corpus's features in RAM, and the seconds that took."""
+    started = time.perf_counter()
+    table = LabelledFeatures.from_feature_set(feature_set, task.utterances, task.label_names)
+    return table, time.perf_counter() - started
 
 
 def _corpus_entry(task: CorpusTask, table: LabelledFeatures, backbone: Any,
@@ -234,12 +252,15 @@ def run_corpus_heads(
     progress: RunProgress,
     units_per_fold: dict[str, int],
     out: Path,
+    partners: Sequence[tuple[CorpusTask, Any]] = (),
 ) -> dict[str, dict[int, CrossValResult]]:
     """Every head × seed × fold of one corpus; neural units spread over worker processes.
 
     The probe (and the per-fold layer ranking that ``layers="auto"`` uses) runs here first;
     then each (head, seed, fold) is one unit for ``settings.jobs`` processes
-    (:func:`~ptssnn.benchmark.scheduling.run_units`).
+    (:func:`~ptssnn.benchmark.scheduling.run_units`). Under ``--multi-corpus``, ``task``'s
+    training splits name the ``partners``' utterances (``(task, feature set)``) and ``views``
+    holds them too; every head, the probe included, trains on the same ids.
     """
     runs: dict[str, dict[int, CrossValResult]] = {m: {} for m in models}
     neural = [m for m in models if m != PROBE]
@@ -269,7 +290,8 @@ def run_corpus_heads(
     jobs = max(1, min(settings.jobs or os.cpu_count() or 1, len(units)))
     progress.describe(f"{task.name}: {len(neural)} heads × {settings.seeds} seed(s) × "
                       f"{len(task.folds)} folds on {jobs} process(es)")
-    run_units(CorpusRun(task, settings, out), views, feature_set, units, jobs=jobs,
+    run_units(CorpusRun(task, settings, out, tuple(partners)), views, feature_set, units,
+              jobs=jobs,
               on_epoch=lambda _model: progress.advance(1), on_done=settle)
     for model in neural:
         for seed in range(settings.seeds):

@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from ptssnn.benchmark.corpus import CorpusTask, speakers_of
+from ptssnn.benchmark.corpus import CorpusTask
+from ptssnn.benchmark.multicorpus import load_views
 from ptssnn.benchmark.settings import BenchmarkError, BenchmarkSettings
 from ptssnn.errors import PtssnnError
 from ptssnn.features.table import LabelledFeatures
@@ -49,11 +50,21 @@ class FoldUnit:
 
 @dataclass(frozen=True)
 class CorpusRun:
-    """What every process needs to train units of one corpus (picklable)."""
+    """What every process needs to train units of one corpus (picklable).
+
+    Attributes:
+        task: The corpus (under ``--multi-corpus`` its folds' training splits already name
+            the partners' utterances, :func:`~ptssnn.benchmark.multicorpus.with_partners`).
+        settings: The run's settings.
+        out: Output folder.
+        partners: ``(task, feature set)`` of every other corpus whose utterances join the
+            training splits (``--multi-corpus``); empty otherwise.
+    """
 
     task: CorpusTask
     settings: BenchmarkSettings
     out: Path
+    partners: tuple[tuple[CorpusTask, Any], ...] = ()
 
 
 def make_analyser(max_items: int) -> Analyser:
@@ -113,9 +124,7 @@ def _worker_main(run: CorpusRun, feature_set: Any, rankings: dict, units: Any, e
     """A worker process (started by :func:`ptssnn.processes.child_main`, already tied to its
     parent): build the table once, then train units until the sentinel."""
     torch.set_num_threads(run.settings.threads or 1)
-    table = LabelledFeatures.from_feature_set(feature_set, run.task.utterances,
-                                              run.task.label_names)
-    views = LayerViews(table, speakers=speakers_of(run.task))
+    views = load_views(run.task, feature_set, run.partners)
     views.adopt_rankings(rankings)
     trainer = FoldTrainer(run, views, lambda model: events.put(("epoch", model)))
     while (unit := units.get()) is not None:
@@ -217,7 +226,8 @@ def run_units(
     Args:
         run: Corpus, settings, output folder.
         views: The corpus table in this process (the workers build their own from
-            ``feature_set`` and adopt its layer rankings).
+            ``feature_set``, and the partners' under ``--multi-corpus``, and adopt its layer
+            rankings).
         feature_set: The corpus's cached features.
         units: What to train.
         jobs: Processes.

@@ -48,6 +48,9 @@ class BenchmarkSettings:
         threads: ``torch.set_num_threads`` per process (``None``: 1).
         jobs: Worker processes training folds side by side (``None``: one per core).
         cross_corpus: Also train on each corpus and test on each other one (shared classes).
+        multi_corpus: Each corpus's training splits also hold every utterance of the run's
+            other corpora (:mod:`ptssnn.benchmark.multicorpus`); validation, test and the
+            scored classes stay the corpus's own.
         enrolment: Also score every neural head's test speakers with speaker profiles from K
             of their unlabelled clips (``ptssnn.training.enrolment``); ``None``: not.
     """
@@ -65,6 +68,7 @@ class BenchmarkSettings:
     threads: int | None = None
     jobs: int | None = None
     cross_corpus: bool = False
+    multi_corpus: bool = False
     enrolment: EnrolmentProtocol | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +86,7 @@ class BenchmarkSettings:
             "threads": self.threads,
             "jobs": self.jobs,
             "cross_corpus": self.cross_corpus,
+            "multi_corpus": self.multi_corpus,
             "enrolment": self.enrolment.to_dict() if self.enrolment else None,
         }
 

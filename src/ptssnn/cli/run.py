@@ -110,6 +110,13 @@ def benchmark(
         bool, typer.Option("--cross-corpus", help="Also train on each corpus and test on each "
                            "other one, over their shared classes.")
     ] = False,
+    multi_corpus: Annotated[
+        bool, typer.Option("--multi-corpus", help="Add every utterance (all speakers) of the "
+                           "run's other corpora to each corpus's training splits; heads learn "
+                           "the union of their harmonised classes. Validation and test stay "
+                           "the corpus's own speakers (the same folds); predictions and "
+                           "metrics are over its own classes.")
+    ] = False,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     enrolment: Annotated[
@@ -157,7 +164,7 @@ def benchmark(
         backbone=backbone, models=model_names, seeds=seeds, train=train,
         model_overrides=_parse_overrides(model_option), cache=cache, out=out, resume=resume,
         plots=plots, threads=threads, jobs=jobs, cross_corpus=cross_corpus,
-        enrolment=protocol_k,
+        multi_corpus=multi_corpus, enrolment=protocol_k,
     )
     results = run_benchmark(tasks, settings, show_progress=progress,
                             command=["ptssnn", *sys.argv[1:]])

@@ -3,14 +3,15 @@
 - :func:`scan_corpus` walks a corpus folder into :class:`Utterance` records (and lists every
   file it cannot use, with the reason).
 - :func:`make_folds` partitions them into speaker-independent :class:`Fold` s (or EmoBox's).
-- :func:`shared_labels` / :func:`restrict_labels` align two corpora for cross-corpus tests.
+- :func:`shared_labels` / :func:`restrict_labels` align two corpora for cross-corpus tests;
+  :func:`union_labels` joins the classes of several for multi-corpus training.
 """
 
 from __future__ import annotations
 
 from ptssnn.corpora.corpus import Candidate, Corpus
 from ptssnn.corpora.emobox import emobox_corpora, emobox_num_folds, emobox_test_folds
-from ptssnn.corpora.labels import EMOTIONS, restrict_labels, shared_labels
+from ptssnn.corpora.labels import EMOTIONS, restrict_labels, shared_labels, union_labels
 from ptssnn.corpora.protocols import PROTOCOLS, Fold, list_protocols, make_folds
 from ptssnn.corpora.records import (
     CorpusScan,
@@ -43,5 +44,6 @@ __all__ = [
     "restrict_labels",
     "scan_corpus",
     "shared_labels",
+    "union_labels",
     "write_manifest",
 ]

@@ -21,12 +21,12 @@ EMOTIONS: tuple[str, ...] = (
 )
 
 
-def _labels_of(source: str | Iterable[Utterance]) -> set[str]:
+def _labels_of(source: str | Iterable[Utterance | str]) -> set[str]:
     if isinstance(source, str):
         from ptssnn.corpora.registry import get_corpus
 
         return set(get_corpus(source).labels)
-    return {utterance.label for utterance in source}
+    return {item if isinstance(item, str) else item.label for item in source}
 
 
 def shared_labels(a: str | Iterable[Utterance], b: str | Iterable[Utterance]) -> tuple[str, ...]:
@@ -42,6 +42,23 @@ def shared_labels(a: str | Iterable[Utterance], b: str | Iterable[Utterance]) ->
     """
     common = _labels_of(a) & _labels_of(b)
     return tuple(label for label in EMOTIONS if label in common)
+
+
+def union_labels(*sources: str | Iterable[Utterance | str]) -> tuple[str, ...]:
+    """Harmonised labels present in any source, in :data:`EMOTIONS` order (a label outside
+    the vocabulary, which no registry corpus has, goes last: a union never drops a class).
+
+    Args:
+        sources: Corpus names (their full label sets), utterances (the labels they carry) or
+            label names.
+
+    Returns:
+        E.g. ``union_labels("emodb", "emovo")`` -> ``("angry", "happy", "neutral", "sad",
+        "fear", "disgust", "surprise", "boredom")``.
+    """
+    present = set().union(*(_labels_of(source) for source in sources))
+    return (tuple(label for label in EMOTIONS if label in present)
+            + tuple(sorted(present - set(EMOTIONS))))
 
 
 def restrict_labels(utterances: Iterable[Utterance], labels: Sequence[str]) -> list[Utterance]:

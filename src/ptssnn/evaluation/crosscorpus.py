@@ -98,10 +98,22 @@ def cross_corpus_fold(
 def cross_corpus_table(source: LabelledFeatures, target: LabelledFeatures,
                        labels: Sequence[str]) -> LabelledFeatures:
     """Both corpora's items in one table, relabelled to the shared classes."""
-    if source.feature_dim != target.feature_dim or source.num_layers != target.num_layers:
-        raise ProtocolError(
-            "cross-corpus needs features from the same backbone: "
-            f"[{source.num_layers}, T, {source.feature_dim}] vs "
-            f"[{target.num_layers}, T, {target.feature_dim}]"
-        )
-    return LabelledFeatures.concatenate([source.relabel(labels), target.relabel(labels)])
+    return joint_table([source, target], labels)
+
+
+def joint_table(tables: Sequence[LabelledFeatures], labels: Sequence[str]) -> LabelledFeatures:
+    """Several corpora's items in one table, relabelled to ``labels`` (items of other classes
+    left out; ids must be unique across the tables).
+
+    Raises:
+        ProtocolError: The tables come from different backbones (other shapes).
+    """
+    first = tables[0]
+    for other in tables[1:]:
+        if other.feature_dim != first.feature_dim or other.num_layers != first.num_layers:
+            raise ProtocolError(
+                "joining corpora needs features from the same backbone: "
+                f"[{first.num_layers}, T, {first.feature_dim}] vs "
+                f"[{other.num_layers}, T, {other.feature_dim}]"
+            )
+    return LabelledFeatures.concatenate([table.relabel(labels) for table in tables])

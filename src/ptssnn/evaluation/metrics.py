@@ -110,6 +110,29 @@ def classification_metrics(
     )
 
 
+def positions(indices: Sequence[int] | np.ndarray, classes: Sequence[int] | None
+              ) -> np.ndarray:
+    """Class indices of a larger label set re-expressed as positions in ``classes``, the
+    scored subset (a corpus's classes within a multi-corpus label union).
+
+    Args:
+        indices: ``[N]`` class indices, each one of ``classes``.
+        classes: Scored class indices, in scored order; ``None``: every class, unchanged.
+
+    Raises:
+        ValueError: An index that is not among ``classes``.
+    """
+    values = np.asarray(indices, dtype=np.int64)
+    if classes is None:
+        return values
+    lookup = {int(c): k for k, c in enumerate(classes)}
+    try:
+        return np.asarray([lookup[int(v)] for v in values], dtype=np.int64)
+    except KeyError as error:
+        raise ValueError(f"class {error.args[0]} is not among the scored classes "
+                         f"{list(classes)}") from None
+
+
 @dataclass(frozen=True)
 class MeanStd:
     """Mean and sample-free (population, ddof=0) standard deviation over folds."""

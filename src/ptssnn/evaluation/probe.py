@@ -11,6 +11,7 @@ for the neural heads when their ``layers`` is ``"auto"``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from ptssnn.evaluation.metrics import ClassificationMetrics, classification_metrics
+from ptssnn.evaluation.metrics import ClassificationMetrics, classification_metrics, positions
 from ptssnn.features.table import LabelledFeatures
 
 #: Name of the extra candidate "average of all hidden states".
@@ -78,9 +79,26 @@ class LinearProbe:
             self.model_.fit(self.scaler_.transform(x), y)
         return self
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """``[N]`` class indices (as given to :meth:`fit`)."""
-        return self.model_.predict(self.scaler_.transform(x))
+    def predict(self, x: np.ndarray, classes: Sequence[int] | None = None) -> np.ndarray:
+        """``[N]`` class indices (as given to :meth:`fit`).
+
+        Args:
+            x: ``[N, F]``.
+            classes: The only classes that may be predicted (a corpus's own within a
+                multi-corpus label union); ``None``: any class seen in training.
+
+        Raises:
+            ValueError: None of ``classes`` was seen in training.
+        """
+        z = self.scaler_.transform(x)
+        if classes is None:
+            return self.model_.predict(z)
+        allowed = np.isin(self.model_.classes_, np.asarray(classes))
+        if not allowed.any():
+            raise ValueError(f"the probe was fitted on none of the classes {list(classes)}")
+        scores = self.model_.predict_proba(z)
+        scores[:, ~allowed] = -np.inf  # the other classes' scores never win
+        return self.model_.classes_[scores.argmax(1)]
 
 
 def probe_layer_scores(
@@ -93,6 +111,7 @@ def probe_layer_scores(
     *,
     c: float = 1.0,
     seed: int = 0,
+    classes: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """Validation UA of a probe per candidate layer.
 
@@ -103,6 +122,7 @@ def probe_layer_scores(
         val_labels: ``[M]``.
         candidates: Names of the K rows.
         num_classes: C.
+        classes: The classes validation is scored over (see :func:`run_probe`).
 
     Returns:
         ``{candidate: validation UA}``.
@@ -110,9 +130,18 @@ def probe_layer_scores(
     scores = {}
     for k, name in enumerate(candidates):
         probe = LinearProbe(c=c, seed=seed).fit(train_stats[:, k], train_labels)
-        predicted = probe.predict(val_stats[:, k])
-        scores[name] = classification_metrics(val_labels, predicted, num_classes).ua
+        predicted = probe.predict(val_stats[:, k], classes)
+        scores[name] = scored_metrics(val_labels, predicted, num_classes, classes).ua
     return scores
+
+
+def scored_metrics(references: np.ndarray, predictions: np.ndarray, num_classes: int,
+                   classes: Sequence[int] | None) -> ClassificationMetrics:
+    """Metrics over ``classes`` (positions in it), or over all ``num_classes`` when ``None``."""
+    if classes is None:
+        return classification_metrics(references, predictions, num_classes)
+    return classification_metrics(positions(references, classes),
+                                  positions(predictions, classes), len(classes))
 
 
 def best_candidate(scores: dict[str, float]) -> str:
@@ -129,7 +158,7 @@ class ProbeResult:
         c: Chosen inverse regularisation strength.
         validation_scores: Validation UA of every candidate (at its best ``C``).
         test: Test metrics of the chosen probe.
-        predictions: ``[N_test]`` predicted classes.
+        predictions: ``[N_test]`` predicted classes (positions in the scored classes).
         num_parameters: Weights + biases of the logistic regression.
         refit: Whether the final probe was fitted on training + validation rows.
     """
@@ -168,6 +197,7 @@ def run_probe(
     refit: bool = True,
     balanced: bool = True,
     only: str | None = None,
+    classes: Sequence[int] | None = None,
 ) -> ProbeResult:
     """Choose layer and ``C`` on validation, refit on training + validation, score the test.
 
@@ -183,6 +213,9 @@ def run_probe(
         balanced: Class-balanced loss.
         only: Read this candidate only (the neural heads' fixed layer, e.g. ``"3"``); only
             ``C`` is then chosen on validation. ``None``: every candidate competes.
+        classes: The classes validation and test are scored over, in scored order (a
+            corpus's own within a multi-corpus label union): only they are predicted, and
+            the test metrics and predictions are positions in it. ``None``: all classes.
     """
     if not cs:
         raise ValueError("run_probe needs at least one C")
@@ -196,8 +229,8 @@ def run_probe(
         for c in cs:
             probe = LinearProbe(c=c, seed=seed, balanced=balanced).fit(
                 stats[train_rows, k], labels[train_rows])
-            ua = classification_metrics(labels[val_rows], probe.predict(stats[val_rows, k]),
-                                        num_classes).ua
+            ua = scored_metrics(labels[val_rows], probe.predict(stats[val_rows, k], classes),
+                                num_classes, classes).ua
             scores[name] = max(scores.get(name, -1.0), ua)
             # Ties: the earlier candidate, then the smaller C (the stronger regulariser).
             if best is None or ua > best[0]:
@@ -206,14 +239,14 @@ def run_probe(
     _, k, c = best
     rows = np.concatenate([train_rows, val_rows]) if refit else train_rows
     probe = LinearProbe(c=c, seed=seed, balanced=balanced).fit(stats[rows, k], labels[rows])
-    predicted = probe.predict(stats[test_rows, k])
+    predicted = probe.predict(stats[test_rows, k], classes)
     coef = probe.model_.coef_
     return ProbeResult(
         layer=candidates[k],
         c=c,
         validation_scores=scores,
-        test=classification_metrics(labels[test_rows], predicted, num_classes),
-        predictions=np.asarray(predicted),
+        test=scored_metrics(labels[test_rows], predicted, num_classes, classes),
+        predictions=positions(predicted, classes),
         num_parameters=int(coef.size + probe.model_.intercept_.size),
         refit=refit,
     )

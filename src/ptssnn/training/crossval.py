@@ -34,6 +34,7 @@ from ptssnn.evaluation.metrics import (
     ClassificationMetrics,
     MeanStd,
     pooled_confusion,
+    positions,
     summarise_folds,
 )
 from ptssnn.features.pipeline import FeaturePipeline
@@ -230,7 +231,7 @@ def _probe_fold(views: LayerViews, fold: FoldLike, config: TrainConfig, norm: st
     probe = run_probe(stats, labels, candidates, views.rows(fold.train),
                       views.rows(fold.validation), test_rows, len(views.table.label_names),
                       seed=config.seed, refit=config.refit,
-                      only=fixed if fixed in candidates else None)
+                      only=fixed if fixed in candidates else None, classes=views.columns)
     return FoldResult(
         fold=str(fold.name),
         layers=probe.layer,
@@ -239,7 +240,8 @@ def _probe_fold(views: LayerViews, fold: FoldLike, config: TrainConfig, norm: st
         fit={"best_validation_ua": probe.validation_scores[probe.layer], "c": probe.c,
              "refit": probe.refit},
         num_parameters=probe.num_parameters,
-        predictions=_predictions(fold.test, labels[test_rows].tolist(), probe.predictions),
+        predictions=_predictions(fold.test, positions(labels[test_rows], views.columns).tolist(),
+                                 probe.predictions),
         normalisation=norm,
     )
 
@@ -284,9 +286,11 @@ def _fit_head(
         mixed = EnrolledTraining(views.table, views.speakers, pipeline,
                                  (*fold.train, *fold.validation), seed=config.seed)
         train, val = mixed.table(fold.train), mixed.table(fold.validation)
+    # Scored over the views' classes (a corpus's own, in a multi-corpus table).
+    val, test = views.scored(val), views.scored(test)
     result: FitResult = fit(model, train, val, config,
                             checkpoint=fold_dir / "train_state" if fold_dir else None,
-                            resume=resume, epoch_hook=epoch_hook)
+                            resume=resume, epoch_hook=epoch_hook, columns=views.columns)
     summary = result.to_dict()
     if config.refit:
         # Same seed, same schedule length as chosen: train + validation, last weights.
@@ -300,13 +304,14 @@ def _fit_head(
                     resume=resume, epoch_hook=epoch_hook)
         summary["refit"] = {"epochs": refit.epochs_run, "history": refit.history,
                             "seconds": refit.seconds}
-    metrics, predicted = evaluate(model, test, config.eval_batch_size)
+    metrics, predicted = evaluate(model, test, config.eval_batch_size, views.columns)
     enrolment_scores: dict[str, Any] = {}
     if enrolment is not None:
         if views.speakers is None:
             raise TrainConfigError("the enrolment protocol needs the speaker of every utterance")
         enrolment_scores = score_enrolment(model, views.table, fold, pipeline, views.speakers,
-                                           enrolment, eval_batch_size=config.eval_batch_size)
+                                           enrolment, eval_batch_size=config.eval_batch_size,
+                                           columns=views.columns)
     fold_result = FoldResult(
         fold=str(fold.name),
         layers=mode,
@@ -423,4 +428,4 @@ def cross_validate(
         results.append(fold_result)
         if fold_hook is not None:
             fold_hook(fold_result)
-    return CrossValResult(results, views.table.label_names)
+    return CrossValResult(results, views.labels)

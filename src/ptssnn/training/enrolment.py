@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ptssnn.evaluation.metrics import classification_metrics
+from ptssnn.evaluation.metrics import classification_metrics, positions
 from ptssnn.features.enrolment import SpeakerPrior, pipeline_moments, training_moments
 from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.features.profile import (
@@ -108,6 +108,7 @@ def score_enrolment(
     protocol: EnrolmentProtocol,
     *,
     eval_batch_size: int = 64,
+    columns: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Scores of one trained head on one fold's test speakers for every K.
 
@@ -121,6 +122,9 @@ def score_enrolment(
         speakers: Utterance id → speaker (labels never enter a profile).
         protocol: Ks, draws, prior weight, seed.
         eval_batch_size: Items per evaluation batch.
+        columns: The classes the fold is scored over, as output columns of the head (a
+            corpus's own within a multi-corpus label union); only they are predicted.
+            ``None``: every class of ``table``.
 
     Returns:
         ``{K: {"ua", "wa", "ua_draws", "wa_draws", "scored"}}`` with K as text; UA/WA are
@@ -135,7 +139,8 @@ def score_enrolment(
     by_speaker: dict[str, list[int]] = {}
     for row, utt_id in enumerate(test.ids):
         by_speaker.setdefault(speakers[utt_id], []).append(row)
-    labels = test.labels.numpy()
+    labels = positions(test.labels.numpy(), columns)
+    num_classes = len(columns) if columns is not None else len(test.label_names)
     results: dict[str, Any] = {}
     for k in protocol.ks:
         draws = 1 if k in (0, ALL) else protocol.draws
@@ -160,10 +165,12 @@ def score_enrolment(
                     tuple(pipeline.prepare(test.features[r], moments) for r in score),
                     test.labels[score], test.label_names)
                 logits = predict_logits(model, part, eval_batch_size)
+                if columns is not None and len(part):
+                    logits = logits[:, list(columns)]
                 refs.append(labels[score])
                 preds.append(logits.argmax(1))
             metrics = classification_metrics(np.concatenate(refs), np.concatenate(preds),
-                                             len(test.label_names))
+                                             num_classes)
             uas.append(metrics.ua)
             was.append(metrics.wa)
             scored = metrics.num_samples

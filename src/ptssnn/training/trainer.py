@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,10 +175,22 @@ def predict_logits(model: nn.Module, data: LabelledFeatures, batch_size: int = 6
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def evaluate(model: nn.Module, data: LabelledFeatures, batch_size: int = 64
-             ) -> tuple[ClassificationMetrics, np.ndarray]:
-    """Metrics and predicted class per item of ``data``."""
+def evaluate(model: nn.Module, data: LabelledFeatures, batch_size: int = 64,
+             columns: Sequence[int] | None = None) -> tuple[ClassificationMetrics, np.ndarray]:
+    """Metrics and predicted class per item of ``data``.
+
+    Args:
+        model: The head.
+        data: Items to score.
+        batch_size: Items per forward pass.
+        columns: The model's output column of each of ``data``'s classes, when the model
+            predicts more classes than ``data`` is scored over (a head trained on several
+            corpora, scored on one): only these columns compete, and predictions are in
+            ``data``'s class order. ``None``: the model's classes are ``data``'s.
+    """
     logits = predict_logits(model, data, batch_size)
+    if columns is not None and len(data):
+        logits = logits[:, list(columns)]
     predictions = logits.argmax(1) if len(data) else np.zeros(0, dtype=np.int64)
     metrics = classification_metrics(data.labels.numpy(), predictions, len(data.label_names))
     return metrics, predictions
@@ -209,8 +221,9 @@ class _FitLoop:
     """
 
     def __init__(self, model: nn.Module, train_data: LabelledFeatures, config: TrainConfig,
-                 checkpoint: str | Path | None) -> None:
+                 checkpoint: str | Path | None, columns: Sequence[int] | None = None) -> None:
         self.model = model
+        self.columns = columns
         self.train_data = train_data
         self.config = config
         self.config_dict = config.to_dict()
@@ -351,7 +364,8 @@ class _FitLoop:
                 state.best_state = {k: v.detach().clone()
                                     for k, v in self.model.state_dict().items()}
         else:
-            val_metrics, _ = evaluate(self.model, val_data, config.eval_batch_size)
+            val_metrics, _ = evaluate(self.model, val_data, config.eval_batch_size,
+                                      self.columns)
             if state.best_metrics is None or val_metrics.ua > state.best_metrics.ua:
                 state.best_metrics = val_metrics
                 state.best_epoch = state.epoch
@@ -406,6 +420,7 @@ def fit(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     epoch_hook: EpochHook | None = None,
+    columns: Sequence[int] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train_data``; keep the epoch with the best validation UA.
 
@@ -425,6 +440,9 @@ def fit(
         checkpoint: Path stem of the per-epoch checkpoint (``None``: none written).
         resume: Continue from ``checkpoint`` if it exists (same config required).
         epoch_hook: Called with each epoch's record after its checkpoint is saved.
+        columns: When ``val_data`` is scored over fewer classes than the head predicts (its
+            own classes, in its order): the head's output column of each (see
+            :func:`evaluate`); model selection then sees only those predictions.
 
     Returns:
         A :class:`FitResult`; ``model`` ends with the best epoch's weights.
@@ -440,7 +458,7 @@ def fit(
         )
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    loop = _FitLoop(model, train_data, config, checkpoint)
+    loop = _FitLoop(model, train_data, config, checkpoint, columns)
     if resume:
         loop.resume()
     state = loop.state

@@ -17,7 +17,7 @@ import numpy as np
 
 from ptssnn.features.layers import LayerSelection, middle_layer
 from ptssnn.features.pipeline import FeaturePipeline
-from ptssnn.features.table import LabelledFeatures
+from ptssnn.features.table import DataError, LabelledFeatures
 from ptssnn.training.config import TrainConfigError
 
 
@@ -43,12 +43,29 @@ class LayerViews:
         table: The corpus's features.
         speakers: Utterance id → speaker, for ``normalisation="speaker"``/``"auto"``; the
             speaker-standardised copy of the table is made on first use.
+        labels: The classes every fold is scored over, when fewer than the table's (one
+            corpus's classes in a table that joins several, see
+            :mod:`ptssnn.benchmark.multicorpus`): heads learn every class of the table, but
+            validation and test predictions are restricted to these, and metrics and
+            predictions are expressed over them, in this order. ``None``: the table's.
+
+    Raises:
+        DataError: A scored label the table does not have.
     """
 
-    def __init__(self, table: LabelledFeatures, speakers: Mapping[str, str] | None = None
-                 ) -> None:
+    def __init__(self, table: LabelledFeatures, speakers: Mapping[str, str] | None = None,
+                 labels: Sequence[str] | None = None) -> None:
         self.table = table
         self.speakers = dict(speakers) if speakers is not None else None
+        self.labels = tuple(labels) if labels is not None else table.label_names
+        unknown = [name for name in self.labels if name not in table.label_names]
+        if unknown:
+            raise DataError(f"scored labels {unknown} are not among the table's "
+                            f"{list(table.label_names)}")
+        #: The table's class index of each scored label (``None``: all, in the table's order).
+        self.columns: tuple[int, ...] | None = (
+            None if self.labels == table.label_names
+            else tuple(table.label_names.index(name) for name in self.labels))
         self._tables: dict[str, LabelledFeatures] = {"global": table}
         self._views: dict[str, LabelledFeatures] = {}
         self._stats: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
@@ -75,6 +92,21 @@ class LayerViews:
             self._views[key] = self.normalised(norm).prepared(pipeline)
         return self._views[key]
 
+    def scored(self, data: LabelledFeatures) -> LabelledFeatures:
+        """A validation or test split of the table relabelled to the scored classes.
+
+        Raises:
+            DataError: An item of a class that is not scored (a fold whose validation or test
+                split holds another corpus's utterances).
+        """
+        if self.columns is None:
+            return data
+        kept = data.relabel(self.labels)
+        if len(kept) != len(data):
+            raise DataError(f"{len(data) - len(kept)} validation/test item(s) have a class "
+                            f"outside the scored ones {list(self.labels)}")
+        return kept
+
     def pooled(self, normalisation: str = "global") -> tuple[np.ndarray, tuple[str, ...]]:
         """Pooled statistics of every item (for probes and ``"auto"``), computed once."""
         norm = _table_key(normalisation)
@@ -98,7 +130,7 @@ class LayerViews:
             train_rows, val_rows = self.rows(fold.train), self.rows(fold.validation)
             self._layer_scores[key] = probe_layer_scores(
                 stats[train_rows], labels[train_rows], stats[val_rows], labels[val_rows],
-                candidates, len(self.table.label_names), seed=seed)
+                candidates, len(self.table.label_names), seed=seed, classes=self.columns)
         return self._layer_scores[key]
 
     def share_rankings(self) -> dict[tuple, dict[str, float]]:

@@ -1,0 +1,80 @@
+"""Multi-corpus training (``--multi-corpus``): each corpus's folds trained with the run's other
+corpora added.
+
+For corpus X, every fold's training split also holds every utterance of the other corpora of
+the run (all their speakers; their ids and speakers are prefixed ``<corpus>/`` so they never
+collide with X's). Validation and test splits stay X's own, so the folds stay
+speaker-independent and X's test speakers appear nowhere else. Every head learns the union of
+the run's harmonised classes (:func:`ptssnn.corpora.union_labels`, the labels the cross-corpus
+mode also harmonises with); validation and test predictions are restricted to X's classes
+(:class:`~ptssnn.training.views.LayerViews` ``labels``), so X is scored, selected on and
+reported over its own classes, exactly as when it is trained alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from ptssnn.benchmark.corpus import CorpusTask, speakers_of
+from ptssnn.features.table import LabelledFeatures
+from ptssnn.training.views import LayerViews
+
+
+def partner_id(corpus: str, utterance_id: str) -> str:
+    """The id of another corpus's utterance in a multi-corpus table."""
+    return f"{corpus}/{utterance_id}"
+
+
+def with_partners(task: CorpusTask, partners: Sequence[CorpusTask]) -> CorpusTask:
+    """``task`` whose every fold also trains on every utterance of ``partners``.
+
+    Validation and test splits, utterances and classes stay the task's own (its classes are
+    the ones it is scored over).
+    """
+    if not partners:
+        return task
+    extra = tuple(partner_id(p.name, u.id) for p in partners for u in p.utterances)
+    folds = tuple(dataclasses.replace(fold, train=(*fold.train, *extra)) for fold in task.folds)
+    return dataclasses.replace(task, folds=folds)
+
+
+def joint_views(task: CorpusTask, table: LabelledFeatures,
+                partners: Sequence[tuple[CorpusTask, LabelledFeatures]]) -> LayerViews:
+    """The table the heads of ``task`` train on: its own, joined with the partners' (ids and
+    speakers prefixed), over the union of their classes, scored over the task's classes.
+
+    Without partners, the task's own views (what a single-corpus run uses).
+    """
+    from ptssnn.corpora import union_labels
+    from ptssnn.evaluation.crosscorpus import joint_table
+
+    speakers = speakers_of(task)
+    if not partners:
+        return LayerViews(table, speakers=speakers)
+    labels = union_labels(task.label_names, *(p.label_names for p, _ in partners))
+    renamed = [dataclasses.replace(t, ids=tuple(partner_id(p.name, i) for i in t.ids))
+               for p, t in partners]
+    speakers.update({partner_id(p.name, u.id): f"{p.name}/{u.speaker}"
+                     for p, _ in partners for u in p.utterances})
+    return LayerViews(joint_table([table, *renamed], labels), speakers=speakers,
+                      labels=task.label_names)
+
+
+def load_views(task: CorpusTask, feature_set: Any,
+               partners: Sequence[tuple[CorpusTask, Any]] = ()) -> LayerViews:
+    """:func:`joint_views` from cached features (``partners``: ``(task, feature set)``), for a
+    worker process that holds no table yet."""
+    table = LabelledFeatures.from_feature_set(feature_set, task.utterances, task.label_names)
+    loaded = [(p, LabelledFeatures.from_feature_set(fs, p.utterances, p.label_names))
+              for p, fs in partners]
+    return joint_views(task, table, loaded)
+
+
+def added_summary(partners: Sequence[CorpusTask], labels: Sequence[str]) -> dict[str, Any]:
+    """What multi-corpus training added to a corpus's training splits (``results.json``)."""
+    counts = {p.name: len(p.utterances) for p in partners}
+    return {"corpora": counts, "utterances": sum(counts.values()),
+            "speakers": sum(len({u.speaker for u in p.utterances}) for p in partners),
+            "labels": list(labels)}
