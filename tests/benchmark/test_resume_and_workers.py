@@ -75,6 +75,19 @@ def test_resume_refuses_results_made_with_other_settings(task, tmp_path: Path) -
     run(limited(task, 1), out, cache, resume=True)
 
 
+def test_the_probe_follows_the_heads_training_config(task, tmp_path: Path) -> None:
+    # The fair baseline: refitted on training + validation when the heads are, and reading
+    # the heads' layer selection (a regression: it once ran with TrainConfig's defaults).
+    results = run(limited(task, 2), tmp_path / "out", tmp_path / "cache", resume=False,
+                  refit=True)
+    folds = results["corpora"]["synthetic"]["models"]["probe"]["runs"]["0"]["folds"]
+    assert folds and all(f["fit"]["refit"] for f in folds)
+    assert {f["layers"] for f in folds} == {"0"}
+    plain = run(limited(task, 2), tmp_path / "out2", tmp_path / "cache", resume=False)
+    folds = plain["corpora"]["synthetic"]["models"]["probe"]["runs"]["0"]["folds"]
+    assert not any(f["fit"]["refit"] for f in folds)
+
+
 def test_resume_refuses_results_without_a_record(task, tmp_path: Path) -> None:
     out, cache = tmp_path / "out", tmp_path / "cache"
     (out / "runs" / "synthetic").mkdir(parents=True)  # e.g. a run folder of an older ptssnn

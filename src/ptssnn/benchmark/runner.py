@@ -234,11 +234,13 @@ def run_probe_folds(
     out_dir: Path,
     resume: bool,
     fold_hook: Callable[[FoldResult], None] | None = None,
-    normalisation: str = "global",
+    train: TrainConfig | None = None,
 ) -> CrossValResult:
     """The ``probe`` head on every fold, through the one per-fold path (same records and
-    resume as the neural heads), normalised as ``normalisation`` says."""
-    config = TrainConfig(seed=seed, normalisation=normalisation)
+    resume as the neural heads), under the neural heads' training config ``train``: the
+    same normalisation, the same layer selection and, with ``train.refit``, the refit on
+    training + validation data (the fair baseline of issue 11)."""
+    config = (train or TrainConfig()).replace(seed=seed)
     return cross_validate(views, folds, PROBE_HEAD, config, out_dir=out_dir, resume=resume,
                           fold_hook=fold_hook)
 
@@ -277,7 +279,7 @@ def run_corpus_heads(
                 views, task.folds, seed=seed,
                 out_dir=out / "runs" / task.name / PROBE / f"seed{seed}",
                 resume=settings.resume, fold_hook=lambda _r: progress.advance(1),
-                normalisation=settings.train.normalisation)
+                train=settings.train)
     units = [FoldUnit(m, seed, k) for seed in range(settings.seeds) for m in neural
              for k in range(len(task.folds))]
     done: dict[FoldUnit, dict[str, Any]] = {}
@@ -342,8 +344,7 @@ def run_cross_corpus(
             if model == PROBE:
                 runs[seed] = run_probe_folds(views, [fold], seed=seed, out_dir=run_dir,
                                              resume=settings.resume, fold_hook=on_fold,
-                                             normalisation=settings.train.normalisation,
-                                             layers=settings.train.layers)
+                                             train=settings.train)
             else:
                 runs[seed] = cross_validate(
                     views, [fold],
