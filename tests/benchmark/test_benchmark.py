@@ -156,6 +156,7 @@ def test_benchmark_defaults_are_the_deployable_protocol():
 
     config = benchmark_train_config()
     # No test-speaker information: training-split moments only; refit on train + validation.
-    assert config.normalisation == "global" and config.refit
-    assert config.layers == "middle" and config.augment_space == "standardised"
+    assert config.normalisation == "global" and config.refit and config.refit_epochs == "max"
+    assert config.layers == "all" and config.layer_mix_lr_scale > 1
+    assert config.augment_space == "standardised"
     assert config.mixup_alpha > 0

@@ -127,6 +127,12 @@ def validation_policy(config: TrainConfig) -> str:
     """How models are selected, in words (for results.json and the report)."""
     text = ("model selection and early stopping on validation speakers carved from the "
             "training side of each fold (metric: UA)")
+    if config.refit and config.refit_epochs == "max":
+        return ("a validation run on speakers carved from the training side of each fold "
+                "(metric: UA; reported, and used by the probe to choose C and, where the heads "
+                f"do, the hidden state); then a fresh head (same seed) is trained on training + "
+                f"validation data for the whole schedule ({config.max_epochs} epochs, no "
+                "epoch selection) and scored once on the test fold")
     if config.refit:
         return text + ("; then a fresh head (same seed) is trained on training + validation "
                        "data for the selected number of epochs and scored once on the test "

@@ -33,11 +33,11 @@ class TrainConfig:
     frames averaged in eights (50 → 6.25 Hz: on CASIA the same UA as 12.5 Hz within the fold
     spread, 2.3× faster), at most 8 epochs (validation UA on CASIA whisper-base folds peaked
     at epochs 3-9, mean 6), then (benchmark) the refit on training + validation data; batch
-    16 (twice the updates of 32 per epoch at the same cost), lr 1e-3; the middle hidden
-    state of the backbone (a prior, not tuned per corpus: see
-    :func:`ptssnn.features.middle_layer`), and
-    mixup (α 0.4) with SpecAugment-style masks applied to the standardised features (see
-    :mod:`ptssnn.training.augment`); both measured in benchmarks/README.md. Frame counts
+    16 (twice the updates of 32 per epoch at the same cost), lr 1e-3; a learned softmax sum
+    of all hidden states (as SUPERB/s3prl) whose seven logits learn at 30× the rate, so the
+    mix can move in a few hundred updates (at 1× it stayed uniform); and mixup (α 0.4) with
+    SpecAugment-style masks applied to the standardised features (see
+    :mod:`ptssnn.training.augment`); all measured in benchmarks/README.md. Frame counts
     (``time_mask_width``, ``max_train_frames``) are after pooling.
 
     Attributes:
@@ -88,11 +88,12 @@ class TrainConfig:
             validation run then only reports its curve). With one or two validation speakers
             the best epoch is mostly noise (measured in benchmarks/README.md).
         layers: Which backbone hidden states the head reads, in the one layer grammar
-            (:class:`ptssnn.features.LayerSelection`): ``"middle"`` (the middle hidden
+            (:class:`ptssnn.features.LayerSelection`): ``"all"`` (the default: a learned
+            softmax-weighted sum, the model's ``input_layers``, see
+            ``layer_mix_lr_scale``), ``"middle"`` (the middle hidden
             state, index ``L // 2`` of the ``L`` stored: 3 of whisper-base's 7; see
             :func:`ptssnn.features.middle_layer`), ``"auto"`` (chosen on the
-            validation speakers, see :func:`ptssnn.training.select_layers`), ``"all"``
-            (learned softmax-weighted sum, the model's ``input_layers``), ``"mean"`` (average
+            validation speakers, see :func:`ptssnn.training.select_layers`), ``"mean"`` (average
             of all), ``"mean:a-b"`` (average of a..b), one index such as ``"3"`` or ``"-1"``,
             or a list ``"1,3"``. The resolved choice is saved in the model's
             :class:`ptssnn.features.FeaturePipeline`.
@@ -131,7 +132,7 @@ class TrainConfig:
     max_train_frames: int | None = 50
     augment_space: str = "standardised"
     body_lr_scale: float = 1.0
-    layer_mix_lr_scale: float = 1.0
+    layer_mix_lr_scale: float = 30.0
     noise: float = 0.0
     mixup_alpha: float = 0.4
     weight_average_epochs: float = 0.0
@@ -139,7 +140,7 @@ class TrainConfig:
     frame_pool: int = 8
     refit: bool = False
     refit_epochs: str = "best"
-    layers: str = "middle"
+    layers: str = "all"
     normalisation: str = "global"
     seed: int = 0
     num_threads: int | None = None
@@ -235,7 +236,10 @@ def benchmark_train_config(**changes: Any) -> TrainConfig:
     """The benchmark's training defaults (also what ``ptssnn train`` uses): :class:`TrainConfig`'s
     (global standardisation with the training split's moments: no test-speaker information,
     what a deployed head gets), plus the refit on training + validation data once the epoch
-    count is chosen on validation. ``normalisation="auto"``/``"speaker"`` (per-speaker
+    count is chosen on validation. The refit trains the whole schedule (``refit_epochs="max"``):
+    with one or two validation speakers the validation-chosen epoch count is mostly noise
+    (benchmarks/README.md, "Ablation"). ``normalisation="auto"``/``"speaker"`` (per-speaker
     z-normalisation, which reads the unlabelled audio of the test speakers: transductive)
     stay available."""
-    return TrainConfig(**{"refit": True, "normalisation": "global", **changes})
+    return TrainConfig(**{"refit": True, "refit_epochs": "max", "normalisation": "global",
+                          **changes})
