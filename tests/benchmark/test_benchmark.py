@@ -160,3 +160,16 @@ def test_benchmark_defaults_are_the_deployable_protocol():
     assert config.layers == "all" and config.layer_mix_lr_scale > 1
     assert config.augment_space == "standardised"
     assert config.mixup_alpha > 0
+
+
+def test_report_names_the_recipe_of_the_run():
+    from ptssnn.benchmark.report import _average_note, _layer_mix_note, _refit_note
+
+    train = {"layers": "all", "layer_mix_lr_scale": 30.0, "refit": True, "refit_epochs": "max",
+             "max_epochs": 8, "weight_average_epochs": 0.0}
+    assert "30× the learning rate" in _layer_mix_note(train)
+    assert "for all 8 epochs" in _refit_note(train)
+    assert _average_note(train) == ""
+    older = {"layers": "middle", "refit": True}  # results.json of earlier versions
+    assert _layer_mix_note(older) == "" and "selected epoch count" in _refit_note(older)
+    assert "horizon 1 epochs" in _average_note({"weight_average_epochs": 1.0})

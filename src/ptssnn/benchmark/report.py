@@ -191,12 +191,12 @@ def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | No
         f"Training: AdamW lr {train['lr']}, weight decay {train['weight_decay']}, batch "
         f"{train['batch_size']}, ≤ {train['max_epochs']} epochs, patience {train['patience']}, "
         f"warm-up {train['warmup_epochs']} epochs + cosine, label smoothing "
-        f"{train['label_smoothing']}, layers `{train['layers']}`, feature standardisation "
-        f"`{train.get('normalisation', 'none')}`, backbone frames averaged "
-        f"in groups of {train.get('frame_pool', 1)}"
-        f"{', refit on training + validation' if train.get('refit') else ''}; mixup α "
+        f"{train['label_smoothing']}, layers `{train['layers']}`{_layer_mix_note(train)}, "
+        f"feature standardisation `{train.get('normalisation', 'none')}`, backbone frames "
+        f"averaged in groups of {train.get('frame_pool', 1)}{_refit_note(train)}; mixup α "
         f"{train.get('mixup_alpha', 0.0)}, masks and mixup on the "
-        f"{train.get('augment_space', 'raw')} features."
+        f"{train.get('augment_space', 'raw')} features"
+        f"{_average_note(train)}."
     )
     lines.append("")
     if PROBE_NAME in settings["models"]:
@@ -348,3 +348,22 @@ def results_table(results: dict[str, Any]) -> list[dict[str, str]]:
                 "mJ/sample": _num(eff.get("energy_mj_per_sample"), ".4f"),
             })
     return rows
+
+
+def _layer_mix_note(train: dict[str, Any]) -> str:
+    scale = train.get("layer_mix_lr_scale", 1.0)
+    return (f" (layer weights at {scale:g}× the learning rate)"
+            if train.get("layers") == "all" and scale != 1.0 else "")
+
+
+def _refit_note(train: dict[str, Any]) -> str:
+    if not train.get("refit"):
+        return ""
+    if train.get("refit_epochs", "best") == "max":
+        return f", refit on training + validation for all {train['max_epochs']} epochs"
+    return ", refit on training + validation for the selected epoch count"
+
+
+def _average_note(train: dict[str, Any]) -> str:
+    horizon = train.get("weight_average_epochs", 0.0)
+    return f", weights averaged (EMA, horizon {horizon:g} epochs)" if horizon else ""
