@@ -469,7 +469,7 @@ def test_train_report_names_the_model_each_score_belongs_to() -> None:
                "validation": {"ua": 0.75}, "fit": {"refit": {"epochs": 7}},
                "held_out": {"wa": 0.5, "ua": 0.25}}
     text = _train_report(summary, Path("m"))
-    assert "0.750 is the epoch-selection run's" in text and "retrained" in text
+    assert "0.750 is the validation run's" in text and "retrained" in text
     assert "written model on the held-out speakers (6 utterances): WA 0.5000, UA 0.2500" in text
     text = _train_report({**summary, "held_out": None}, Path("m"))
     assert "no unseen-speaker score of the written model" in text

@@ -220,7 +220,7 @@ def _train_report(summary: dict[str, Any], out: Path) -> str:
     if refit:
         # The written model saw the validation speakers: its score on them is no test score.
         lines.append(
-            f"  validation UA {validation_ua:.3f} is the epoch-selection run's; the written model "
+            f"  validation UA {validation_ua:.3f} is the validation run's; the written model "
             f"was then retrained on training + validation for {refit['epochs']} epochs"
         )
     else:

@@ -307,7 +307,8 @@ def _load_features(splits: _Splits, corpora: Sequence[str], backbone: str,
 def _deployment_config(seed: int, layers: str | None, epochs: int | None,
                        overrides: dict[str, Any] | None) -> TrainConfig:
     """The benchmark's training configuration (the trainer's defaults + the refit on training
-    + validation data), so that a held-out speaker scores exactly as in its benchmark fold."""
+    + validation data for the whole schedule), so that a held-out speaker scores exactly as in
+    its benchmark fold."""
     # A deployed head sees one clip at a time, without its speaker's other clips: it
     # standardises with the moments of its training data (stored in the checkpoint).
     changes: dict[str, Any] = {"seed": seed, "normalisation": "global", **(overrides or {})}
