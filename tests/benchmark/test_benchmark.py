@@ -156,7 +156,7 @@ def test_benchmark_defaults_are_the_deployable_protocol():
 
     config = benchmark_train_config()
     # No test-speaker information: training-split moments only; refit on train + validation.
-    assert config.normalisation == "global" and config.refit and config.refit_epochs == "max"
+    assert config.normalisation == "global" and config.refit and config.refit_epochs == "auto"
     assert config.layers == "all" and config.layer_mix_lr_scale > 1
     assert config.augment_space == "standardised"
     assert config.mixup_alpha > 0
@@ -173,3 +173,4 @@ def test_report_names_the_recipe_of_the_run():
     older = {"layers": "middle", "refit": True}  # results.json of earlier versions
     assert _layer_mix_note(older) == "" and "selected epoch count" in _refit_note(older)
     assert "horizon 1 epochs" in _average_note({"weight_average_epochs": 1.0})
+    assert "≥ 5 training + validation speakers" in _refit_note({**train, "refit_epochs": "auto"})

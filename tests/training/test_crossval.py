@@ -160,6 +160,16 @@ def test_refit_max_trains_the_whole_schedule_whatever_validation_chose(tmp_path)
     assert [h["epoch"] for h in fit["refit"]["history"]] == [1, 2, 3, 4, 5]
 
 
+def test_refit_auto_follows_the_number_of_speakers():
+    from ptssnn.training.config import REFIT_MAX_MIN_SPEAKERS
+    from ptssnn.training.crossval import refit_policy
+
+    assert refit_policy("auto", REFIT_MAX_MIN_SPEAKERS) == "max"
+    assert refit_policy("auto", REFIT_MAX_MIN_SPEAKERS - 1) == "best"
+    assert refit_policy("auto", None) == "best"
+    assert refit_policy("max", 2) == "max" and refit_policy("best", 50) == "best"
+
+
 def test_resume_inside_the_refit_matches_uninterrupted(tmp_path):
     table, folds = corpus()
     cfg = config(refit=True, max_epochs=3)

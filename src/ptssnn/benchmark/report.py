@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ptssnn.jsonio import dumps as strict_json
+from ptssnn.training.config import REFIT_MAX_MIN_SPEAKERS
 
 SYNTHETIC_BANNER = (
     "> **SYNTHETIC DATA.** These numbers come from a generated emotional-prosody corpus "
@@ -361,6 +362,10 @@ def _refit_note(train: dict[str, Any]) -> str:
         return ""
     if train.get("refit_epochs", "best") == "max":
         return f", refit on training + validation for all {train['max_epochs']} epochs"
+    if train.get("refit_epochs") == "auto":
+        return (f", refit on training + validation for all {train['max_epochs']} epochs with "
+                f"≥ {REFIT_MAX_MIN_SPEAKERS} training + validation speakers, else for the "
+                "selected epoch count")
     return ", refit on training + validation for the selected epoch count"
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ptssnn.errors import PtssnnError
-from ptssnn.training.config import TrainConfig, benchmark_train_config
+from ptssnn.training.config import REFIT_MAX_MIN_SPEAKERS, TrainConfig, benchmark_train_config
 from ptssnn.training.enrolment import EnrolmentProtocol
 
 #: Head names the benchmark knows besides the model presets.
@@ -127,12 +127,15 @@ def validation_policy(config: TrainConfig) -> str:
     """How models are selected, in words (for results.json and the report)."""
     text = ("model selection and early stopping on validation speakers carved from the "
             "training side of each fold (metric: UA)")
-    if config.refit and config.refit_epochs == "max":
-        return ("a validation run on speakers carved from the training side of each fold "
-                "(metric: UA; reported, and used by the probe to choose C and, where the heads "
-                f"do, the hidden state); then a fresh head (same seed) is trained on training + "
-                f"validation data for the whole schedule ({config.max_epochs} epochs, no "
-                "epoch selection) and scored once on the test fold")
+    if config.refit and config.refit_epochs in ("max", "auto"):
+        when = ("" if config.refit_epochs == "max" else
+                f" when training + validation hold ≥ {REFIT_MAX_MIN_SPEAKERS} speakers, else for "
+                "the epoch count with the best validation UA")
+        return ("a validation run with early stopping on speakers carved from the training "
+                "side of each fold (metric: UA; the probe chooses C there, and the hidden "
+                "state where the heads do not read a fixed one); then a fresh head (same "
+                "seed) is trained on training + validation data for the whole schedule "
+                f"({config.max_epochs} epochs){when}, and scored once on the test fold")
     if config.refit:
         return text + ("; then a fresh head (same seed) is trained on training + validation "
                        "data for the selected number of epochs and scored once on the test "

@@ -31,12 +31,11 @@ REAL_CORPORA = ("casia", "emovo", "urdu", "emodb", "ravdess", "iemocap")
 
 
 def demo_train_config(epochs: int | None = None) -> TrainConfig:
-    """Training settings sized for the demo's ~1–2 minutes on two CPU cores."""
+    """The benchmark's recipe, sized for the demo's ~1–2 minutes on two CPU cores."""
     max_epochs = epochs or 12
     # fbank at 50 Hz pooled to 12.5 Hz: prosody (pitch contour, tempo) survives, cost / 4.
-    return TrainConfig(max_epochs=max_epochs, patience=max(3, max_epochs // 3), lr=1e-3,
-                       warmup_epochs=1.0, layers="0", frame_pool=4, max_train_frames=None,
-                       refit=True, normalisation="global")
+    return benchmark_train_config(max_epochs=max_epochs, patience=max(3, max_epochs // 3),
+                                  layers="0", frame_pool=4, max_train_frames=None)
 
 
 def synthetic_task(root: str | Path, *, clips_per_class: int = 16, seed: int = 0) -> CorpusTask:

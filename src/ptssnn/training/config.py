@@ -15,7 +15,9 @@ from ptssnn.jsonio import dumps as strict_json
 #: Feature standardisation modes (see ``TrainConfig.normalisation``).
 NORMALISATIONS = ("global", "speaker", "enrolled", "auto", "none")
 #: How many epochs the refit on training + validation trains (``TrainConfig.refit_epochs``).
-REFIT_EPOCHS = ("best", "max")
+REFIT_EPOCHS = ("best", "max", "auto")
+#: ``refit_epochs="auto"``: the whole schedule from this many training + validation speakers.
+REFIT_MAX_MIN_SPEAKERS = 5
 #: Where training augmentation acts (see ``TrainConfig.augment_space``).
 AUGMENT_SPACES = ("standardised", "raw")
 
@@ -84,9 +86,11 @@ class TrainConfig:
             validation scores of a refit head would be scores on its own training data); the
             benchmark turns it on (:func:`benchmark_train_config`).
         refit_epochs: How long the refit trains: ``"best"`` (the epoch count with the best
-            validation UA) or ``"max"`` (``max_epochs``, the whole cosine schedule; the
-            validation run then only reports its curve). With one or two validation speakers
-            the best epoch is mostly noise (measured in benchmarks/README.md).
+            validation UA), ``"max"`` (``max_epochs``, the whole cosine schedule; the
+            validation run then only reports its curve) or ``"auto"`` (``"max"`` when
+            training + validation hold at least ``REFIT_MAX_MIN_SPEAKERS`` speakers, else
+            ``"best"``; see :func:`ptssnn.training.crossval.refit_policy`). Measured in
+            benchmarks/README.md ("Ablation, round two").
         layers: Which backbone hidden states the head reads, in the one layer grammar
             (:class:`ptssnn.features.LayerSelection`): ``"all"`` (the default: a learned
             softmax-weighted sum, the model's ``input_layers``, see
@@ -236,10 +240,11 @@ def benchmark_train_config(**changes: Any) -> TrainConfig:
     """The benchmark's training defaults (also what ``ptssnn train`` uses): :class:`TrainConfig`'s
     (global standardisation with the training split's moments: no test-speaker information,
     what a deployed head gets), plus the refit on training + validation data once the epoch
-    count is chosen on validation. The refit trains the whole schedule (``refit_epochs="max"``):
-    with one or two validation speakers the validation-chosen epoch count is mostly noise
-    (benchmarks/README.md, "Ablation"). ``normalisation="auto"``/``"speaker"`` (per-speaker
+    count is chosen on validation. The refit trains the whole schedule when the fold has five
+    or more training + validation speakers (``refit_epochs="auto"``): there the
+    validation-chosen epoch count is mostly noise (benchmarks/README.md, "Ablation, round
+    two"). ``normalisation="auto"``/``"speaker"`` (per-speaker
     z-normalisation, which reads the unlabelled audio of the test speakers: transductive)
     stay available."""
-    return TrainConfig(**{"refit": True, "refit_epochs": "max", "normalisation": "global",
+    return TrainConfig(**{"refit": True, "refit_epochs": "auto", "normalisation": "global",
                           **changes})

@@ -40,7 +40,7 @@ from ptssnn.evaluation.metrics import (
 from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.jsonio import dumps as strict_json
-from ptssnn.training.config import TrainConfig, TrainConfigError
+from ptssnn.training.config import REFIT_MAX_MIN_SPEAKERS, TrainConfig, TrainConfigError
 from ptssnn.training.enrolment import EnrolledTraining, EnrolmentProtocol, score_enrolment
 from ptssnn.training.trainer import EpochHook, FitResult, evaluate, fit
 from ptssnn.training.views import FoldLike, LayerViews, select_layers, select_normalisation
@@ -297,12 +297,16 @@ def _fit_head(
         model = _build_head(factory, table, config.seed)
         both = (mixed.table((*fold.train, *fold.validation)) if mixed is not None
                 else table.subset((*fold.train, *fold.validation)))
-        epochs = config.max_epochs if config.refit_epochs == "max" else result.best_epoch
+        speakers = (len({views.speakers[u] for u in (*fold.train, *fold.validation)})
+                    if views.speakers is not None else None)
+        policy = refit_policy(config.refit_epochs, speakers)
+        epochs = config.max_epochs if policy == "max" else result.best_epoch
         refit_config = config.replace(max_epochs=epochs, min_epochs=1)
         refit = fit(model, both, None, refit_config,
                     checkpoint=fold_dir / "refit_state" if fold_dir else None,
                     resume=resume, epoch_hook=epoch_hook)
-        summary["refit"] = {"epochs": refit.epochs_run, "history": refit.history,
+        summary["refit"] = {"epochs": refit.epochs_run, "policy": policy,
+                            "history": refit.history,
                             "seconds": refit.seconds}
     metrics, predicted = evaluate(model, test, config.eval_batch_size, views.columns)
     enrolment_scores: dict[str, Any] = {}
@@ -331,6 +335,19 @@ def _pipeline_normalisation(norm: str) -> str:
     """The pipeline mode of a training normalisation (``enrolled`` reads per-speaker
     standardised features, like ``speaker``)."""
     return "speaker" if norm == "enrolled" else norm
+
+
+def refit_policy(refit_epochs: str, speakers: int | None) -> str:
+    """``"best"`` or ``"max"``: how long the refit trains (``TrainConfig.refit_epochs``).
+
+    ``"auto"`` refits for the whole schedule when training + validation hold at least
+    :data:`~ptssnn.training.config.REFIT_MAX_MIN_SPEAKERS` speakers, where the validation
+    curve is flat and its argmax mostly noise; with fewer (LOSO on four speakers) the early
+    validation peak is real, and the refit stops there. Unknown speakers: ``"best"``.
+    """
+    if refit_epochs != "auto":
+        return refit_epochs
+    return "max" if speakers is not None and speakers >= REFIT_MAX_MIN_SPEAKERS else "best"
 
 
 def train_fold(
