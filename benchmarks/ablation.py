@@ -7,7 +7,8 @@ corpora given. A variant is a set of changes to ``BASE``, the recipe of issue 11
 round (the middle hidden state, the refit for the validation-chosen epoch count), written out
 so that a variant's name keeps its meaning when the library's defaults change; ``current``
 is today's default recipe (``benchmark_train_config()``: the learned sum of all hidden states
-with its logits at 30× the learning rate, the refit for the whole schedule) and ``before``
+with its logits at 30× the learning rate, the refit for the whole schedule with five or more
+training + validation speakers) and ``before``
 the recipe before issue 11 (a learned layer sum that did not move, SpecAugment masks on the
 raw features, no mixup).
 
@@ -36,7 +37,7 @@ BASE: dict[str, Any] = {"layers": "middle", "layer_mix_lr_scale": 1.0, "refit_ep
 #: name → (TrainConfig changes, model changes), relative to ``BASE``.
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "middle": ({}, {}),
-    "current": ({"layers": "all", "layer_mix_lr_scale": 30.0, "refit_epochs": "max"}, {}),
+    "current": ({"layers": "all", "layer_mix_lr_scale": 30.0, "refit_epochs": "auto"}, {}),
     "before": ({"layers": "all", "augment_space": "raw", "mixup_alpha": 0.0}, {}),
     "all-layers": ({"layers": "all"}, {}),
     "auto-layer": ({"layers": "auto"}, {}),
