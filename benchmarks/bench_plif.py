@@ -15,8 +15,9 @@ calling thread (``time.thread_time``: time spent waiting for a core that another
 holds is not counted, so on a shared machine it is the steadier figure). Peak memory is
 measured in a child process per implementation: the peak of its resident set during one step
 (sampled every 0.2 ms, large blocks returned to the OS on free) minus its resident set before
-the step. The training steps of the two backends are interleaved the same way; one more step
-of each runs under ``torch.profiler`` for the per-operator breakdown.
+the step. The training steps (fused and compiled PLIF in float32, and compiled with
+``TrainConfig.precision = "bf16"``) are interleaved the same way; one more step of each runs
+under ``torch.profiler`` for the per-operator breakdown.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLEMENTATIONS = ("compiled", "fused", "loop", "spikingjelly")
+#: Training-step variants: PLIF backend [+ TrainConfig.precision].
+FIT_VARIANTS = ("compiled", "fused", "compiled+bf16")
 
 
 def _version(package: str) -> str | None:
@@ -163,12 +166,22 @@ def copy_bandwidth_gbs(megabytes: int = 512, repeats: int = 5) -> tuple[float, f
     return 2 * src.numel() * 4 / min(wall) / 1e9, 2 * src.numel() * 4 / min(cpu) / 1e9
 
 
-def make_training_step(batch: int, frames: int, input_dim: int, backend: str):
-    """One AdamW step of the default PTS-SNN on random features (forward+backward+update)."""
+def _variant(name: str) -> tuple[str, str]:
+    """``"compiled+bf16"`` → PLIF backend ``compiled``, ``TrainConfig.precision`` ``bf16``."""
+    backend, _, precision = name.partition("+")
+    return backend, precision or "fp32"
+
+
+def make_training_step(batch: int, frames: int, input_dim: int, variant: str):
+    """One AdamW step of the default PTS-SNN on random features (forward+backward+update),
+    as the trainer runs it: the forward under ``training_autocast`` of the variant's
+    precision, the loss in float32."""
     from torch.nn import functional as F
 
     from ptssnn.models import create_model
+    from ptssnn.training.trainer import training_autocast
 
+    backend, precision = _variant(variant)
     model = create_model("pts-snn", input_dim, 4, plif_backend=backend)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
     g = torch.Generator().manual_seed(0)
@@ -179,7 +192,9 @@ def make_training_step(batch: int, frames: int, input_dim: int, backend: str):
 
     def step() -> None:
         optimizer.zero_grad()
-        F.cross_entropy(model(features, mask), labels).backward()
+        with training_autocast(features.device, precision):
+            logits = model(features, mask)
+        F.cross_entropy(logits.float(), labels).backward()
         optimizer.step()
 
     step.parameters = model.num_trainable_parameters()  # type: ignore[attr-defined]
@@ -196,6 +211,7 @@ _GROUPS = {
     "sparse spike Linear kernels (block MLP)": ("SpikeLinear", "SpikeLinearBackward"),
     "LayerNorm": ("aten::native_layer_norm", "aten::native_layer_norm_backward"),
     "tanh (saturation)": ("aten::tanh", "aten::tanh_backward"),
+    "copies and dtype casts": ("aten::copy_",),
 }
 
 
@@ -243,15 +259,21 @@ def training_steps(batch: int, frames: int, input_dim: int, repeats: int,
     return result
 
 
-def make_fit_step(backend: str, crop: int, seed: int = 0):
-    """One step of the benchmark's training loop on synthetic whisper-base-shaped features:
-    ``collate`` (random crop of ``crop`` frames) + ``spec_augment`` + forward/backward/AdamW
-    of the default PTS-SNN reading all 7 hidden states (B = 16, as ``TrainConfig``)."""
+def make_fit_step(variant: str, crop: int, seed: int = 0):
+    """One step of the benchmark's training loop on synthetic whisper-base-shaped features,
+    as ``fit`` runs it: ``LabelledFeatures.batch`` (random crop of ``crop`` frames) +
+    ``augment`` (time and feature masks, mixup, in the standardised space) +
+    forward/backward/AdamW of the default PTS-SNN reading all 7 hidden states (B = 16, as
+    ``TrainConfig``), the forward under the variant's precision."""
     from torch.nn import functional as F
 
+    from ptssnn.features.table import LabelledFeatures
     from ptssnn.models import create_model
-    from ptssnn.training.data import LabelledFeatures, collate, spec_augment
+    from ptssnn.training.augment import augment, training_augmentation
+    from ptssnn.training.config import TrainConfig
+    from ptssnn.training.trainer import training_autocast
 
+    backend, precision = _variant(variant)
     layers, dim, batch = 7, 512, 16
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(150, 600, (48,), generator=g).tolist()  # 3–12 s at 50 Hz
@@ -259,16 +281,21 @@ def make_fit_step(backend: str, crop: int, seed: int = 0):
              for i, n in enumerate(lengths)]
     data = LabelledFeatures.from_arrays(items, ["a", "b", "c", "d"])
     model = create_model("pts-snn", dim, 4, input_layers=layers, plif_backend=backend)
+    model.set_input_statistics(*data.moments())
+    config = TrainConfig(max_train_frames=crop, time_mask_width=max(2, crop // 25),
+                         precision=precision)
+    augmentation, moments = training_augmentation(model, data, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     rng = torch.Generator().manual_seed(seed + 1)
 
     def step() -> None:
         indices = torch.randint(0, len(data), (batch,), generator=rng).tolist()
-        b = collate(data, indices, crop_frames=crop, generator=rng)
-        b = spec_augment(b, time_masks=2, time_mask_width=max(2, crop // 25), feature_masks=2,
-                         feature_mask_width=32, generator=rng)
+        b = augment(data.batch(indices, crop_frames=crop, generator=rng), *moments,
+                    augmentation, rng)
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(b.features, b.mask), b.labels % 4).backward()
+        with training_autocast(b.features.device, precision):
+            logits = model(b.features, b.mask)
+        F.cross_entropy(logits.float(), b.labels % 4).backward()
         optimizer.step()
 
     return step
@@ -276,10 +303,10 @@ def make_fit_step(backend: str, crop: int, seed: int = 0):
 
 def fit_steps(repeats: int) -> dict:
     """Training-loop steps at 6.25 Hz (50-frame crops) and 50 Hz (400-frame crops, the same
-    8 s), compiled vs fused backend, interleaved."""
+    8 s), each of ``FIT_VARIANTS``, interleaved."""
     result = {}
     for rate, crop in (("6.25Hz", 50), ("50Hz", 400)):
-        steps = {name: make_fit_step(name, crop) for name in ("compiled", "fused")}
+        steps = {name: make_fit_step(name, crop) for name in FIT_VARIANTS}
         for step in steps.values():  # warm-up
             step()
         times = _interleaved(steps, repeats)
@@ -352,16 +379,20 @@ def main() -> None:
             bound_cpu_ms
     print(json.dumps({"plif": plif, "ratios": ratios}, indent=2), flush=True)
 
-    backends = ["compiled", "fused"] + (["loop"] if args.loop_training else [])
-    train = training_steps(32, 250, 512, args.train_repeats, backends)
-    for stat in ("min_s", "median_s", "cpu_min_s"):
-        ratios[f"training_fused_over_compiled_{stat[:-2]}"] = train["fused"][stat] / \
-            train["compiled"][stat]
+    variants = [*FIT_VARIANTS] + (["loop"] if args.loop_training else [])
+    train = training_steps(32, 250, 512, args.train_repeats, variants)
+    for fast in ("compiled", "compiled+bf16"):
+        tag = fast.replace("+", "_")
+        for stat in ("min_s", "median_s", "cpu_min_s"):
+            ratios[f"training_fused_over_{tag}_{stat[:-2]}"] = train["fused"][stat] / \
+                train[fast][stat]
     fit = fit_steps(args.train_repeats)
     for rate, steps in fit.items():
-        for stat in ("min_s", "cpu_min_s"):
-            ratios[f"fit_step_{rate}_fused_over_compiled_{stat[:-2]}"] = \
-                steps["fused"][stat] / steps["compiled"][stat]
+        for fast in ("compiled", "compiled+bf16"):
+            tag = fast.replace("+", "_")
+            for stat in ("min_s", "cpu_min_s"):
+                ratios[f"fit_step_{rate}_fused_over_{tag}_{stat[:-2]}"] = \
+                    steps["fused"][stat] / steps[fast][stat]
     result = {
         "command": "taskset -c 1 .venv/bin/python " + " ".join(
             [str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()

@@ -25,6 +25,13 @@ def test_benchmark_without_data_root_says_what_to_do(monkeypatch):
     assert "--data-root" in str(result.exception)
 
 
+def test_benchmark_precision_reaches_the_training_config(tmp_path):
+    result = invoke("benchmark", "casia", "--data-root", str(tmp_path), "--precision", "fp16",
+                    "--out", str(tmp_path / "out"))
+    assert isinstance(result.exception, PtssnnError)
+    assert "precision must be one of fp32, bf16" in str(result.exception)
+
+
 @pytest.mark.slow
 def test_benchmark_smoke_on_real_casia_subset_and_resume(shared_data, tmp_path):
     out = tmp_path / "out"

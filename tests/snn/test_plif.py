@@ -191,6 +191,23 @@ def test_plif_module_defaults_bias_mask_and_record():
     assert neuron.spike_count is None and neuron.step_count == 0
 
 
+@pytest.mark.parametrize("backend", ["compiled", "fused", "loop"])
+def test_a_bfloat16_current_integrates_in_float32(backend):
+    # Mixed-precision training (TrainConfig.precision = "bf16") hands the neurons bfloat16
+    # currents: the membrane runs in the parameters' float32, on the same backend, so the
+    # spikes are those of the float32 neuron on the rounded current, with gradients.
+    neuron = PLIF(backend=backend)
+    x = (torch.randn(T, B, D) * 2).to(torch.bfloat16).requires_grad_()
+    spikes, v = neuron(x, return_state=True)
+    assert spikes.dtype == v.dtype == torch.float32
+    reference = PLIF(backend=backend)(x.detach().float())
+    assert torch.equal(spikes, reference)
+    spikes.sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.bfloat16
+    spike, _ = neuron.step(x[0].detach())
+    assert spike.dtype == torch.float32 and torch.equal(spike, reference[0])
+
+
 def test_plif_module_trains_tau():
     neuron = PLIF(init_tau=3.0)
     x = torch.rand(20, 2, 8) * 2

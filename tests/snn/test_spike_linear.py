@@ -95,3 +95,27 @@ def test_tracing_with_gradients_records_plain_operators():
     assert "PythonOp" not in str(traced.graph)  # no custom autograd function was traced
     with torch.no_grad():
         assert torch.equal(traced(features), model(features))
+
+
+@needs_numba
+def test_under_bfloat16_autocast_the_input_gradient_is_a_bfloat16_product():
+    # TrainConfig.precision = "bf16": the forward stays the float32 sparse kernel; the dense
+    # input gradient runs in bfloat16, as nn.Linear's backward does under autocast.
+    g = torch.Generator().manual_seed(0)
+    layer = nn.Linear(64, 48)
+    s = (torch.rand(40, 64, generator=g) < 0.1).float().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = spike_linear(layer, s, sparse=True)
+        dense = layer(s)
+    assert "SpikeLinear" in str(out.grad_fn.next_functions)
+    assert out.dtype == torch.float32 and dense.dtype == torch.bfloat16
+    torch.testing.assert_close(out, dense.float(), rtol=2e-2, atol=2e-2)
+    params = [s, *layer.parameters()]
+    got, ref = _grads(out, params), _grads(dense.float(), params)
+    assert got[0].dtype == torch.float32
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=3e-2, atol=3e-2)
+    # Without autocast the same call is the float32 product.
+    exact = _grads(spike_linear(layer, s, sparse=True), params)[0]
+    torch.testing.assert_close(exact, _grads(F.linear(s, layer.weight, layer.bias), params)[0],
+                               rtol=1e-6, atol=1e-6)

@@ -80,6 +80,10 @@ def benchmark(
                                  "moments read the test speakers' unlabelled audio: "
                                  "transductive) or none.")
     ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="Training arithmetic: fp32 (the default) or bf16 "
+                                 "(mixed-precision steps; evaluation stays float32).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Training config JSON (TrainConfig fields; replaces "
                                   "the benchmark defaults).")
@@ -148,6 +152,8 @@ def benchmark(
         changes["layers"] = layers
     if normalisation is not None:
         changes["normalisation"] = normalisation
+    if precision is not None:
+        changes["precision"] = precision
     if changes:
         train = train.replace(**changes)
     model_names = tuple(m.strip() for m in models.split(",") if m.strip())

@@ -173,6 +173,16 @@ def plif_multi_step(
     return plif_multi_step_fused(x, v, w, params, mask=mask)
 
 
+def _at_least_parameter_precision(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x`` in ``w``'s dtype when ``x`` is the less precise (a bfloat16 current from a
+    mixed-precision forward): the membrane integrates and compares with the threshold in
+    the parameters' precision, so spikes do not depend on ``TrainConfig.precision``'s
+    rounding of the recursion, and the compiled kernels (float32/64) still run."""
+    if x.is_floating_point() and torch.finfo(x.dtype).bits < torch.finfo(w.dtype).bits:
+        return x.to(w.dtype)
+    return x
+
+
 class PLIF(nn.Module):
     """A layer of parametric LIF neurons (thin holder of ``w``, its parameters and backend).
 
@@ -251,6 +261,7 @@ class PLIF(nn.Module):
         """
         if bias is not None:
             x = x + (bias.unsqueeze(0) if bias.dim() == x.dim() - 1 else bias)
+        x = _at_least_parameter_precision(x, self.w)
         empty = not _tracing() and x.shape[0] == 0  # an empty chunk of a stream
         if v is None:
             v = self.initial_state(x.new_zeros(x.shape[1:]) if empty else x[0])
@@ -272,6 +283,7 @@ class PLIF(nn.Module):
         """One step for streaming: ``x [B, *N]``, state ``v`` in → ``(spike, v_next)``."""
         if bias is not None:
             x = x + bias
+        x = _at_least_parameter_precision(x, self.w)
         if v is None:
             v = self.initial_state(x)
         spike, v_next = plif_step(x, v, self.w, self.params, mask=mask)

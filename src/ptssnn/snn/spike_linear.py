@@ -9,7 +9,8 @@ non-zeros:
 - weight gradient ``∂L/∂W = (∂L/∂Y)ᵀ·S``: each spike adds one row of ``∂L/∂Y`` to a row of
   ``∂L/∂Wᵀ``;
 - the input gradient ``∂L/∂S = ∂L/∂Y·W`` is dense (the surrogate gradient reaches every
-  neuron), so it stays a BLAS product.
+  neuron), so it stays a BLAS product (in bfloat16 when the forward ran under a bfloat16
+  autocast, ``TrainConfig.precision = "bf16"``).
 
 The kernels (:mod:`ptssnn.snn.plif_kernels`) add in increasing input index, so results equal
 the dense product up to float rounding (not bit for bit: BLAS sums in another order). They
@@ -42,6 +43,10 @@ class SpikeLinear(torch.autograd.Function):
         kernels.sparse_matmul_kernel(s.detach().numpy(), weight_t.numpy(), b.numpy(), out.numpy())
         ctx.save_for_backward(s, weight)
         ctx.has_bias = bias is not None
+        # Under mixed precision (TrainConfig.precision) the dense input gradient runs in the
+        # autocast dtype, as nn.Linear's backward would; the sparse kernels stay float32.
+        ctx.gemm_dtype = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
+                          else None)
         return out
 
     @staticmethod
@@ -49,7 +54,12 @@ class SpikeLinear(torch.autograd.Function):
         s, weight = ctx.saved_tensors
         want_s, want_w, want_b = ctx.needs_input_grad
         grad_out = grad_out.contiguous()
-        grad_s = grad_out.mm(weight) if want_s else None
+        grad_s = None
+        if want_s and ctx.gemm_dtype is not None:
+            low = ctx.gemm_dtype
+            grad_s = grad_out.to(low).mm(weight.to(low)).to(grad_out.dtype)
+        elif want_s:
+            grad_s = grad_out.mm(weight)
         grad_w = None
         if want_w:
             grad_w_t = weight.new_empty(weight.shape[1], weight.shape[0])

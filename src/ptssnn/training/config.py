@@ -20,6 +20,8 @@ REFIT_EPOCHS = ("best", "max", "auto")
 REFIT_MAX_MIN_SPEAKERS = 5
 #: Where training augmentation acts (see ``TrainConfig.augment_space``).
 AUGMENT_SPACES = ("standardised", "raw")
+#: Arithmetic of the training steps (see ``TrainConfig.precision``).
+PRECISIONS = ("fp32", "bf16")
 
 
 class TrainConfigError(PtssnnError):
@@ -113,6 +115,13 @@ class TrainConfig:
             the head reads per-speaker standardised features and works without a profile
             too; see ``docs/enrolment.md``) or ``"none"``. Speaker modes need the speakers
             (:class:`LayerViews`).
+        precision: Arithmetic of the training steps: ``"fp32"`` (the default; every result
+            in the READMEs) or ``"bf16"``: mixed precision (``torch.autocast`` to bfloat16)
+            for the matrix products of the forward and backward passes, on CPUs with
+            AVX-512 BF16 or AMX and on GPUs. The weights, the optimiser, the PLIF membrane
+            dynamics, the losses and all evaluation stay float32, so a trained head is used
+            exactly as one trained in fp32. Measured in benchmarks/README.md ("Training
+            step").
         seed: Seed of initialisation, batch order, augmentation and dropout.
         num_threads: ``torch.set_num_threads`` for the run (``None``: leave as is).
     """
@@ -146,6 +155,7 @@ class TrainConfig:
     refit_epochs: str = "best"
     layers: str = "all"
     normalisation: str = "global"
+    precision: str = "fp32"
     seed: int = 0
     num_threads: int | None = None
 
@@ -186,6 +196,9 @@ class TrainConfig:
             problems.append(f"layer_mix_lr_scale must be > 0 (got {self.layer_mix_lr_scale})")
         if self.noise < 0 or self.mixup_alpha < 0 or self.weight_average_epochs < 0:
             problems.append("noise, mixup_alpha and weight_average_epochs must be >= 0")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)} "
+                            f"(got {self.precision!r})")
         if self.normalisation not in NORMALISATIONS:
             problems.append(f"normalisation must be one of {', '.join(NORMALISATIONS)} "
                             f"(got {self.normalisation!r})")

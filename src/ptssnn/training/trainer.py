@@ -97,6 +97,14 @@ def _device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+def training_autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context of a training forward pass (``TrainConfig.precision``): bfloat16
+    matrix products for ``"bf16"``, nothing for ``"fp32"``. The backward pass runs the
+    recorded products in the same dtypes; spiking neurons integrate in float32 (see
+    :class:`ptssnn.snn.PLIF`)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def _parameter_groups(model: nn.Module, weight_decay: float, body_lr_scale: float = 1.0,
                       layer_mix_lr_scale: float = 1.0) -> list[dict[str, Any]]:
     # No decay on biases, norms, neuron time constants and bias voltages (1-D tensors).
@@ -307,7 +315,9 @@ class _FitLoop:
 
     def compute_objectives(self, batch: MixedBatch) -> torch.Tensor:
         """Forward pass and loss of one (augmented, possibly mixed) training batch."""
-        logits = self.network(batch.features.to(self.device), batch.mask.to(self.device))
+        with training_autocast(self.device, self.config.precision):
+            logits = self.network(batch.features.to(self.device), batch.mask.to(self.device))
+        logits = logits.float()  # the loss in float32 whatever the precision
         loss = self.loss_fn(logits, batch.labels.to(self.device))
         if batch.lam < 1.0:  # mixup: the partner's labels weigh 1 - lam
             loss = batch.lam * loss + (1.0 - batch.lam) * self.loss_fn(
