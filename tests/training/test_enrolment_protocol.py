@@ -140,3 +140,22 @@ def test_train_fold_in_enrolled_mode() -> None:
     assert float(model.input_mean.abs().max()) < 1.0
     with pytest.raises(TrainConfigError, match="speaker"):
         train_fold(LayerViews(table), fold, factory, config)
+
+
+@pytest.mark.parametrize("normalisation", ["global", "enrolled"])
+def test_the_probe_is_scored_under_the_same_protocol(normalisation) -> None:
+    from ptssnn.training import PROBE_HEAD
+
+    table, fold, speakers = offset_corpus(per=12)
+    config = TrainConfig(layers="0", normalisation=normalisation, refit=True)
+    protocol = EnrolmentProtocol((0, 3, "all"), draws=2)
+    result, _ = train_fold(LayerViews(table, speakers=speakers), fold, PROBE_HEAD, config,
+                           enrolment=protocol)
+    assert list(result.enrolment) == ["0", "3", "all"]
+    assert result.enrolment["3"]["scored"] == len(fold.test) - 2 * 3
+    assert result.enrolment["all"]["scored"] == len(fold.test)
+    if normalisation == "global":
+        # No profile: the very items and probe of the plain test.
+        assert result.enrolment["0"]["ua"] == pytest.approx(result.test.ua, abs=1e-9)
+    assert all(0.0 <= result.enrolment[k]["ua"] <= 1.0 for k in result.enrolment)
+    assert FoldResult.from_dict(result.to_dict()).enrolment == result.enrolment

@@ -197,7 +197,7 @@ def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | No
         f"averaged in groups of {train.get('frame_pool', 1)}{_refit_note(train)}; mixup α "
         f"{train.get('mixup_alpha', 0.0)}, masks and mixup on the "
         f"{train.get('augment_space', 'raw')} features"
-        f"{_average_note(train)}."
+        f"{_average_note(train)}{_precision_note(train)}."
     )
     lines.append("")
     if PROBE_NAME in settings["models"]:
@@ -367,6 +367,14 @@ def _refit_note(train: dict[str, Any]) -> str:
                 f"≥ {REFIT_MAX_MIN_SPEAKERS} training + validation speakers, else for the "
                 "selected epoch count")
     return ", refit on training + validation for the selected epoch count"
+
+
+def _precision_note(train: dict[str, Any]) -> str:
+    """The training arithmetic, when it is not plain float32."""
+    if train.get("precision", "fp32") == "bf16":
+        return ("; mixed-precision training steps (bfloat16 products, float32 neurons, "
+                "weights and evaluation)")
+    return ""
 
 
 def _average_note(train: dict[str, Any]) -> str:

@@ -52,6 +52,7 @@ from ptssnn.training.crossval import (
     FoldResult,
     cross_validate,
 )
+from ptssnn.training.enrolment import EnrolmentProtocol
 from ptssnn.training.views import LayerViews, select_normalisation
 
 
@@ -235,14 +236,16 @@ def run_probe_folds(
     resume: bool,
     fold_hook: Callable[[FoldResult], None] | None = None,
     train: TrainConfig | None = None,
+    enrolment: EnrolmentProtocol | None = None,
 ) -> CrossValResult:
     """The ``probe`` head on every fold, through the one per-fold path (same records and
     resume as the neural heads), under the neural heads' training config ``train``: the
     same normalisation, the same layer selection and, with ``train.refit``, the refit on
-    training + validation data (the fair baseline of issue 11)."""
+    training + validation data (the fair baseline of issue 11); under the same enrolment
+    protocol as the neural heads, when there is one."""
     config = (train or TrainConfig()).replace(seed=seed)
     return cross_validate(views, folds, PROBE_HEAD, config, out_dir=out_dir, resume=resume,
-                          fold_hook=fold_hook)
+                          fold_hook=fold_hook, enrolment=enrolment)
 
 
 def run_corpus_heads(
@@ -279,7 +282,7 @@ def run_corpus_heads(
                 views, task.folds, seed=seed,
                 out_dir=out / "runs" / task.name / PROBE / f"seed{seed}",
                 resume=settings.resume, fold_hook=lambda _r: progress.advance(1),
-                train=settings.train)
+                train=settings.train, enrolment=settings.enrolment)
     units = [FoldUnit(m, seed, k) for seed in range(settings.seeds) for m in neural
              for k in range(len(task.folds))]
     done: dict[FoldUnit, dict[str, Any]] = {}

@@ -51,7 +51,7 @@ class BenchmarkSettings:
         multi_corpus: Each corpus's training splits also hold every utterance of the run's
             other corpora (:mod:`ptssnn.benchmark.multicorpus`); validation, test and the
             scored classes stay the corpus's own.
-        enrolment: Also score every neural head's test speakers with speaker profiles from K
+        enrolment: Also score every head's test speakers (the probe's too) with profiles from K
             of their unlabelled clips (``ptssnn.training.enrolment``); ``None``: not.
     """
 

@@ -125,8 +125,9 @@ def benchmark(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     enrolment: Annotated[
         list[str] | None,
-        typer.Option("--enrolment", help="Also score each neural head with speaker profiles "
-                     "from K unlabelled clips per test speaker (not scored); repeatable, e.g. "
+        typer.Option("--enrolment", help="Also score each head (the probe too) with speaker "
+                     "profiles from K unlabelled clips per test speaker (not scored); "
+                     "repeatable, e.g. "
                      "--enrolment 0 --enrolment 5 --enrolment all."),
     ] = None,
     enrolment_draws: Annotated[int, typer.Option(

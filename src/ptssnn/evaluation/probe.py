@@ -161,6 +161,9 @@ class ProbeResult:
         predictions: ``[N_test]`` predicted classes (positions in the scored classes).
         num_parameters: Weights + biases of the logistic regression.
         refit: Whether the final probe was fitted on training + validation rows.
+        probe: The fitted probe (not saved), reading row ``candidate`` of
+            :func:`pooled_statistics`; :meth:`predict_items` scores new items with it.
+        candidate: Index of ``layer`` among the candidates.
     """
 
     layer: str
@@ -170,6 +173,17 @@ class ProbeResult:
     predictions: np.ndarray
     num_parameters: int
     refit: bool = True
+    probe: LinearProbe | None = None
+    candidate: int = 0
+
+    def predict_items(self, data: LabelledFeatures,
+                      classes: Sequence[int] | None = None) -> np.ndarray:
+        """Predicted classes of items ``[L, T, D]`` (as the probe's table holds them), as
+        positions in ``classes`` (all classes when ``None``)."""
+        if self.probe is None:
+            raise ValueError("this probe result holds no fitted probe")
+        stats, _ = pooled_statistics(data)
+        return positions(self.probe.predict(stats[:, self.candidate], classes), classes)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -249,4 +263,6 @@ def run_probe(
         predictions=positions(predicted, classes),
         num_parameters=int(coef.size + probe.model_.intercept_.size),
         refit=refit,
+        probe=probe,
+        candidate=k,
     )

@@ -215,13 +215,18 @@ def _predictions(ids: Sequence[str], references: Sequence[int], predicted: Any
             "predictions": [int(p) for p in predicted]}
 
 
-def _probe_fold(views: LayerViews, fold: FoldLike, config: TrainConfig, norm: str
-                ) -> FoldResult:
+def _probe_fold(views: LayerViews, fold: FoldLike, config: TrainConfig, norm: str,
+                enrolment: EnrolmentProtocol | None = None) -> FoldResult:
     """Stages 2-4 for the probe, held to the neural heads' protocol: when the heads read one
     fixed hidden state (``layers`` ``"middle"`` or an index) the probe reads the same one,
     otherwise (``"all"``, ``"auto"``) every hidden state and their mean compete; ``C`` is
     chosen on validation; with ``config.refit`` the chosen probe is refitted on training +
-    validation rows, as the heads are; then the test fold is scored once."""
+    validation rows, as the heads are; then the test fold is scored once. Under an
+    ``enrolment`` protocol the test speakers are also scored with profiles, exactly as a
+    neural head's: the profile standardises every hidden state before pooling. (Under
+    ``normalisation="enrolled"`` the probe is trained on statistics standardised by each
+    training speaker's own moments from all of its clips, not on the neural head's mix of
+    K-clip profiles.)"""
     from ptssnn.evaluation.probe import run_probe
 
     labels = views.table.labels.numpy()
@@ -232,6 +237,16 @@ def _probe_fold(views: LayerViews, fold: FoldLike, config: TrainConfig, norm: st
                       views.rows(fold.validation), test_rows, len(views.table.label_names),
                       seed=config.seed, refit=config.refit,
                       only=fixed if fixed in candidates else None, classes=views.columns)
+    enrolment_scores: dict[str, Any] = {}
+    if enrolment is not None:
+        if views.speakers is None:
+            raise TrainConfigError("the enrolment protocol needs the speaker of every utterance")
+        # Every hidden state, unpooled: the items the probe's statistics were computed on.
+        pipeline = FeaturePipeline(layers="all", frame_pool=1,
+                                   normalisation=_pipeline_normalisation(norm))
+        enrolment_scores = score_enrolment(
+            lambda part: probe.predict_items(part, views.columns), views.table, fold,
+            pipeline, views.speakers, enrolment, columns=views.columns)
     return FoldResult(
         fold=str(fold.name),
         layers=probe.layer,
@@ -243,6 +258,7 @@ def _probe_fold(views: LayerViews, fold: FoldLike, config: TrainConfig, norm: st
         predictions=_predictions(fold.test, positions(labels[test_rows], views.columns).tolist(),
                                  probe.predictions),
         normalisation=norm,
+        enrolment=enrolment_scores,
     )
 
 
@@ -374,8 +390,8 @@ def train_fold(
         resume: Reuse a finished fold, continue an interrupted one.
         epoch_hook: Called after every epoch of a neural head.
         analyse: Extra analysis of a trained neural head on the test split.
-        enrolment: Also score the test speakers of a neural head with speaker profiles
-            from K of their clips (needs ``views.speakers``; the probe is not scored).
+        enrolment: Also score the test speakers with speaker profiles from K of their
+            clips (needs ``views.speakers``; neural heads and the probe alike).
 
     Returns:
         ``(result, model)``; ``model`` is ``None`` for the probe and for a finished fold.
@@ -390,7 +406,7 @@ def train_fold(
     norm, norm_scores = select_normalisation(views, fold, config.normalisation)
     model: nn.Module | None = None
     if isinstance(model_factory, LinearProbeHead):
-        result = _probe_fold(views, fold, config, norm)
+        result = _probe_fold(views, fold, config, norm, enrolment)
     else:
         result, model = _fit_head(views, fold, model_factory, config, norm, fold_dir=fold_dir,
                                   resume=resume, epoch_hook=epoch_hook, analyse=analyse,
@@ -413,6 +429,7 @@ def cross_validate(
     epoch_hook: EpochHook | None = None,
     fold_hook: Callable[[FoldResult], None] | None = None,
     analyse: Analyser | None = None,
+    enrolment: EnrolmentProtocol | None = None,
 ) -> CrossValResult:
     """Train and test a head on every fold.
 
@@ -429,6 +446,7 @@ def cross_validate(
         epoch_hook: Called after every epoch.
         fold_hook: Called with each fold's result (finished ones too, under resume).
         analyse: Extra per-fold analysis of the trained head on the test split.
+        enrolment: Also score every fold with speaker profiles (see :func:`train_fold`).
 
     Returns:
         A :class:`CrossValResult`.
@@ -441,7 +459,8 @@ def cross_validate(
     results = []
     for fold in folds:
         fold_result, _ = train_fold(views, fold, model_factory, config, out_dir=out,
-                                    resume=resume, epoch_hook=epoch_hook, analyse=analyse)
+                                    resume=resume, epoch_hook=epoch_hook, analyse=analyse,
+                                    enrolment=enrolment)
         results.append(fold_result)
         if fold_hook is not None:
             fold_hook(fold_result)

@@ -13,7 +13,7 @@ fold's score for a ``K`` is the mean over draws.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,8 +99,26 @@ def _profile(items: Sequence[torch.Tensor], layers: int, dim: int) -> SpeakerPro
                           clips=len(items), stats=stats)
 
 
+#: ``predict(items) -> [N]`` predicted classes, as positions in the scored classes.
+Predictor = Callable[[LabelledFeatures], np.ndarray]
+
+
+def head_predictor(model: nn.Module, eval_batch_size: int = 64,
+                   columns: Sequence[int] | None = None) -> Predictor:
+    """A trained neural head as a :data:`Predictor` (eval mode is set by ``predict_logits``);
+    with ``columns`` only those classes may win."""
+
+    def predict(part: LabelledFeatures) -> np.ndarray:
+        logits = predict_logits(model, part, eval_batch_size)
+        if columns is not None and len(part):
+            logits = logits[:, list(columns)]
+        return logits.argmax(1)
+
+    return predict
+
+
 def score_enrolment(
-    model: nn.Module,
+    model: nn.Module | Predictor,
     table: LabelledFeatures,
     fold: Any,
     pipeline: FeaturePipeline,
@@ -113,7 +131,8 @@ def score_enrolment(
     """Scores of one trained head on one fold's test speakers for every K.
 
     Args:
-        model: The trained head (eval mode is set here).
+        model: The trained head, or any :data:`Predictor` of items prepared by ``pipeline``
+            (the linear probe's, see :func:`ptssnn.training.crossval.train_fold`).
         table: The corpus's raw ``[L, T, D]`` items (the pipeline's input).
         fold: Its ``train``/``validation`` ids give the prior (what the head was fitted on),
             its ``test`` ids are scored.
@@ -130,6 +149,8 @@ def score_enrolment(
         ``{K: {"ua", "wa", "ua_draws", "wa_draws", "scored"}}`` with K as text; UA/WA are
         means over draws of the metrics over every scored clip of the fold.
     """
+    predict = (head_predictor(model, eval_batch_size, columns) if isinstance(model, nn.Module)
+               else model)
     first = table.features[0]
     layers, dim = (first.shape[0] if first.dim() == 3 else 1), first.shape[-1]
     prior_items = table.subset((*fold.train, *fold.validation)).features
@@ -164,11 +185,8 @@ def score_enrolment(
                     tuple(test.ids[r] for r in score),
                     tuple(pipeline.prepare(test.features[r], moments) for r in score),
                     test.labels[score], test.label_names)
-                logits = predict_logits(model, part, eval_batch_size)
-                if columns is not None and len(part):
-                    logits = logits[:, list(columns)]
                 refs.append(labels[score])
-                preds.append(logits.argmax(1))
+                preds.append(predict(part) if len(part) else np.zeros(0, dtype=np.int64))
             metrics = classification_metrics(np.concatenate(refs), np.concatenate(preds),
                                              num_classes)
             uas.append(metrics.ua)
