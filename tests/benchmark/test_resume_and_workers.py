@@ -28,6 +28,11 @@ def test_differences_name_each_changed_setting() -> None:
     assert differences(saved, current) == ["corpora.a.utterances: x → z",
                                            "train.max_epochs: 2 → 3"]
     assert differences(saved, saved) == []
+    # A record made before TrainConfig.precision existed resumes as fp32, and only so.
+    with_precision = {**saved, "train": {**saved["train"], "precision": "fp32"}}
+    assert differences(saved, with_precision) == []
+    bf16 = {**saved, "train": {**saved["train"], "precision": "bf16"}}
+    assert differences(saved, bf16) == ["train.precision: fp32 → bf16"]
 
 
 @pytest.fixture(scope="module")

@@ -46,15 +46,21 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+#: Settings added after run folders existed, and the value their absence means (how those
+#: runs behaved), so that such folders still resume.
+ADDED_SETTINGS: dict[str, Any] = {"train.precision": "fp32"}
+
+
 def differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """``key: saved → current`` for every result-changing setting that differs (corpora
-    only in one of the two are not differences)."""
+    only in one of the two are not differences; an :data:`ADDED_SETTINGS` key that a record
+    lacks has its old value)."""
     common = set(saved.get("corpora", {})) & set(current.get("corpora", {}))
 
     def relevant(record: Mapping[str, Any]) -> dict[str, Any]:
         kept = {k: v for k, v in record.items() if k != "corpora"}
         kept["corpora"] = {c: record["corpora"][c] for c in common}
-        return _flatten(kept)
+        return {**ADDED_SETTINGS, **_flatten(kept)}
 
     old, new = relevant(saved), relevant(current)
     return [f"{key}: {old.get(key, '(unset)')} → {new.get(key, '(unset)')}"
