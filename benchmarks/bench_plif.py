@@ -317,6 +317,42 @@ def fit_steps(repeats: int) -> dict:
     return result
 
 
+def _fit_child(variant: str, crop: int, retain: bool, repeats: int) -> None:
+    """Child process of :func:`fit_steps_memory`: one allocator setting per process."""
+    if retain:
+        from ptssnn.processes import retain_freed_memory
+
+        assert retain_freed_memory()
+    step = make_fit_step(variant, crop)
+    step()
+    step()
+    times = []
+    for _ in range(repeats):
+        before = os.times()
+        step()
+        after = os.times()
+        times.append((after.user - before.user, after.system - before.system))
+    best = min(times, key=sum)
+    print(json.dumps({"cpu_min_s": sum(best), "user_s": best[0], "system_s": best[1],
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def fit_steps_memory(repeats: int) -> dict:
+    """The 50 Hz training-loop step (400-frame crops, 7 hidden states) with glibc's default
+    allocator settings and with :func:`ptssnn.processes.retain_freed_memory` (what the
+    training processes call), each in its own process; CPU time = user + system."""
+    result: dict = {}
+    for variant in FIT_VARIANTS:
+        for retain in (False, True):
+            out = subprocess.run(
+                [sys.executable, __file__, "--fit-child", variant, "400", str(int(retain)),
+                 str(repeats)], capture_output=True, text=True, check=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"})
+            key = f"{variant}{' retained' if retain else ''}"
+            result[key] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:
@@ -334,6 +370,10 @@ def machine() -> dict:
 
 
 def main() -> None:
+    if len(sys.argv) == 6 and sys.argv[1] == "--fit-child":
+        torch.set_num_threads(1)
+        _fit_child(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
@@ -393,6 +433,15 @@ def main() -> None:
             for stat in ("min_s", "cpu_min_s"):
                 ratios[f"fit_step_{rate}_fused_over_{tag}_{stat[:-2]}"] = \
                     steps["fused"][stat] / steps[fast][stat]
+    memory = fit_steps_memory(args.train_repeats)
+    for variant in ("compiled", "compiled+bf16"):
+        tag = variant.replace("+", "_")
+        ratios[f"fit_step_50Hz_{tag}_default_over_retained_cpu_min"] = \
+            memory[variant]["cpu_min_s"] / memory[f"{variant} retained"]["cpu_min_s"]
+        # The training loop as it ran before issue 15 (fused PLIF, fp32, default allocator)
+        # against each variant with the training processes' allocator setting.
+        ratios[f"fit_step_50Hz_fused_default_over_{tag}_retained_cpu_min"] = \
+            memory["fused"]["cpu_min_s"] / memory[f"{variant} retained"]["cpu_min_s"]
     result = {
         "command": "taskset -c 1 .venv/bin/python " + " ".join(
             [str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
@@ -407,6 +456,7 @@ def main() -> None:
                              "bound_cpu_ms": bound_cpu_ms},
         "training_step_pts_snn": train,
         "fit_step_pts_snn": fit,
+        "fit_step_50Hz_allocator": memory,
         "peak_rss_mib_this_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

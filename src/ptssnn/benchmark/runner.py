@@ -45,6 +45,7 @@ from ptssnn.benchmark.settings import (
 from ptssnn.benchmark.summaries import summarise_model
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.models.factory import HeadSpec
+from ptssnn.processes import retain_freed_memory
 from ptssnn.training.config import TrainConfig
 from ptssnn.training.crossval import (
     PROBE_HEAD,
@@ -85,6 +86,7 @@ def run_benchmark(
     # One thread per process: OpenMP threads of two processes (or of other users) fighting
     # for two cores slow training by an order of magnitude; processes scale instead.
     torch.set_num_threads(settings.threads or 1)
+    retain_freed_memory()  # large batches: no page faults every step (see its docstring)
     started = time.perf_counter()
     results: dict[str, Any] = {
         "kind": "ptssnn-benchmark",

@@ -32,7 +32,7 @@ from ptssnn.benchmark.settings import BenchmarkError, BenchmarkSettings
 from ptssnn.errors import PtssnnError
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.models.factory import HeadSpec
-from ptssnn.processes import child_main, sigterm_as_exit
+from ptssnn.processes import child_main, retain_freed_memory, sigterm_as_exit
 from ptssnn.training.crossval import Analyser, train_fold
 from ptssnn.training.views import LayerViews
 
@@ -124,6 +124,7 @@ def _worker_main(run: CorpusRun, feature_set: Any, rankings: dict, units: Any, e
     """A worker process (started by :func:`ptssnn.processes.child_main`, already tied to its
     parent): build the table once, then train units until the sentinel."""
     torch.set_num_threads(run.settings.threads or 1)
+    retain_freed_memory()
     views = load_views(run.task, feature_set, run.partners)
     views.adopt_rankings(rankings)
     trainer = FoldTrainer(run, views, lambda model: events.put(("epoch", model)))

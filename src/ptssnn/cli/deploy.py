@@ -186,12 +186,14 @@ def train_command(
     ] = "fp32",
 ) -> None:
     """Train a deployable model on all speakers of the given corpora (minus validation)."""
+    from ptssnn.processes import retain_freed_memory
     from ptssnn.training.deployment import train_recognizer
 
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise PtssnnError(f"--out {out} already exists and is not empty: choose a new folder or "
                           "pass --overwrite to replace it")
 
+    retain_freed_memory()
     summary = train_recognizer(
         [c.strip() for c in corpora.split(",") if c.strip()],
         data_root=data_root,

@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from ptssnn.errors import PtssnnError
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.jsonio import dumps as strict_json
+from ptssnn.processes import retain_freed_memory
 from ptssnn.training.config import TrainConfig
 from ptssnn.training.crossval import ModelFactory, train_fold
 from ptssnn.training.views import LayerViews
@@ -179,6 +180,7 @@ def main(job_dir: Path, *, resume: bool = False, threads: int | None = None) -> 
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // world))
+    retain_freed_memory()
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend=backend)
