@@ -333,8 +333,12 @@ def _fit_child(variant: str, crop: int, retain: bool, repeats: int) -> None:
         after = os.times()
         times.append((after.user - before.user, after.system - before.system))
     best = min(times, key=sum)
+    # VmHWM: this process's own peak (ru_maxrss would carry the parent's over the exec).
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak = next((int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM")),
+                None)
     print(json.dumps({"cpu_min_s": sum(best), "user_s": best[0], "system_s": best[1],
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mib": peak}))
 
 
 def fit_steps_memory(repeats: int) -> dict:
@@ -351,6 +355,19 @@ def fit_steps_memory(repeats: int) -> dict:
             key = f"{variant}{' retained' if retain else ''}"
             result[key] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def _allocator_ratios(memory: dict) -> dict:
+    ratios = {}
+    for variant in ("compiled", "compiled+bf16"):
+        tag = variant.replace("+", "_")
+        ratios[f"fit_step_50Hz_{tag}_default_over_retained_cpu_min"] = \
+            memory[variant]["cpu_min_s"] / memory[f"{variant} retained"]["cpu_min_s"]
+        # The training loop as it ran before issue 15 (fused PLIF, fp32, default allocator)
+        # against each variant with the training processes' allocator setting.
+        ratios[f"fit_step_50Hz_fused_default_over_{tag}_retained_cpu_min"] = \
+            memory["fused"]["cpu_min_s"] / memory[f"{variant} retained"]["cpu_min_s"]
+    return ratios
 
 
 def machine() -> dict:
@@ -373,6 +390,19 @@ def main() -> None:
     if len(sys.argv) == 6 and sys.argv[1] == "--fit-child":
         torch.set_num_threads(1)
         _fit_child(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]))
+        return
+    if len(sys.argv) >= 3 and sys.argv[1] == "--allocator-only":
+        # Redo only the allocator comparison in an existing result file (it is the one part
+        # measured in child processes).
+        path = Path(sys.argv[2])
+        result = json.loads(path.read_text())
+        result["fit_step_50Hz_allocator"] = memory = fit_steps_memory(5)
+        result["ratios"].update(_allocator_ratios(memory))
+        result["allocator_command"] = "taskset -c 1 .venv/bin/python " + " ".join(
+            [str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
+             else sys.argv[0], *sys.argv[1:]])
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(memory, indent=2))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=256)
@@ -434,14 +464,7 @@ def main() -> None:
                 ratios[f"fit_step_{rate}_fused_over_{tag}_{stat[:-2]}"] = \
                     steps["fused"][stat] / steps[fast][stat]
     memory = fit_steps_memory(args.train_repeats)
-    for variant in ("compiled", "compiled+bf16"):
-        tag = variant.replace("+", "_")
-        ratios[f"fit_step_50Hz_{tag}_default_over_retained_cpu_min"] = \
-            memory[variant]["cpu_min_s"] / memory[f"{variant} retained"]["cpu_min_s"]
-        # The training loop as it ran before issue 15 (fused PLIF, fp32, default allocator)
-        # against each variant with the training processes' allocator setting.
-        ratios[f"fit_step_50Hz_fused_default_over_{tag}_retained_cpu_min"] = \
-            memory["fused"]["cpu_min_s"] / memory[f"{variant} retained"]["cpu_min_s"]
+    ratios.update(_allocator_ratios(memory))
     result = {
         "command": "taskset -c 1 .venv/bin/python " + " ".join(
             [str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
