@@ -115,7 +115,10 @@ def test_under_bfloat16_autocast_the_input_gradient_is_a_bfloat16_product():
     assert got[0].dtype == torch.float32
     for a, b in zip(got, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=3e-2, atol=3e-2)
-    # Without autocast the same call is the float32 product.
+    # Without autocast the same call is the float32 product...
     exact = _grads(spike_linear(layer, s, sparse=True), params)[0]
     torch.testing.assert_close(exact, _grads(F.linear(s, layer.weight, layer.bias), params)[0],
                                rtol=1e-6, atol=1e-6)
+    # ...which the autocast input gradient is not: that one was rounded to bfloat16.
+    assert not torch.equal(got[0], exact)
+    assert torch.equal(got[0], got[0].bfloat16().float())
