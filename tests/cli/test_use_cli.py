@@ -397,6 +397,8 @@ def test_train_writes_a_loadable_model_directory(shared_data: Path, tmp_path: Pa
     assert recognizer.labels == ("angry", "neutral", "sad")
     assert recognizer.card.frame_pool == summary["frame_pool"]
     assert recognizer.card.layers == summary["layers"]["spec"]
+    # fbank's head default: the saturation keeps each log-Mel frame's level (no LayerNorm).
+    assert recognizer.model.config.saturation_norm is False
     # The recogniser rebuilds the training features (layers, pooling) from raw audio: its
     # accuracy on the held-out speaker is the trainer's (float16 cache vs float32 features
     # may move a borderline clip).

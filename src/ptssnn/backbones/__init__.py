@@ -10,12 +10,21 @@ i = the output of block i (the last one after the final layer norm, like Hugging
 from __future__ import annotations
 
 from ptssnn.backbones.base import Backbone
-from ptssnn.backbones.registry import DEFAULT_BACKBONE, BackboneInfo, list_backbones, load_backbone
+from ptssnn.backbones.registry import (
+    DEFAULT_BACKBONE,
+    BackboneInfo,
+    head_defaults,
+    is_spectral,
+    list_backbones,
+    load_backbone,
+)
 
 __all__ = [
     "DEFAULT_BACKBONE",
     "Backbone",
     "BackboneInfo",
+    "head_defaults",
+    "is_spectral",
     "list_backbones",
     "load_backbone",
 ]

@@ -353,7 +353,7 @@ def run_cross_corpus(
             else:
                 runs[seed] = cross_validate(
                     views, [fold],
-                    HeadSpec(model, {"seed": seed, **settings.model_overrides}),
+                    HeadSpec(model, {"seed": seed, **settings.head_options}),
                     settings.train.replace(seed=seed), out_dir=run_dir,
                     resume=settings.resume, epoch_hook=on_epoch, fold_hook=on_fold)
         summary = summarise_model(runs)

@@ -111,7 +111,7 @@ class FoldTrainer:
 
         result, _ = train_fold(
             self.views, task.folds[unit.fold_index],
-            HeadSpec(unit.model, {"seed": unit.seed, **settings.model_overrides}), config,
+            HeadSpec(unit.model, {"seed": unit.seed, **settings.head_options}), config,
             out_dir=run_dir, resume=settings.resume, epoch_hook=on_epoch,
             analyse=make_analyser(settings.analysis_items),
             enrolment=settings.enrolment,

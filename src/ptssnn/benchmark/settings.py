@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ptssnn.backbones.registry import head_defaults
 from ptssnn.errors import PtssnnError
 from ptssnn.training.config import REFIT_MAX_MIN_SPEAKERS, TrainConfig, benchmark_train_config
 from ptssnn.training.enrolment import EnrolmentProtocol
@@ -90,6 +91,12 @@ class BenchmarkSettings:
             "enrolment": self.enrolment.to_dict() if self.enrolment else None,
         }
 
+    @property
+    def head_options(self) -> dict[str, Any]:
+        """What every neural head is built with: the backbone's head defaults
+        (:func:`ptssnn.backbones.head_defaults`), then ``model_overrides``."""
+        return {**head_defaults(self.backbone), **self.model_overrides}
+
     def result_settings(self) -> dict[str, Any]:
         """The settings that change a fold's numbers (``--resume`` must match them).
 
@@ -101,6 +108,8 @@ class BenchmarkSettings:
         train.pop("num_threads", None)
         return {"backbone": self.backbone, "train": train,
                 "model_overrides": dict(self.model_overrides),
+                # Empty for encoder backbones, so their earlier run folders still resume.
+                "head_defaults": head_defaults(self.backbone),
                 "analysis_items": self.analysis_items,
                 # Finished folds hold the scores of the protocol they were run with.
                 **({"enrolment": self.enrolment.to_dict()} if self.enrolment else {})}

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 import ptssnn
+from ptssnn.backbones.registry import head_defaults
 from ptssnn.errors import PtssnnError
 from ptssnn.features.enrolment import SpeakerPrior, training_moments
 from ptssnn.features.table import LabelledFeatures
@@ -135,7 +136,8 @@ def train_recognizer(
         seed: Seed of the validation choice, initialisation and training.
         config_overrides: Extra :class:`TrainConfig` fields (e.g. ``frame_pool``,
             ``num_threads``, ``refit``); everything else is the benchmark's configuration.
-        model_overrides: Extra model config fields for ``create_model``.
+        model_overrides: Extra model config fields for ``create_model`` (over the
+            backbone's :func:`~ptssnn.backbones.head_defaults`).
         progress: Show extraction progress bars.
         log: Called with one line per stage and per epoch (``None``: silent).
 
@@ -161,8 +163,9 @@ def train_recognizer(
         f"on {len(split.validation)}; layers {config.layers}, frames pooled by "
         f"{config.frame_pool}; up to {config.max_epochs} epochs"
     )
-    # As the benchmark's heads: the seed goes into the model's initialisation.
-    head = HeadSpec(preset, {"seed": seed, **(model_overrides or {})})
+    # As the benchmark's heads: the backbone's head defaults, the seed in the model's
+    # initialisation, then the caller's options.
+    head = HeadSpec(preset, {**head_defaults(backbone), "seed": seed, **(model_overrides or {})})
     # The benchmark's own per-fold routine: layer choice on validation, frame pooling,
     # seeding, fit with model selection on validation, scoring of the held-out split.
     # Speakers (named per corpus, which may reuse names) for the speaker-aware normalisations.
