@@ -184,7 +184,9 @@ def test_neuromorphic_preset_keeps_no_normalisation_on_the_host(tmp_path: Path) 
 def test_other_variants_and_refusals(tmp_path: Path) -> None:
     for preset, overrides in (("+ssla", {}), ("pts-snn", {"input_layers": 3,
                                                           "pooling": "membrane"}),
-                              ("pts-snn", {"decay_input": False})):
+                              ("pts-snn", {"decay_input": False}),
+                              # fbank heads: tanh(ξ·x), no LayerNorm in the saturation
+                              ("pts-snn", {"saturation_norm": False})):
         report = export_nir(calibrated_model(preset, **overrides), tmp_path / preset)
         assert report["max_abs_diff"] <= 1e-5, (preset, overrides)
     small = dict(input_dim=24, num_classes=3, width=32, block_hidden=40)

@@ -48,7 +48,8 @@ is written in the consumer's:
   is no saturation they are folded into the first ``Affine`` (``projection``); with the
   saturation a per-frame LayerNorm comes first, so they cannot be;
 - soft saturation ``tanh(ξ·LayerNorm)`` and every ``LayerNorm``: per-frame statistics
-  (division by the frame's own standard deviation), not an affine map;
+  (division by the frame's own standard deviation), not an affine map (the ``fbank`` heads'
+  ``tanh(ξ·x)``, without the LayerNorm, is per element but not affine either);
 - the temporal shift: the one-step-*earlier* channels are anti-causal;
 - the prompt attention of the calibration (products of spike trains, a mean over the
   utterance) and its projection to bias voltages; the bias then enters the block's input
@@ -317,7 +318,7 @@ def build_program(model: nn.Module, *, dt: float = FRAME_DT, target: str = "nir"
         else:
             prog.host("flatten_layers", [stream], "x")
         prog.host("soft_saturation", ["x"], "xs", model.saturation, "saturation",
-                  xi=model.saturation.xi)
+                  xi=model.saturation.xi, norm=c.saturation_norm)
         prog.chain("projection", "xs", u0, c.input_dim,
                    [affine("projection", model.projection_norm)])
     if not batch_norm:

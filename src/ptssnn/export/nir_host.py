@@ -180,8 +180,9 @@ class NIRExport:
             return reads[0].permute(1, 0, 2).reshape(steps, 1, layers * dim)
         if op == "soft_saturation":
             x = reads[0]
-            return torch.tanh(float(step["xi"]) * F.layer_norm(
-                x, x.shape[-1:], P("norm.weight"), P("norm.bias"), _LN_EPS))
+            if step.get("norm", True):  # exports made before saturation_norm have a norm
+                x = F.layer_norm(x, x.shape[-1:], P("norm.weight"), P("norm.bias"), _LN_EPS)
+            return torch.tanh(float(step["xi"]) * x)
         if op in ("layer_norm", "layer_norm_residual"):
             x = reads[0]
             out = F.layer_norm(x, x.shape[-1:], P("weight"), P("bias"), _LN_EPS)
