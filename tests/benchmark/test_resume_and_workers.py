@@ -33,6 +33,10 @@ def test_differences_name_each_changed_setting() -> None:
     assert differences(saved, with_precision) == []
     bf16 = {**saved, "train": {**saved["train"], "precision": "bf16"}}
     assert differences(saved, bf16) == ["train.precision: fp32 → bf16"]
+    # ... and before TrainConfig.refit_smoothing, as the raw argmax (1).
+    assert differences(saved, {**saved, "train": {**saved["train"], "refit_smoothing": 1}}) == []
+    smoothed = {**saved, "train": {**saved["train"], "refit_smoothing": 3}}
+    assert differences(saved, smoothed) == ["train.refit_smoothing: 1 → 3"]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from torch import nn
 
 from folds import Fold
 from ptssnn.training import LabelledFeatures, TrainConfig, cross_validate, select_layers
+from ptssnn.training.config import TrainConfigError
 from ptssnn.training.crossval import LayerViews
 
 
@@ -158,6 +159,31 @@ def test_refit_max_trains_the_whole_schedule_whatever_validation_chose(tmp_path)
     fit = result.folds[0].fit
     assert fit["refit"]["epochs"] == 5
     assert [h["epoch"] for h in fit["refit"]["history"]] == [1, 2, 3, 4, 5]
+
+
+def test_the_smoothed_refit_length_is_the_argmax_of_a_centred_window_mean():
+    from ptssnn.training import smoothed_best_epoch
+
+    curve = [{"val_ua": u} for u in (0.88, 0.67, 0.83, 0.86, 0.62, 0.78, 0.64, 0.80, 0.78,
+                                     0.81, 0.78)]
+    assert smoothed_best_epoch(curve, 1, fallback=0) == 1  # the raw argmax: a lucky epoch 1
+    # Window 3: epoch 9's (0.80 + 0.78 + 0.81) / 3 beats epoch 1's (0.88 + 0.67) / 2.
+    assert smoothed_best_epoch(curve, 3, fallback=0) == 9
+    assert smoothed_best_epoch([{"val_ua": 0.5}, {"val_ua": 0.5}], 3, fallback=0) == 1
+    assert smoothed_best_epoch([{"train_loss": 1.0}], 3, fallback=4) == 4  # no validation
+    with pytest.raises(TrainConfigError, match="refit_smoothing"):
+        config(refit_smoothing=0)
+
+
+def test_the_refit_trains_the_smoothed_epoch_count(tmp_path):
+    from ptssnn.training import smoothed_best_epoch
+
+    table, folds = corpus()
+    result = cross_validate(table, folds[:1], factory,
+                            config(refit=True, refit_smoothing=3, max_epochs=5, patience=5),
+                            out_dir=tmp_path)
+    fit = result.folds[0].fit
+    assert fit["refit"]["epochs"] == smoothed_best_epoch(fit["history"], 3, fallback=0)
 
 
 def test_refit_auto_follows_the_number_of_speakers():

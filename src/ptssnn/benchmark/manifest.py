@@ -48,7 +48,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 #: Settings added after run folders existed, and the value their absence means (how those
 #: runs behaved), so that such folders still resume.
-ADDED_SETTINGS: dict[str, Any] = {"train.precision": "fp32"}
+ADDED_SETTINGS: dict[str, Any] = {"train.precision": "fp32", "train.refit_smoothing": 1}
 
 
 def differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:

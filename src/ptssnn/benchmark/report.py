@@ -365,8 +365,13 @@ def _refit_note(train: dict[str, Any]) -> str:
     if train.get("refit_epochs") == "auto":
         return (f", refit on training + validation for all {train['max_epochs']} epochs with "
                 f"≥ {REFIT_MAX_MIN_SPEAKERS} training + validation speakers, else for the "
-                "selected epoch count")
-    return ", refit on training + validation for the selected epoch count"
+                f"selected epoch count{_smoothing_note(train)}")
+    return f", refit on training + validation for the selected epoch count{_smoothing_note(train)}"
+
+
+def _smoothing_note(train: dict[str, Any]) -> str:
+    window = train.get("refit_smoothing", 1)
+    return "" if window == 1 else f" (validation UA averaged over {window} epochs)"
 
 
 def _precision_note(train: dict[str, Any]) -> str:

@@ -132,6 +132,11 @@ def validate_models(models: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(models))
 
 
+def _smoothing(config: TrainConfig) -> str:
+    return ("" if config.refit_smoothing == 1 else
+            f" (averaged over {config.refit_smoothing} neighbouring epochs)")
+
+
 def validation_policy(config: TrainConfig) -> str:
     """How models are selected, in words (for results.json and the report)."""
     text = ("model selection and early stopping on validation speakers carved from the "
@@ -139,7 +144,7 @@ def validation_policy(config: TrainConfig) -> str:
     if config.refit and config.refit_epochs in ("max", "auto"):
         when = ("" if config.refit_epochs == "max" else
                 f" when training + validation hold ≥ {REFIT_MAX_MIN_SPEAKERS} speakers, else for "
-                "the epoch count with the best validation UA")
+                f"the epoch count with the best validation UA{_smoothing(config)}")
         return ("a validation run with early stopping on speakers carved from the training "
                 "side of each fold (metric: UA; the probe chooses C there, and the hidden "
                 "state where the heads do not read a fixed one); then a fresh head (same "
@@ -147,8 +152,8 @@ def validation_policy(config: TrainConfig) -> str:
                 f"({config.max_epochs} epochs){when}, and scored once on the test fold")
     if config.refit:
         return text + ("; then a fresh head (same seed) is trained on training + validation "
-                       "data for the selected number of epochs and scored once on the test "
-                       "fold")
+                       f"data for the selected number of epochs{_smoothing(config)} and scored "
+                       "once on the test fold")
     return text + "; the test fold is scored once, with the selected model"
 
 

@@ -26,6 +26,7 @@ _LAZY = {
     "learning_rate": "ptssnn.training.trainer",
     "cross_validate": "ptssnn.training.crossval",
     "train_fold": "ptssnn.training.crossval",
+    "smoothed_best_epoch": "ptssnn.training.crossval",
     "select_layers": "ptssnn.training.views",
     "select_normalisation": "ptssnn.training.views",
     "NORMALISATIONS": "ptssnn.training.config",

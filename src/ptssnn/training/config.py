@@ -93,6 +93,11 @@ class TrainConfig:
             training + validation hold at least ``REFIT_MAX_MIN_SPEAKERS`` speakers, else
             ``"best"``; see :func:`ptssnn.training.crossval.refit_policy`). Measured in
             benchmarks/README.md ("Ablation, round two").
+        refit_smoothing: With ``"best"``, the refit's epoch count is the argmax of the
+            validation UA averaged over this many neighbouring epochs (a centred window,
+            shorter at the ends; 1: the raw argmax). A one-speaker validation curve swings
+            by ±15 points from epoch to epoch, and its raw argmax is often epoch 1 or 2,
+            a refit that ends inside the warm-up (:func:`ptssnn.training.smoothed_best_epoch`).
         layers: Which backbone hidden states the head reads, in the one layer grammar
             (:class:`ptssnn.features.LayerSelection`): ``"all"`` (the default: a learned
             softmax-weighted sum, the model's ``input_layers``, see
@@ -153,6 +158,7 @@ class TrainConfig:
     frame_pool: int = 8
     refit: bool = False
     refit_epochs: str = "best"
+    refit_smoothing: int = 1
     layers: str = "all"
     normalisation: str = "global"
     precision: str = "fp32"
@@ -192,6 +198,8 @@ class TrainConfig:
         if self.refit_epochs not in REFIT_EPOCHS:
             problems.append(f"refit_epochs must be one of {', '.join(REFIT_EPOCHS)} "
                             f"(got {self.refit_epochs!r})")
+        if self.refit_smoothing < 1:
+            problems.append(f"refit_smoothing must be >= 1 (got {self.refit_smoothing})")
         if self.layer_mix_lr_scale <= 0:
             problems.append(f"layer_mix_lr_scale must be > 0 (got {self.layer_mix_lr_scale})")
         if self.noise < 0 or self.mixup_alpha < 0 or self.weight_average_epochs < 0:

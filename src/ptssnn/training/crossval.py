@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -316,7 +317,9 @@ def _fit_head(
         speakers = (len({views.speakers[u] for u in (*fold.train, *fold.validation)})
                     if views.speakers is not None else None)
         policy = refit_policy(config.refit_epochs, speakers)
-        epochs = config.max_epochs if policy == "max" else result.best_epoch
+        epochs = (config.max_epochs if policy == "max"
+                  else smoothed_best_epoch(result.history, config.refit_smoothing,
+                                           fallback=result.best_epoch))
         refit_config = config.replace(max_epochs=epochs, min_epochs=1)
         refit = fit(model, both, None, refit_config,
                     checkpoint=fold_dir / "refit_state" if fold_dir else None,
@@ -351,6 +354,21 @@ def _pipeline_normalisation(norm: str) -> str:
     """The pipeline mode of a training normalisation (``enrolled`` reads per-speaker
     standardised features, like ``speaker``)."""
     return "speaker" if norm == "enrolled" else norm
+
+
+def smoothed_best_epoch(history: Sequence[Mapping[str, Any]], window: int,
+                        fallback: int) -> int:
+    """The 1-based epoch whose validation UA, averaged over a centred ``window`` of epochs
+    (shorter at the ends of the curve), is the highest; the first such epoch on ties.
+
+    ``window`` 1 is the raw argmax. ``fallback`` when the history has no validation UA.
+    """
+    scores = [record.get("val_ua") for record in history]
+    if not scores or any(score is None for score in scores):
+        return fallback
+    half = window // 2
+    means = [float(np.mean(scores[max(0, i - half):i + half + 1])) for i in range(len(scores))]
+    return int(np.argmax(means)) + 1
 
 
 def refit_policy(refit_epochs: str, speakers: int | None) -> str:
