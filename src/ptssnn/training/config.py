@@ -98,6 +98,8 @@ class TrainConfig:
             shorter at the ends; 1: the raw argmax). A one-speaker validation curve swings
             by ±15 points from epoch to epoch, and its raw argmax is often epoch 1 or 2,
             a refit that ends inside the warm-up (:func:`ptssnn.training.smoothed_best_epoch`).
+            Measured (benchmarks/README.md): +1.1 on the synthetic demo, −1.5 on CASIA,
+            whose early validation peak is real; so 1 stays the default.
         layers: Which backbone hidden states the head reads, in the one layer grammar
             (:class:`ptssnn.features.LayerSelection`): ``"all"`` (the default: a learned
             softmax-weighted sum, the model's ``input_layers``, see
