@@ -431,10 +431,13 @@ def test_train_for_enrolled_use_then_enrol_and_predict(shared_data: Path, tmp_pa
     result = runner.invoke(app, ["train", "casia", "--data-root", str(root), "--backbone",
                                  "fbank", "--out", str(out), "--epochs", "1",
                                  "--exclude-speakers", "wangzhe", "--normalisation", "enrolled",
+                                 "--model-option", "saturation_norm=true",
                                  "--cache", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["normalisation"] == "enrolled"
+    # --model-option wins over fbank's head default (no LayerNorm in the saturation).
+    assert EmotionRecognizer.load(out).model.config.saturation_norm is True
     assert summary["enrolment"]["trained_for"] == "enrolled"
     prior = SpeakerPrior.load(out)
     assert prior is not None and prior.trained_for == "enrolled" and prior.frames > 0
@@ -462,6 +465,14 @@ def test_train_refuses_an_existing_model_folder_without_overwrite(tmp_path: Path
     result = runner.invoke(app, ["train", "casia", "--data-root", str(tmp_path / "none"),
                                  "--out", str(out), "--overwrite"])
     assert "already exists" not in str(result.exception)
+
+
+def test_a_model_option_without_a_value_is_a_one_line_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "casia", "--data-root", str(tmp_path),
+                                 "--out", str(tmp_path / "m"), "--model-option", "dropout"])
+    assert isinstance(result.exception, PtssnnError)
+    assert "KEY=VALUE" in str(result.exception)
+    assert not (tmp_path / "m").exists()
 
 
 def test_train_report_names_the_model_each_score_belongs_to() -> None:

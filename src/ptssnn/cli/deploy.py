@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from ptssnn.cli.options import parse_model_options
 from ptssnn.errors import PtssnnError
 from ptssnn.jsonio import dumps as strict_json
 
@@ -184,6 +185,11 @@ def train_command(
         str, typer.Option(help="fp32, or bf16: mixed-precision training steps (faster on "
                           "CPUs with AVX-512 BF16/AMX and on GPUs; the model stays float32).")
     ] = "fp32",
+    model_option: Annotated[
+        list[str] | None,
+        typer.Option("--model-option", help="KEY=VALUE head option (repeatable), over the "
+                     "preset and the backbone's head defaults, e.g. saturation_norm=true."),
+    ] = None,
 ) -> None:
     """Train a deployable model on all speakers of the given corpora (minus validation)."""
     from ptssnn.processes import retain_freed_memory
@@ -193,6 +199,7 @@ def train_command(
         raise PtssnnError(f"--out {out} already exists and is not empty: choose a new folder or "
                           "pass --overwrite to replace it")
 
+    model_options = parse_model_options(model_option)
     retain_freed_memory()
     summary = train_recognizer(
         [c.strip() for c in corpora.split(",") if c.strip()],
@@ -209,6 +216,7 @@ def train_command(
         config_overrides={"num_threads": threads, "normalisation": normalisation,
                           "precision": precision}
         | ({"frame_pool": frame_pool} if frame_pool else {}),
+        model_overrides=model_options,
         progress=sys.stderr.isatty(),
         log=lambda line: Console(stderr=True).print(line, highlight=False),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from ptssnn.cli.options import parse_model_options
 
 
 def _print_results(results: dict[str, Any], out: Path, console: Console) -> None:
@@ -29,21 +30,6 @@ def _print_results(results: dict[str, Any], out: Path, console: Console) -> None
         f"wall time {total / 60:.1f} min, peak memory {results.get('peak_memory_mb', 0):.0f} MiB"
     )
     console.print(f"report: {out / 'report.md'}   results: {out / 'results.json'}")
-
-
-def _parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    from ptssnn.benchmark import BenchmarkError
-
-    overrides: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise BenchmarkError(f"--model-option {item!r}: use KEY=VALUE (VALUE as JSON)")
-        key, value = item.split("=", 1)
-        try:
-            overrides[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = value
-    return overrides
 
 
 def benchmark(
@@ -169,7 +155,7 @@ def benchmark(
             draws=enrolment_draws)
     settings = BenchmarkSettings(
         backbone=backbone, models=model_names, seeds=seeds, train=train,
-        model_overrides=_parse_overrides(model_option), cache=cache, out=out, resume=resume,
+        model_overrides=parse_model_options(model_option), cache=cache, out=out, resume=resume,
         plots=plots, threads=threads, jobs=jobs, cross_corpus=cross_corpus,
         multi_corpus=multi_corpus, enrolment=protocol_k,
     )
