@@ -105,6 +105,17 @@ def test_report_has_one_row_per_model_in_ladder_order():
     assert "SYNTHETIC" not in text
     assert "2,500.0 M MAC/sample" in text and "[x](plots/x.png)" in text
     assert "SYNTHETIC DATA" in render_report(fake_results(True))
+    assert "Head options" not in text  # results written before head defaults existed
+
+
+def test_report_names_the_heads_options_and_where_they_come_from():
+    results = fake_results(False)
+    results["settings"]["head_defaults"] = {"saturation_norm": False}
+    assert ("Head options: `saturation_norm=False` (the `fbank` backbone's default)."
+            in render_report(results))
+    results["settings"]["model_overrides"] = {"saturation_norm": True, "dropout": 0.2}
+    assert ("Head options: `saturation_norm=True`, `dropout=0.2`."
+            in render_report(results))
 
 
 def test_results_table_rows():

@@ -200,6 +200,9 @@ def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | No
         f"{_average_note(train)}{_precision_note(train)}."
     )
     lines.append("")
+    head_note = _head_options_note(settings)
+    if head_note:
+        lines += [head_note, ""]
     if PROBE_NAME in settings["models"]:
         lines.append(
             "Probe: class-balanced logistic regression on mean + std over time of one hidden "
@@ -372,6 +375,18 @@ def _refit_note(train: dict[str, Any]) -> str:
 def _smoothing_note(train: dict[str, Any]) -> str:
     window = train.get("refit_smoothing", 1)
     return "" if window == 1 else f" (validation UA averaged over {window} epochs)"
+
+
+def _head_options_note(settings: dict[str, Any]) -> str:
+    """The neural heads' options beyond their presets (backbone defaults, --model-option)."""
+    defaults = settings.get("head_defaults") or {}
+    overrides = settings.get("model_overrides") or {}
+    if not defaults and not overrides:
+        return ""
+    parts = [f"`{key}={value}` (the `{settings['backbone']}` backbone's default)"
+             for key, value in defaults.items() if key not in overrides]
+    parts += [f"`{key}={value}`" for key, value in overrides.items()]
+    return "Head options: " + ", ".join(parts) + "."
 
 
 def _precision_note(train: dict[str, Any]) -> str:

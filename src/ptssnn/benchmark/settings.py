@@ -80,6 +80,7 @@ class BenchmarkSettings:
             "seeds": list(range(self.seeds)),
             "train": self.train.to_dict(),
             "model_overrides": self.model_overrides,
+            "head_defaults": head_defaults(self.backbone),
             "cache": str(self.cache) if self.cache else None,
             "out": str(self.out),
             "resume": self.resume,
