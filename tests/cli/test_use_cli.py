@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from typer.testing import CliRunner
 
 from ptssnn.cli import app
@@ -275,6 +276,44 @@ def test_export_commands(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert isinstance(bad.exception, PtssnnError)
     missing = runner.invoke(app, ["export", str(tmp_path / "nothing"), "--format", "nir"])
     assert isinstance(missing.exception, PtssnnError)
+
+
+def test_export_with_a_profile_is_the_head_with_that_profile(
+        enrol_model_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from ptssnn.export.onnx_export import run_onnx
+
+    recognizer = EmotionRecognizer.load(enrol_model_dir)
+    profile_file = recognizer.enrol([0.25 * voiced(1.2 + 0.2 * i, seed=60 + i)
+                                     for i in range(5)], 16000).save(tmp_path / "p.json")
+    out = tmp_path / "personal.onnx"
+    result = runner.invoke(app, ["export", str(enrol_model_dir), "--format", "onnx", "--out",
+                                 str(out), "--profile", str(profile_file)])
+    assert result.exit_code == 0, result.output
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(props["ptssnn"])["speaker_profile"]["clips"] == 5
+    # The exported head on plain features = the recogniser with the profile.
+    from ptssnn.features.profile import SpeakerProfile
+
+    profile = SpeakerProfile.load(profile_file)
+    wave = 0.25 * voiced(2.0, seed=70)
+    pool = recognizer.pipeline.pool
+    plain = pool(recognizer.features(wave)).float()[None].numpy()
+    mask = np.ones(plain.shape[:2], dtype=bool)
+    got = run_onnx(out, plain, mask)
+    with_profile = pool(recognizer.features(wave, recognizer.moments_for(profile))).float()
+    want = recognizer.model(with_profile[None]).detach().numpy()
+    # float16 storage rounds before the standardisation in one path, after it in the other.
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    without = recognizer.model(torch.as_tensor(plain)).detach().numpy()
+    assert np.abs(without - want).max() > 1e-2  # the profile does change the logits
+    # A model without a speaker prior refuses the profile in one line.
+    refused = runner.invoke(app, ["export", str(tiny_model_dir), "--format", "onnx",
+                                  "--out", str(tmp_path / "x.onnx"), "--profile",
+                                  str(profile_file)])
+    assert isinstance(refused.exception, PtssnnError)
+    assert "prior" in str(refused.exception)
 
 
 def test_export_refuses_a_bad_opset_and_a_missing_parent_in_one_line(

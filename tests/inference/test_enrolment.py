@@ -192,3 +192,32 @@ def test_stream_with_profile_matches_offline_and_can_update_it(
     np.testing.assert_allclose(profile.stats.mean, expected.stats.mean, atol=1e-6)
     with pytest.raises(ValueError, match="needs a profile"):
         recognizer.stream(update_profile=True)
+
+
+def test_a_profile_folds_into_a_head_for_export(model_dir: Path) -> None:
+    """The personalised head, fed features without moments, computes what the head
+    computes with the profile (float32 pipeline: no storage rounding in between)."""
+    recognizer = EmotionRecognizer.load(model_dir)
+    recognizer.pipeline = recognizer.pipeline.replace(dtype="float32")
+    profile = recognizer.enrol(enrolment_clips(6, GAIN), 16000)
+    head = recognizer.personalised_head(profile)
+    original = {k: v.clone() for k, v in recognizer.model.state_dict().items()}
+    wave = GAIN * voiced(2.0, seed=41, f0=130)
+
+    def logits(model: torch.nn.Module, moments) -> torch.Tensor:
+        x = recognizer.pipeline.pool(recognizer.features(wave, moments))
+        with torch.inference_mode():
+            return model(x[None]).float()
+
+    want = logits(recognizer.model, recognizer.moments_for(profile))
+    torch.testing.assert_close(logits(head, None), want, atol=1e-4, rtol=1e-4)
+    assert (logits(recognizer.model, None) - want).abs().max() > 1e-3  # the profile matters
+    assert all(torch.equal(v, recognizer.model.state_dict()[k]) for k, v in original.items())
+    # No profile: an unchanged copy.
+    plain = recognizer.personalised_head(None)
+    assert plain is not recognizer.model
+    torch.testing.assert_close(logits(plain, None), logits(recognizer.model, None))
+    # An averaged layer selection cannot take the fold.
+    recognizer.pipeline = recognizer.pipeline.replace(layers="mean")
+    with pytest.raises(ProfileError, match="averages"):
+        recognizer.personalised_head(recognizer.enrol(enrolment_clips(2), 16000))

@@ -36,6 +36,11 @@ def export_command(
         typer.Option("--dt", help="NIR: seconds per step written into every LIF (default: the "
                      "target's time base, else one head frame)."),
     ] = None,
+    profile_path: Annotated[
+        Path | None,
+        typer.Option("--profile", help="Speaker profile (`ptssnn enrol`) folded into the "
+                     "head's input standardisation: a head personalised to that speaker."),
+    ] = None,
 ) -> None:
     """Export the head: ONNX (features + mask → logits) or NIR (spiking core + host program).
 
@@ -50,6 +55,14 @@ def export_command(
     if kind == "onnx" and (dt is not None or target != "nir"):
         raise PtssnnError("--target and --dt apply to --format nir only")
     model, metadata = load_pretrained(model_dir)
+    if profile_path is not None:
+        from ptssnn.features.profile import SpeakerProfile
+        from ptssnn.inference import EmotionRecognizer
+
+        profile = SpeakerProfile.load(profile_path)
+        model = EmotionRecognizer.load(model_dir).personalised_head(profile)
+        metadata = {**metadata, "speaker_profile": {"name": profile.name,
+                                                    "clips": profile.clips}}
     if kind == "onnx":
         report = export_onnx(model, out or Path("head.onnx"), opset=opset, metadata=metadata)
     else:

@@ -329,6 +329,46 @@ class EmotionRecognizer:
             self._check_profile(profile)
         return pipeline_moments(self.pipeline, self.speaker_prior, profile)
 
+    def personalised_head(self, profile: SpeakerProfile | None) -> torch.nn.Module:
+        """A copy of the head with a speaker's profile folded into its input standardisation,
+        for exporting a head personalised to one enrolled speaker (``ptssnn export
+        --profile``).
+
+        The pipeline standardises a speaker's features by per-channel moments ``(m, s)``
+        before the head standardises them by its own ``(μ, σ)``: the two affine maps make one,
+        ``(x − (m + μ·s)) / (s·σ)``, which the copy holds as its ``(μ, σ)``. Fed the
+        pipeline's features *without* moments, the copy computes what the head computes with
+        the profile (up to the storage dtype's rounding, which the pipeline applies before
+        the head's standardisation in one case and after it in the other).
+
+        Raises:
+            ProfileError: A profile made for another model, a model without a speaker prior,
+                a layer selection that averages hidden states, or a head without input
+                standardisation (nothing to fold into).
+        """
+        import copy
+
+        from ptssnn.features.profile import ProfileError
+
+        moments = self.moments_for(profile)
+        head = copy.deepcopy(self.model)
+        if moments is None:
+            return head
+        selection = self.pipeline.selection
+        if selection.mean:
+            raise ProfileError(
+                f"layer selection {self.pipeline.layers!r} averages hidden states after the "
+                "speaker's standardisation: the profile cannot be folded into the head")
+        config = getattr(head, "config", None)
+        if config is None or not config.standardise_input:
+            raise ProfileError("this head has no input standardisation to fold a profile into")
+        index = list(selection.resolve(moments.mean.shape[0]))
+        mean, std = moments.mean[index].to(head.input_mean), moments.std[index].to(head.input_std)
+        with torch.no_grad():
+            head.input_mean.copy_(mean + head.input_mean * std)
+            head.input_std.copy_(std * head.input_std)
+        return head
+
     def _check_profile(self, profile: SpeakerProfile) -> None:
         profile.check(_jsonable(self.backbone.identity()), self.pipeline.fingerprint())
 
