@@ -308,6 +308,15 @@ def test_export_with_a_profile_is_the_head_with_that_profile(
     np.testing.assert_allclose(got, want, atol=1e-3)
     without = recognizer.model(torch.as_tensor(plain)).detach().numpy()
     assert np.abs(without - want).max() > 1e-2  # the profile does change the logits
+    # NIR too: its host program standardises with the folded moments.
+    from ptssnn.export import run_export
+
+    nir_dir = tmp_path / "personal-nir"
+    result = runner.invoke(app, ["export", str(enrol_model_dir), "--format", "nir", "--out",
+                                 str(nir_dir), "--profile", str(profile_file)])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(run_export(nir_dir, torch.as_tensor(plain[0])), want[0],
+                               atol=1e-3)
     # A model without a speaker prior refuses the profile in one line.
     refused = runner.invoke(app, ["export", str(tiny_model_dir), "--format", "onnx",
                                   "--out", str(tmp_path / "x.onnx"), "--profile",
