@@ -10,6 +10,7 @@ probabilities = the duration-weighted mean of the windows' probabilities.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -346,8 +347,6 @@ class EmotionRecognizer:
                 a layer selection that averages hidden states, or a head without input
                 standardisation (nothing to fold into).
         """
-        import copy
-
         from ptssnn.features.profile import ProfileError
 
         moments = self.moments_for(profile)
