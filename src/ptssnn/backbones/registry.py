@@ -40,7 +40,7 @@ def head_defaults(name: str) -> dict[str, Any]:
     (``saturation_norm=False``): a log-Mel frame's mean over its channels is the frame's
     loudness, an emotion cue (arousal) that the LayerNorm removes. On the synthetic demo
     (fbank, 3 seeds) that is +15 UA points for pts-snn and the ANN head, on fbank features
-    of CASIA / EMOVO / URDU (one seed) +5.9 / −1.9 / +24.7 for pts-snn; on whisper-base
+    of CASIA / EMOVO / URDU (three seeds) +1.6 / +0.5 / +24.8 for pts-snn; on whisper-base
     hidden states (3 seeds, three corpora) dropping it is within the noise and lower on
     CASIA, so encoder features keep the paper's ``tanh(ξ·LayerNorm(x))``
     (benchmarks/README.md, "Backbone-aware head defaults").
