@@ -94,6 +94,12 @@ def test_demo_runs_the_synthetic_pipeline(tmp_path, monkeypatch):
     assert corpus["num_utterances"] == 4 * 4 * 3
     assert set(corpus["models"]) == {"pts-snn", "ann", "probe"}
     assert len(corpus["folds"]) == 4
+    # The benchmark's heads carry fbank's head default: no LayerNorm (2 × 80 parameters)
+    # in the saturation.
+    from ptssnn.models import create_model
+
+    expected = create_model("pts-snn", 80, 4, saturation_norm=False).num_trainable_parameters()
+    assert corpus["models"]["pts-snn"]["num_parameters"] == expected
     assert (out / "report.md").read_text().count("SYNTHETIC") >= 2
     assert os.path.isdir(out / "feature-cache")
 

@@ -175,15 +175,24 @@ def test_the_smoothed_refit_length_is_the_argmax_of_a_centred_window_mean():
         config(refit_smoothing=0)
 
 
-def test_the_refit_trains_the_smoothed_epoch_count(tmp_path):
-    from ptssnn.training import smoothed_best_epoch
+def test_the_refit_trains_the_smoothed_epoch_count(tmp_path, monkeypatch):
+    from ptssnn.training import crossval
 
+    calls = []
+
+    def spy(history, window, fallback):
+        # An epoch count other than the raw argmax, so the refit must follow this one.
+        calls.append((len(history), window, fallback))
+        return fallback % 5 + 1
+
+    monkeypatch.setattr(crossval, "smoothed_best_epoch", spy)
     table, folds = corpus()
     result = cross_validate(table, folds[:1], factory,
                             config(refit=True, refit_smoothing=3, max_epochs=5, patience=5),
                             out_dir=tmp_path)
     fit = result.folds[0].fit
-    assert fit["refit"]["epochs"] == smoothed_best_epoch(fit["history"], 3, fallback=0)
+    assert calls == [(len(fit["history"]), 3, fit["best_epoch"])]
+    assert fit["refit"]["epochs"] == fit["best_epoch"] % 5 + 1 != fit["best_epoch"]
 
 
 def test_refit_auto_follows_the_number_of_speakers():

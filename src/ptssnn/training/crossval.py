@@ -317,9 +317,13 @@ def _fit_head(
         speakers = (len({views.speakers[u] for u in (*fold.train, *fold.validation)})
                     if views.speakers is not None else None)
         policy = refit_policy(config.refit_epochs, speakers)
-        epochs = (config.max_epochs if policy == "max"
-                  else smoothed_best_epoch(result.history, config.refit_smoothing,
-                                           fallback=result.best_epoch))
+        if policy == "max":
+            epochs = config.max_epochs
+        elif config.refit_smoothing == 1:
+            epochs = result.best_epoch
+        else:
+            epochs = smoothed_best_epoch(result.history, config.refit_smoothing,
+                                         fallback=result.best_epoch)
         refit_config = config.replace(max_epochs=epochs, min_epochs=1)
         refit = fit(model, both, None, refit_config,
                     checkpoint=fold_dir / "refit_state" if fold_dir else None,
