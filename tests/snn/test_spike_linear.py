@@ -26,15 +26,21 @@ def _grads(out, inputs, seed=3):
 
 @needs_numba
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("values", ["spikes", "sparse reals", "all zero rows"])
-def test_equals_dense_linear(bias, values):
+@pytest.mark.parametrize("values", ["spikes", "sparse reals", "all zero rows", "negative zeros"])
+@pytest.mark.parametrize(("width", "dtype"), [(45, torch.float32), (44, torch.float32),
+                                              (44, torch.float64)])
+def test_equals_dense_linear(bias, values, width, dtype):
+    # Odd float32 widths index values one by one, even ones two per 64-bit word, float64 by
+    # its own bits; binary spikes take the multiply-free loops, other values the others.
     g = torch.Generator().manual_seed(0)
-    layer = nn.Linear(45, 29, bias=bias)
-    s = (torch.rand(6, 5, 45, generator=g) < 0.1).float()
+    layer = nn.Linear(width, 29, bias=bias).to(dtype)
+    s = (torch.rand(6, 5, width, generator=g) < 0.1).to(dtype)
     if values == "sparse reals":
-        s = s * torch.randn(s.shape, generator=g)
+        s = s * torch.randn(s.shape, generator=g, dtype=dtype)
     elif values == "all zero rows":
         s[:, 2] = 0.0
+    elif values == "negative zeros":
+        s[:, :, ::3] = -0.0
     s.requires_grad_()
     params = [s, *layer.parameters()]
     out = spike_linear(layer, s, sparse=True)
@@ -44,6 +50,23 @@ def test_equals_dense_linear(bias, values):
     names = ("s", "weight", "bias")[:len(params)]
     for name, a, b in zip(names, _grads(out, params), _grads(ref, params), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=name)
+
+
+@needs_numba
+@pytest.mark.parametrize("width", [7, 8])
+def test_spike_positions(width):
+    from ptssnn.snn.spike_linear import _spike_positions
+
+    kernels = plif_compiled._kernels()
+    s = torch.zeros(4, width)
+    s[0, [0, 3, width - 1]] = 1.0
+    s[2, 1] = 1.0
+    indptr, indices, binary = _spike_positions(kernels, s.numpy())
+    assert indptr.tolist() == [0, 3, 3, 4, 4]
+    assert indices.tolist() == [0, 3, width - 1, 1]
+    assert binary
+    s[2, 1] = 0.5
+    assert not _spike_positions(kernels, s.numpy())[2]
 
 
 @needs_numba

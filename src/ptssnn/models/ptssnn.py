@@ -272,7 +272,9 @@ class PTSSNN(nn.Module):
                 f"features have {features.shape[-1]} channels, the model expects input_dim="
                 f"{self.config.input_dim}")
         x = self._combine_layers(self.standardise_features(features))
-        x = x.transpose(0, 1).to(self.projection.weight.dtype)
+        # Time-major and contiguous: the saturation's tanh and LayerNorm run several times
+        # slower on the transposed view than one copy costs.
+        x = x.transpose(0, 1).to(self.projection.weight.dtype).contiguous()
         m = None if mask is None else mask.transpose(0, 1).to(torch.bool)
         if m is not None and m.shape != x.shape[:2]:
             raise ModelConfigError(f"mask must be [B, T] = {tuple(x.shape[1::-1])}, "

@@ -171,54 +171,108 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
                 step_sum[j] = zero
 
 
+_ONE_BITS = 0x3F800000  # float32 1.0
+
+
 @_jit
-def _active(row, index, values):  # pragma: no cover
-    """Gather the non-zero entries of ``row`` into ``index``/``values``; return their count."""
+def spike_index_kernel(bits, one, indptr, indices):  # pragma: no cover
+    """CSR positions of the non-zeros of ``s [R, K]`` given as its bit patterns ``bits``
+    (``uint32`` for float32, ``uint64`` for float64; ``one`` = the bits of 1.0): row
+    pointers into ``indptr [R + 1]``, column indices (in increasing ``k``) into ``indices``
+    (room for ``R·K``). Returns ``(count, binary)``: ``binary`` when every non-zero is 1.0
+    (spikes: the product kernels then skip the multiply). ``-0.0`` counts as a non-zero.
+    """
+    rows, width = bits.shape
     count = 0
-    for k in range(row.shape[0]):  # branch-free compaction (the count advances on non-zeros)
-        index[count] = k
-        values[count] = row[k]
-        count += row[k] != 0
-    return count
+    not_one = 0
+    for r in range(rows):
+        indptr[r] = count
+        for k in range(width):
+            x = bits[r, k]
+            if x != 0:
+                indices[count] = k
+                count += 1
+                not_one += x != one
+    indptr[rows] = count
+    return count, not_one == 0
 
 
 @_jit
-def sparse_matmul_kernel(s, weight_t, bias, out):  # pragma: no cover
-    """``out = s @ weight_t + bias`` for a sparse ``s [R, K]`` (spikes), ``weight_t [K, N]``.
+def spike_index_pairs_kernel(pairs, indptr, indices):  # pragma: no cover
+    """:func:`spike_index_kernel` for float32 ``s`` of even ``K`` as ``uint64 [R, K/2]`` (two
+    values per word): at a few percent firing most words are zero, skipped with one test."""
+    rows, words = pairs.shape
+    count = 0
+    not_one = 0
+    one = np.uint64(_ONE_BITS)
+    low = np.uint64(0xFFFFFFFF)
+    for r in range(rows):
+        indptr[r] = count
+        for w in range(words):
+            x = pairs[r, w]
+            if x != 0:  # little-endian: the low half is the even column
+                first = x & low
+                second = x >> np.uint64(32)
+                if first != 0:
+                    indices[count] = 2 * w
+                    count += 1
+                    not_one += first != one
+                if second != 0:
+                    indices[count] = 2 * w + 1
+                    count += 1
+                    not_one += second != one
+    indptr[rows] = count
+    return count, not_one == 0
+
+
+@_jit
+def sparse_matmul_kernel(indptr, indices, binary, s, weight_t, bias, out):  # pragma: no cover
+    """``out = s @ weight_t + bias`` for a sparse ``s [R, K]`` (spikes; CSR ``indptr``,
+    ``indices``), ``weight_t [K, N]``.
 
     Work is proportional to the non-zeros of ``s``: each adds one row of ``weight_t`` (in L2)
-    into the output row (in L1), in increasing ``k``.
+    into the output row (in L1), in increasing ``k``; without a multiply when ``binary``.
     """
-    rows, width = s.shape
+    rows = out.shape[0]
     n_out = weight_t.shape[1]
-    index = np.empty(width, np.int64)
-    values = np.empty(width, s.dtype)
     acc = np.empty(n_out, out.dtype)
     for r in range(rows):
-        count = _active(s[r], index, values)
         for n in range(n_out):
             acc[n] = bias[n]
-        for i in range(count):
-            k, value = index[i], values[i]
-            for n in range(n_out):
-                acc[n] += value * weight_t[k, n]
+        if binary:
+            for i in range(indptr[r], indptr[r + 1]):
+                k = indices[i]
+                for n in range(n_out):
+                    acc[n] += weight_t[k, n]
+        else:
+            for i in range(indptr[r], indptr[r + 1]):
+                k = indices[i]
+                value = s[r, k]
+                for n in range(n_out):
+                    acc[n] += value * weight_t[k, n]
         for n in range(n_out):
             out[r, n] = acc[n]
 
 
 @_jit
-def sparse_weight_grad_kernel(s, grad_out, grad_weight_t):  # pragma: no cover
-    """``grad_weight_t [K, N] = s.T @ grad_out`` for a sparse ``s [R, K]``, ``grad_out [R, N]``."""
-    rows, width = s.shape
+def sparse_weight_grad_kernel(indptr, indices, binary, s, grad_out,
+                              grad_weight_t):  # pragma: no cover
+    """``grad_weight_t [K, N] = s.T @ grad_out`` for a sparse ``s [R, K]`` (CSR ``indptr``,
+    ``indices``), ``grad_out [R, N]``."""
+    rows = grad_out.shape[0]
     n_out = grad_out.shape[1]
-    index = np.empty(width, np.int64)
-    values = np.empty(width, s.dtype)
-    for k in range(width):
+    for k in range(grad_weight_t.shape[0]):
         for n in range(n_out):
             grad_weight_t[k, n] = 0.0
     for r in range(rows):
-        count = _active(s[r], index, values)
-        for i in range(count):
-            k, value = index[i], values[i]
-            for n in range(n_out):
-                grad_weight_t[k, n] += value * grad_out[r, n]
+        if binary:
+            for i in range(indptr[r], indptr[r + 1]):
+                k = indices[i]
+                for n in range(n_out):
+                    grad_weight_t[k, n] += grad_out[r, n]
+        else:
+            for i in range(indptr[r], indptr[r + 1]):
+                k = indices[i]
+                value = s[r, k]
+                for n in range(n_out):
+                    grad_weight_t[k, n] += value * grad_out[r, n]

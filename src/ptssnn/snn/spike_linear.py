@@ -22,12 +22,29 @@ report's hooks) the layer is called as the plain ``nn.Linear`` module.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from ptssnn.snn import plif_compiled
 
 __all__ = ["SpikeLinear", "spike_linear"]
+
+
+def _spike_positions(kernels, s: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """CSR positions of the non-zeros of float32 ``s [R, K]``: ``(indptr, indices, binary)``,
+    found once per forward (the weight gradient walks them again)."""
+    rows, width = s.shape
+    indptr = torch.empty(rows + 1, dtype=torch.int64)
+    room = torch.empty(rows * width, dtype=torch.int32)
+    if s.dtype == np.float32 and width % 2 == 0:
+        count, binary = kernels.spike_index_pairs_kernel(
+            s.view(np.uint64), indptr.numpy(), room.numpy())
+    else:
+        bits = s.view(np.uint32 if s.dtype == np.float32 else np.uint64)
+        one = np.array(1.0, s.dtype).view(bits.dtype)[()]
+        count, binary = kernels.spike_index_kernel(bits, one, indptr.numpy(), room.numpy())
+    return indptr, room[:count].clone(), bool(binary)
 
 
 class SpikeLinear(torch.autograd.Function):
@@ -40,8 +57,12 @@ class SpikeLinear(torch.autograd.Function):
         weight_t = weight.detach().t().contiguous()
         b = bias.detach() if bias is not None else weight.new_zeros(weight.shape[0])
         out = s.new_empty(s.shape[0], weight.shape[0])
-        kernels.sparse_matmul_kernel(s.detach().numpy(), weight_t.numpy(), b.numpy(), out.numpy())
-        ctx.save_for_backward(s, weight)
+        s_np = s.detach().numpy()
+        indptr, indices, binary = _spike_positions(kernels, s_np)
+        kernels.sparse_matmul_kernel(indptr.numpy(), indices.numpy(), binary, s_np,
+                                     weight_t.numpy(), b.numpy(), out.numpy())
+        ctx.save_for_backward(s, weight, indptr, indices)
+        ctx.binary = binary
         ctx.has_bias = bias is not None
         # Under mixed precision (TrainConfig.precision) the dense input gradient runs in the
         # autocast dtype, as nn.Linear's backward would; the sparse kernels stay float32.
@@ -51,7 +72,7 @@ class SpikeLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        s, weight = ctx.saved_tensors
+        s, weight, indptr, indices = ctx.saved_tensors
         want_s, want_w, want_b = ctx.needs_input_grad
         grad_out = grad_out.contiguous()
         grad_s = None
@@ -64,7 +85,8 @@ class SpikeLinear(torch.autograd.Function):
         if want_w:
             grad_w_t = weight.new_empty(weight.shape[1], weight.shape[0])
             plif_compiled._kernels().sparse_weight_grad_kernel(
-                s.detach().numpy(), grad_out.numpy(), grad_w_t.numpy())
+                indptr.numpy(), indices.numpy(), ctx.binary, s.detach().numpy(),
+                grad_out.numpy(), grad_w_t.numpy())
             grad_w = grad_w_t.t()
         grad_b = grad_out.sum(0) if want_b and ctx.has_bias else None
         return grad_s, grad_w, grad_b
