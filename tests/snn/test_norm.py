@@ -53,3 +53,17 @@ def test_factory_and_call_helper() -> None:
         make_norm("group", 4)
     with pytest.raises(ModelConfigError, match="two real frames"):
         MaskedBatchNorm(4)(torch.randn(1, 1, 4))
+
+
+def test_batch_norm_takes_bfloat16_currents_in_float32():
+    # A bfloat16 training step (autocast) hands the norm bfloat16 currents: statistics and
+    # running moments stay float32 (this crashed in running_mean.lerp_ before).
+    norm = MaskedBatchNorm(6)
+    x = torch.randn(5, 3, 6)
+    mask = torch.ones(5, 3, dtype=torch.bool)
+    out = norm(x.bfloat16(), mask)
+    ref = MaskedBatchNorm(6)(x.bfloat16().float(), mask)
+    assert out.dtype == torch.float32 and norm.running_mean.dtype == torch.float32
+    assert torch.equal(out, ref)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert norm(x.bfloat16(), mask).dtype == torch.float32

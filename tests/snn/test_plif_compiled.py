@@ -150,3 +150,29 @@ def test_falls_back_to_fused_with_one_notice(monkeypatch):
     finally:
         plif_compiled.unavailable_reason.cache_clear()
         plif_compiled._notice.cache_clear()
+
+
+@needs_numba
+@pytest.mark.parametrize("soft_reset", [False, True])
+def test_bfloat16_spikes_equal_float32_spikes_and_gradients(soft_reset):
+    # spike_dtype=bfloat16 (PLIF.autocast_spikes under a bfloat16 training step): the same
+    # 0/1 spikes and final membrane, and a bfloat16 spike gradient gives the same input,
+    # state and w gradients as the same gradient handed over in float32.
+    params = PLIFParameters(v_reset=None) if soft_reset else PLIFParameters()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(30, 3, 40, generator=g).requires_grad_()
+    v0 = torch.zeros(3, 40)
+    w = torch.tensor(0.3, requires_grad=True)
+    mask = torch.ones(30, 3, dtype=torch.bool)
+    mask[20:, 1] = False
+    grad = torch.randn(30, 3, 40, generator=g).bfloat16()
+    results = {}
+    for spike_dtype in (None, torch.bfloat16):
+        spikes, v = plif_multi_step_compiled(x, v0, w, params, mask=mask,
+                                             spike_dtype=spike_dtype)
+        assert spikes.dtype == (spike_dtype or torch.float32)
+        upstream = grad if spike_dtype is not None else grad.float()
+        grads = torch.autograd.grad((spikes, v), (x, w), (upstream, torch.ones_like(v)))
+        results[spike_dtype] = (spikes.float(), v, *grads)
+    for a, b in zip(results[None], results[torch.bfloat16], strict=True):
+        assert torch.equal(a, b)

@@ -26,7 +26,8 @@ def _grads(out, inputs, seed=3):
 
 @needs_numba
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("values", ["spikes", "sparse reals", "all zero rows", "negative zeros"])
+@pytest.mark.parametrize("values", ["spikes", "dense spikes", "sparse reals", "all zero rows",
+                                    "negative zeros"])
 @pytest.mark.parametrize(("width", "dtype"), [(45, torch.float32), (44, torch.float32),
                                               (44, torch.float64)])
 def test_equals_dense_linear(bias, values, width, dtype):
@@ -35,7 +36,9 @@ def test_equals_dense_linear(bias, values, width, dtype):
     g = torch.Generator().manual_seed(0)
     layer = nn.Linear(width, 29, bias=bias).to(dtype)
     s = (torch.rand(6, 5, width, generator=g) < 0.1).to(dtype)
-    if values == "sparse reals":
+    if values == "dense spikes":  # many spikes per row and column: the four-at-a-time loops
+        s = (torch.rand(6, 5, width, generator=g) < 0.6).to(dtype)
+    elif values == "sparse reals":
         s = s * torch.randn(s.shape, generator=g, dtype=dtype)
     elif values == "all zero rows":
         s[:, 2] = 0.0
@@ -54,19 +57,47 @@ def test_equals_dense_linear(bias, values, width, dtype):
 
 @needs_numba
 @pytest.mark.parametrize("width", [7, 8])
-def test_spike_positions(width):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_spike_positions(width, dtype):
     from ptssnn.snn.spike_linear import _spike_positions
 
     kernels = plif_compiled._kernels()
-    s = torch.zeros(4, width)
+    s = torch.zeros(4, width, dtype=dtype)
     s[0, [0, 3, width - 1]] = 1.0
     s[2, 1] = 1.0
-    indptr, indices, binary = _spike_positions(kernels, s.numpy())
+    indptr, indices, binary = _spike_positions(kernels, s)
     assert indptr.tolist() == [0, 3, 3, 4, 4]
     assert indices.tolist() == [0, 3, width - 1, 1]
     assert binary
     s[2, 1] = 0.5
-    assert not _spike_positions(kernels, s.numpy())[2]
+    assert not _spike_positions(kernels, s)[2]
+
+
+@needs_numba
+@pytest.mark.parametrize("values", ["spikes", "dense spikes", "reals"])
+def test_bfloat16_spikes_into_a_float32_layer(values):
+    # Spikes emitted in bfloat16 (under a bfloat16 autocast) feed a float32 layer: the output
+    # is the float32 product, the input gradient comes back in bfloat16.
+    g = torch.Generator().manual_seed(1)
+    layer = nn.Linear(48, 20)
+    density = 0.6 if values == "dense spikes" else 0.1
+    s = (torch.rand(30, 48, generator=g) < density).float()
+    if values == "reals":
+        s = s * torch.randn(s.shape, generator=g)
+    low = s.bfloat16().requires_grad_()
+    out = spike_linear(layer, low, sparse=True)
+    assert "SpikeLinear" in str(out.grad_fn.next_functions)
+    assert out.dtype == torch.float32
+    ref_in = low.detach().float().requires_grad_()
+    ref = F.linear(ref_in, layer.weight, layer.bias)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    grad = torch.randn(out.shape, generator=g)
+    got = torch.autograd.grad(out, (low, layer.weight, layer.bias), grad)
+    want = torch.autograd.grad(ref, (ref_in, layer.weight, layer.bias), grad)
+    assert got[0].dtype == torch.bfloat16
+    torch.testing.assert_close(got[0].float(), want[0].bfloat16().float(), rtol=0, atol=0)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got[2], want[2], rtol=1e-6, atol=1e-6)
 
 
 @needs_numba
@@ -145,3 +176,42 @@ def test_under_bfloat16_autocast_the_input_gradient_is_a_bfloat16_product():
     # ...which the autocast input gradient is not: that one was rounded to bfloat16.
     assert not torch.equal(got[0], exact)
     assert torch.equal(got[0], got[0].bfloat16().float())
+
+
+@needs_numba
+@pytest.mark.parametrize("preset", ["pts-snn", "neuromorphic"])
+def test_bfloat16_spikes_leave_a_bfloat16_training_step_unchanged(preset):
+    # Under TrainConfig.precision="bf16" the neurons that feed matrix products emit bfloat16
+    # spikes (PLIF.autocast_spikes): every parameter gradient is bit-identical to the same
+    # step with float32 spikes, and nothing changes outside autocast.
+    from ptssnn.snn import PLIF
+
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(4, 60, 24, generator=g)
+    mask = torch.ones(4, 60, dtype=torch.bool)
+    mask[3, 40:] = False
+    labels = torch.tensor([0, 1, 2, 3])
+    grads, emitted = {}, {}
+    for on in (True, False):
+        model = create_model(preset, 24, 4, width=32, block_hidden=48, attention_heads=4,
+                             dropout=0.0, seed=3)
+        neurons = [m for m in model.modules() if isinstance(m, PLIF)]
+        for neuron in neurons:
+            neuron.autocast_spikes = neuron.autocast_spikes and on
+        dtypes = []
+        hooks = [n.register_forward_hook(lambda m, a, out: dtypes.append(
+            (out[0] if isinstance(out, tuple) else out).dtype))
+                 for n in neurons]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(features, mask)
+        for hook in hooks:
+            hook.remove()
+        F.cross_entropy(logits.float(), labels).backward()
+        grads[on] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        emitted[on] = dtypes
+    assert emitted[True].count(torch.bfloat16) >= 5  # blocks, attention keys/values, context
+    assert emitted[True][-1] == torch.float32  # the output neuron's spikes are pooled in fp32
+    assert set(emitted[False]) == {torch.float32}
+    assert grads[True].keys() == grads[False].keys()
+    for name, grad in grads[True].items():
+        assert torch.equal(grad, grads[False][name]), name

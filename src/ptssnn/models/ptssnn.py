@@ -26,7 +26,7 @@ from torch import nn
 from ptssnn.errors import ModelConfigError
 from ptssnn.models.config import PTSSNNConfig
 from ptssnn.snn.calibration import MembraneCalibration
-from ptssnn.snn.neurons import make_neuron
+from ptssnn.snn.neurons import feeds_products, make_neuron
 from ptssnn.snn.norm import apply_norm, make_norm
 from ptssnn.snn.shift import TemporalShift
 from ptssnn.snn.spike_linear import spike_linear
@@ -89,11 +89,11 @@ class SpikingShiftBlock(nn.Module):
                  neuron_options: dict, norm: str = "layer") -> None:
         super().__init__()
         spiking = neuron == "plif"
-        self.neuron_in = make_neuron(neuron, **neuron_options)
+        self.neuron_in = feeds_products(make_neuron(neuron, **neuron_options))
         self.shift = shift
         self.fc1 = _fed_by_spikes(nn.Linear(dim, hidden), spiking)
         self.norm1 = make_norm(norm, hidden)
-        self.neuron_hidden = make_neuron(neuron, **neuron_options)
+        self.neuron_hidden = feeds_products(make_neuron(neuron, **neuron_options))
         self.fc2 = _fed_by_spikes(nn.Linear(hidden, dim), spiking)
         self.norm2 = make_norm(norm, dim)
 

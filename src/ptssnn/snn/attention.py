@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ptssnn.errors import ModelConfigError
-from ptssnn.snn.neurons import make_neuron
+from ptssnn.snn.neurons import feeds_products, make_neuron
 from ptssnn.snn.norm import apply_norm, make_norm
 from ptssnn.snn.surrogate import spike_function
 
@@ -74,10 +74,10 @@ class SpikingSparseLinearAttention(nn.Module):
         self.query_norm = nn.LayerNorm(dim)
         self.key = nn.Linear(dim, dim)
         self.key_norm = make_norm(norm, dim)
-        self.key_neuron = make_neuron(neuron, **options)
+        self.key_neuron = feeds_products(make_neuron(neuron, **options))
         self.value = nn.Linear(dim, dim)
         self.value_norm = make_norm(norm, dim)
-        self.value_neuron = make_neuron(neuron, **options)
+        self.value_neuron = feeds_products(make_neuron(neuron, **options))
         self.out = nn.Linear(dim, dim)
         self.out_norm = nn.LayerNorm(dim)
         # Per-utterance layers (not applied per frame), for the energy accounting.
@@ -131,16 +131,18 @@ class SpikingSparseLinearAttention(nn.Module):
         vh = v.reshape(steps, batch, self.heads, d)
         qh = q.reshape(m_count, self.heads, d)
         scores = torch.einsum("tbhd,mhd->tbmh", kh, qh) / d
+        # Sums and counts in at least float32 (bfloat16 spikes, see PLIF.autocast_spikes).
+        acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
         if mask is not None:
             scores = scores * mask.to(scores.dtype)[:, :, None, None]
-            frames = mask.to(x.dtype)
+            frames = mask.to(acc)
         else:
-            frames = torch.ones(steps, batch, dtype=x.dtype, device=x.device)
+            frames = torch.ones(steps, batch, dtype=acc, device=x.device)
         total = state.get("sum")
         count = state.get("count")
         if total is None:
-            total = x.new_zeros(batch, m_count, self.dim)
-            count = x.new_zeros(batch)
+            total = x.new_zeros(batch, m_count, self.dim, dtype=acc)
+            count = x.new_zeros(batch, dtype=acc)
         if causal:
             per_frame = (scores[..., None] * vh[:, :, None]).reshape(steps, batch, m_count, -1)
             sums = total + per_frame.cumsum(0)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ptssnn.snn.attention import SpikingSparseLinearAttention
-from ptssnn.snn.neurons import make_neuron
+from ptssnn.snn.neurons import feeds_products, make_neuron
 
 __all__ = ["MembraneCalibration"]
 
@@ -59,7 +59,7 @@ class MembraneCalibration(nn.Module):
         super().__init__()
         options = neuron_options or {}
         self.prompts = nn.Parameter(torch.randn(num_prompts, dim) * 0.02)
-        self.context_neuron = make_neuron(neuron, **options)
+        self.context_neuron = feeds_products(make_neuron(neuron, **options))
         self.attention = SpikingSparseLinearAttention(dim, heads, neuron, options, norm)
         self.projection = nn.Linear(dim, dim)
         self.projection.per_utterance = True  # type: ignore[attr-defined]

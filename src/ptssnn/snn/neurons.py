@@ -14,7 +14,7 @@ from ptssnn.errors import ModelConfigError
 from ptssnn.snn.plif import PLIF
 from ptssnn.snn.plif_parameters import DEFAULT_BACKEND, PLIFParameters
 
-__all__ = ["NEURONS", "GELUNeuron", "make_neuron"]
+__all__ = ["NEURONS", "GELUNeuron", "feeds_products", "make_neuron"]
 
 NEURONS: tuple[str, ...] = ("plif", "gelu")
 
@@ -57,3 +57,12 @@ def make_neuron(kind: str, params: PLIFParameters | None = None,
     if kind == "gelu":
         return GELUNeuron()
     raise ModelConfigError(f"unknown neuron {kind!r}; choose one of {', '.join(NEURONS)}")
+
+
+def feeds_products(neuron: nn.Module) -> nn.Module:
+    """Mark a neuron layer whose spikes only feed matrix products (Linear layers, the
+    attention's einsums), so that a bfloat16 training step may emit them in bfloat16
+    (:attr:`PLIF.autocast_spikes`); GELU layers are returned unchanged."""
+    if isinstance(neuron, PLIF):
+        neuron.autocast_spikes = True
+    return neuron

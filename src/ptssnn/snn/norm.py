@@ -45,6 +45,10 @@ class MaskedBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x [T, B, ..., D]`` with ``mask [T, B]`` (True = real frame) → same shape."""
+        if x.dtype in (torch.bfloat16, torch.float16):
+            # A mixed-precision forward (autocast) hands over bfloat16 currents; statistics
+            # and running moments stay float32, as autocast runs nn.BatchNorm.
+            x = x.float()
         if not self.training:
             scale, shift = self.affine()
             return x * scale + shift

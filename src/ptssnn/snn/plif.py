@@ -152,8 +152,12 @@ def plif_multi_step(
     *,
     mask: torch.Tensor | None = None,
     backend: str = DEFAULT_BACKEND,
+    spike_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-step PLIF with the named backend: ``(spikes [T, B, *N], v_final [B, *N])``.
+
+    ``spike_dtype`` (``torch.bfloat16`` or ``None`` = ``x``'s dtype) is honoured by the
+    ``compiled`` backend only (:attr:`PLIF.autocast_spikes`); spikes are 0/1 in either.
 
     ``compiled`` and ``fused`` run the loop while tracing (a custom autograd function cannot
     be traced), and ``compiled`` runs ``fused`` where its kernels cannot run
@@ -169,7 +173,7 @@ def plif_multi_step(
     if backend == "loop" or _tracing():
         return plif_multi_step_loop(x, v, w, params, mask=mask)
     if backend == "compiled" and plif_compiled.usable(x):
-        return plif_multi_step_compiled(x, v, w, params, mask=mask)
+        return plif_multi_step_compiled(x, v, w, params, mask=mask, spike_dtype=spike_dtype)
     return plif_multi_step_fused(x, v, w, params, mask=mask)
 
 
@@ -196,6 +200,14 @@ class PLIF(nn.Module):
     Set ``record = True`` to accumulate firing statistics (used by :mod:`ptssnn.energy`):
     ``spike_count`` (spikes per neuron over real steps), ``step_count`` (real (t, b) pairs).
     The mask is respected: padded steps emit no spikes and are not counted.
+
+    ``autocast_spikes = True`` (set by the models on neurons whose spikes only feed matrix
+    products): while training under a bfloat16 CPU autocast (``TrainConfig.precision =
+    "bf16"``) on the ``compiled`` backend, the spikes are emitted in bfloat16, which holds 0
+    and 1 exactly. The products then read them without a cast, and their input gradients
+    (bfloat16 products) come back without a cast either: the same numbers as float32
+    spikes, half the bytes. Otherwise (evaluation, float32 training, other backends) the
+    spikes are in the current's dtype.
     """
 
     def __init__(self, params: PLIFParameters | None = None, *, backend: str = DEFAULT_BACKEND,
@@ -206,6 +218,7 @@ class PLIF(nn.Module):
         self.params = params if params is not None else PLIFParameters(**options)  # type: ignore[arg-type]
         self.w = nn.Parameter(torch.tensor(init_w(self.params.init_tau)))
         self.backend = check_backend(backend)
+        self.autocast_spikes = False
         self.record = False
         self.reset_statistics()
 
@@ -234,7 +247,7 @@ class PLIF(nn.Module):
         return torch.full_like(like, self.params.reset_value)
 
     def _record(self, spikes: torch.Tensor, mask: torch.Tensor | None) -> None:
-        counts = spikes.detach().sum(dim=(0, 1)).to(torch.float64)
+        counts = spikes.detach().sum(dim=(0, 1), dtype=torch.float64)
         self.spike_count = counts if self.spike_count is None else self.spike_count + counts
         steps = spikes.shape[0] * spikes.shape[1] if mask is None else int(mask.sum())
         self.step_count += steps
@@ -268,10 +281,19 @@ class PLIF(nn.Module):
         if empty:
             return (x.clone(), v) if return_state else x.clone()
         spikes, v_final = plif_multi_step(x, v, self.w, self.params, mask=mask,
-                                          backend=self.backend)
+                                          backend=self.backend,
+                                          spike_dtype=self._spike_dtype())
         if self.record:
             self._record(spikes, mask)
         return (spikes, v_final) if return_state else spikes
+
+    def _spike_dtype(self) -> torch.dtype | None:
+        """bfloat16 under a bfloat16 CPU autocast while training, when ``autocast_spikes``."""
+        if (self.autocast_spikes and torch.is_grad_enabled()
+                and torch.is_autocast_enabled("cpu")
+                and torch.get_autocast_dtype("cpu") == torch.bfloat16):
+            return torch.bfloat16
+        return None
 
     def step(
         self,

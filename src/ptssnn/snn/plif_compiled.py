@@ -67,8 +67,10 @@ def unavailable_reason() -> str | None:
         # The first caller may be inference (no_grad or inference_mode).
         with torch.inference_mode(False), torch.enable_grad():
             x = torch.ones(2, 1, 3, requires_grad=True)
-            spikes, v = plif_multi_step_compiled(x, torch.zeros(1, 3), torch.tensor(0.0))
-            (spikes.sum() + v.sum()).backward()
+            for spike_dtype in (None, torch.bfloat16):
+                spikes, v = plif_multi_step_compiled(x, torch.zeros(1, 3), torch.tensor(0.0),
+                                                     spike_dtype=spike_dtype)
+                ((spikes * 2).sum() + v.sum()).backward()
     except Exception as error:  # numba/LLVM failures have many types
         return f"numba could not build the PLIF kernels ({type(error).__name__}: {error})"
     return None
@@ -125,26 +127,43 @@ def _mask_2d(mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     return mask.to(torch.bool).contiguous()
 
 
+#: bfloat16 1.0 and 0.0 as the kernels write them (into a ``uint16`` view).
+_BFLOAT16_ONE, _BFLOAT16_ZERO = np.uint16(0x3F80), np.uint16(0)
+
+
 def _forward(x: torch.Tensor, v0: torch.Tensor, q: torch.Tensor, mask: torch.Tensor,
-             params: PLIFParameters, keep: bool
+             params: PLIFParameters, keep: bool, spike_dtype: torch.dtype | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(spikes, H [T, B, K] or a placeholder, v_final)``; ``q`` in the dtype of ``x``."""
+    """``(spikes, H [T, B, K] or a placeholder, v_final)``; ``q`` in the dtype of ``x``;
+    spikes in ``spike_dtype`` (``None``: ``x``'s; ``torch.bfloat16``: exact 0/1 too)."""
     x3 = _as_3d(x)
     v = v0.to(x.dtype).reshape(x3.shape[1:]).clone()
-    spikes = torch.empty_like(x3)
+    constants = _params(q, params)
+    if spike_dtype == torch.bfloat16:
+        spikes = torch.empty(x3.shape, dtype=torch.bfloat16)
+        out, one, zero = _uint16(spikes), _BFLOAT16_ONE, _BFLOAT16_ZERO
+    else:
+        spikes = torch.empty_like(x3)
+        out, one, zero = spikes.numpy(), constants[3], constants[4]
     H = torch.empty_like(x3) if keep else x3.new_empty(1, 1, 1)
-    _kernels().forward_kernel(x3.detach().numpy(), v.numpy(), mask.numpy(), _params(q, params),
-                              params.decay_input, not params.soft_reset, keep, H.numpy(),
-                              spikes.numpy())
+    _kernels().forward_kernel(x3.detach().numpy(), v.numpy(), mask.numpy(), constants,
+                              params.decay_input, not params.soft_reset, keep, H.numpy(), out,
+                              one, zero)
     return spikes.reshape(x.shape), H, v.reshape(v0.shape)
+
+
+def _uint16(t: torch.Tensor) -> np.ndarray:
+    """A ``uint16`` numpy view of a contiguous bfloat16 tensor's bits."""
+    return t.view(torch.int16).numpy().view(np.uint16)
 
 
 class CompiledPLIF(torch.autograd.Function):
     """Whole-sequence PLIF in compiled loops.
 
-    ``apply(x, v0, w, mask_or_None, params) -> (spikes [T, B, *N], v_final [B, *N])``, like
-    :class:`~ptssnn.snn.plif_fused.FusedPLIF`, except that ``mask`` is the ``[T, B]`` bool
-    mask itself (the kernels read it per sample).
+    ``apply(x, v0, w, mask_or_None, params, spike_dtype_or_None) -> (spikes [T, B, *N],
+    v_final [B, *N])``, like :class:`~ptssnn.snn.plif_fused.FusedPLIF`, except that ``mask``
+    is the ``[T, B]`` bool mask itself (the kernels read it per sample), and spikes may be
+    emitted in bfloat16 (their gradient is then read as bfloat16, without a cast).
     """
 
     @staticmethod
@@ -155,10 +174,11 @@ class CompiledPLIF(torch.autograd.Function):
         w: torch.Tensor,
         mask: torch.Tensor | None,
         params: PLIFParameters,
+        spike_dtype: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         q = torch.sigmoid(w.detach()).to(x.dtype)
         m = _mask_2d(mask, x)
-        spikes, H, v_final = _forward(x, v0, q, m, params, keep=True)
+        spikes, H, v_final = _forward(x, v0, q, m, params, keep=True, spike_dtype=spike_dtype)
         ctx.save_for_backward(v0, q, m, H)
         ctx.input_shape = x.shape
         ctx.params, ctx.w_dtype = params, w.dtype
@@ -175,12 +195,15 @@ class CompiledPLIF(torch.autograd.Function):
         gs, mode, constant = H, 0, None  # H: a placeholder the kernel does not read
         if grad_spikes is not None and grad_spikes.numel() and not any(grad_spikes.stride()):
             mode, constant = 2, grad_spikes.reshape(-1)[0]  # a broadcast scalar
+        elif grad_spikes is not None and grad_spikes.dtype == torch.bfloat16:
+            gs, mode = _uint16(_as_3d(grad_spikes)), 3  # read as bfloat16 bits
         elif grad_spikes is not None:
             gs, mode = _as_3d(grad_spikes.to(H.dtype)), 1
         acc = np.zeros(H.shape[2], dtype=np.float64)
         kernels = _kernels()
         kernels.backward_kernel(
-            gs.numpy(), mode, H.numpy(), v0.to(H.dtype).reshape(H.shape[1:]).numpy(),
+            gs if isinstance(gs, np.ndarray) else gs.numpy(), mode, H.numpy(),
+            v0.to(H.dtype).reshape(H.shape[1:]).numpy(),
             m.numpy(), _params(q, params, constant),
             float(params.alpha), kernels.SURROGATE_CODES[params.surrogate], params.decay_input,
             not params.soft_reset, params.detach_reset, bool(want_w), grad_x.numpy(),
@@ -191,7 +214,7 @@ class CompiledPLIF(torch.autograd.Function):
             grad_q = float(acc.sum()) / (qv if params.decay_input else 1.0)
             grad_w = torch.tensor(grad_q * qv * (1.0 - qv), dtype=ctx.w_dtype)
         return (grad_x.reshape(ctx.input_shape) if want_x else None,
-                grad_state.reshape(v0.shape) if want_v0 else None, grad_w, None, None)
+                grad_state.reshape(v0.shape) if want_v0 else None, grad_w, None, None, None)
 
 
 def plif_multi_step_compiled(
@@ -201,8 +224,10 @@ def plif_multi_step_compiled(
     params: PLIFParameters = DEFAULT_PARAMETERS,
     *,
     mask: torch.Tensor | None = None,
+    spike_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multi-step PLIF through :class:`CompiledPLIF` (same signature as the loop version).
+    """Multi-step PLIF through :class:`CompiledPLIF` (same signature as the loop version;
+    ``spike_dtype``: see :class:`CompiledPLIF`).
 
     Without autograd only the forward kernel runs, and the charge is not stored.
     """
@@ -210,6 +235,7 @@ def plif_multi_step_compiled(
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or v.requires_grad or w.requires_grad)
     if not needs_grad:
         q = torch.sigmoid(w).to(x.dtype)
-        spikes, _, v_final = _forward(x, v, q, _mask_2d(mask, x), params, keep=False)
+        spikes, _, v_final = _forward(x, v, q, _mask_2d(mask, x), params, keep=False,
+                                      spike_dtype=spike_dtype)
         return spikes, v_final
-    return CompiledPLIF.apply(x, v, w, mask, params)
+    return CompiledPLIF.apply(x, v, w, mask, params, spike_dtype)

@@ -31,14 +31,16 @@ def _charge(v, x, q, v_reset, decay_input):
 
 
 @_jit
-def forward_kernel(x, v, mask, params, decay_input, hard, keep, H, S):  # pragma: no cover
+def forward_kernel(x, v, mask, params, decay_input, hard, keep, H, S, one,
+                   zero):  # pragma: no cover
     """Run the neurons over ``x [T, B, K]`` from ``v [B, K]`` (updated in place to V[T-1]).
 
-    ``params = [q, V_reset, V_th, 1, 0]`` in the dtype of ``x``; ``mask [T, B]`` bool.
-    Writes the spikes into ``S`` and, when ``keep``, the charge into ``H`` (masked steps:
-    ``H = V``, no spike, state unchanged).
+    ``params = [q, V_reset, V_th, ...]`` in the dtype of ``x``; ``mask [T, B]`` bool.
+    Writes the spikes into ``S`` as ``one`` / ``zero`` (of ``S``'s dtype: the bit patterns
+    of bfloat16 1 and 0 for a ``uint16`` view of a bfloat16 tensor) and, when ``keep``, the
+    charge into ``H`` (masked steps: ``H = V``, no spike, state unchanged).
     """
-    q, v_reset, v_threshold, one, zero = params[0], params[1], params[2], params[3], params[4]
+    q, v_reset, v_threshold = params[0], params[1], params[2]
     steps, batch, width = x.shape
     for t in range(steps):
         for b in range(batch):
@@ -64,6 +66,12 @@ def forward_kernel(x, v, mask, params, decay_input, hard, keep, H, S):  # pragma
                     if keep:
                         H[t, b, j] = v[b, j]
                     S[t, b, j] = zero
+
+
+@_inline
+def _bfloat16_value(bits):
+    """The float32 value of bfloat16 ``bits`` (``uint16``): its upper half."""
+    return np.uint32(np.uint32(bits) << np.uint32(16)).view(np.float32)
 
 
 @_inline
@@ -113,7 +121,8 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
     ``params = [q, V_reset, V_th, 1, 0, 1 - q, g]`` in the dtype of ``H``.
     ``spikes_mode``: 0 = no gradient w.r.t. the spikes, 1 = ``grad_spikes [T, B, K]``,
     2 = the same value ``g`` everywhere (the gradient of a sum, which autograd passes as a
-    broadcast scalar: not materialised).
+    broadcast scalar: not materialised), 3 = ``grad_spikes`` as bfloat16 bits (``uint16``:
+    spikes emitted in bfloat16, whose gradient is read without a cast).
 
     Each row ``(t, b)`` takes short loops that each touch few arrays (so LLVM's run-time
     alias checks stay within their budget and every loop vectorises): the recursion, then
@@ -142,6 +151,8 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
                 gh = grad_v[b, j] * dv_dh
                 if spikes_mode == 1:
                     gh = gh + grad_spikes[t, b, j] * sg
+                elif spikes_mode == 3:
+                    gh = gh + _bfloat16_value(grad_spikes[t, b, j]) * sg
                 elif spikes_mode == 2:
                     gh = gh + constant * sg
                 grad_x[t, b, j] = gh  # scaled by ∂H/∂X below, after ∂L/∂w has used it
@@ -171,9 +182,6 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
                 step_sum[j] = zero
 
 
-_ONE_BITS = 0x3F800000  # float32 1.0
-
-
 @_jit
 def spike_index_kernel(bits, one, indptr, indices):  # pragma: no cover
     """CSR positions of the non-zeros of ``s [R, K]`` given as its bit patterns ``bits``
@@ -198,29 +206,28 @@ def spike_index_kernel(bits, one, indptr, indices):  # pragma: no cover
 
 
 @_jit
-def spike_index_pairs_kernel(pairs, indptr, indices):  # pragma: no cover
-    """:func:`spike_index_kernel` for float32 ``s`` of even ``K`` as ``uint64 [R, K/2]`` (two
-    values per word): at a few percent firing most words are zero, skipped with one test."""
-    rows, words = pairs.shape
+def spike_index_words_kernel(words, lanes, one, indptr, indices):  # pragma: no cover
+    """:func:`spike_index_kernel` on 64-bit words holding ``lanes`` values each (``uint64
+    [R, K / lanes]``: two float32 or four bfloat16, little-endian, the first value in the low
+    bits; ``one`` = the bits of 1.0 in one lane). At a few percent firing most words are
+    zero and are skipped with one test."""
+    rows, count_words = words.shape
+    lane_bits = np.uint64(64 // lanes)
+    lane_mask = (np.uint64(1) << lane_bits) - np.uint64(1)
     count = 0
     not_one = 0
-    one = np.uint64(_ONE_BITS)
-    low = np.uint64(0xFFFFFFFF)
     for r in range(rows):
         indptr[r] = count
-        for w in range(words):
-            x = pairs[r, w]
-            if x != 0:  # little-endian: the low half is the even column
-                first = x & low
-                second = x >> np.uint64(32)
-                if first != 0:
-                    indices[count] = 2 * w
-                    count += 1
-                    not_one += first != one
-                if second != 0:
-                    indices[count] = 2 * w + 1
-                    count += 1
-                    not_one += second != one
+        for w in range(count_words):
+            x = words[r, w]
+            if x != 0:
+                for lane in range(lanes):
+                    value = x & lane_mask
+                    if value != 0:
+                        indices[count] = w * lanes + lane
+                        count += 1
+                        not_one += value != one
+                    x = x >> lane_bits
     indptr[rows] = count
     return count, not_one == 0
 
@@ -231,48 +238,86 @@ def sparse_matmul_kernel(indptr, indices, binary, s, weight_t, bias, out):  # pr
     ``indices``), ``weight_t [K, N]``.
 
     Work is proportional to the non-zeros of ``s``: each adds one row of ``weight_t`` (in L2)
-    into the output row (in L1), in increasing ``k``; without a multiply when ``binary``.
+    into the output row (in L1). Binary spikes need no multiply, and their rows are added
+    four at a time (``(w0 + w1) + (w2 + w3)``): one pass over the output row per four
+    spikes, which is what bounds this loop.
     """
     rows = out.shape[0]
     n_out = weight_t.shape[1]
-    acc = np.empty(n_out, out.dtype)
     for r in range(rows):
+        row = out[r]
         for n in range(n_out):
-            acc[n] = bias[n]
+            row[n] = bias[n]
+        i, end = indptr[r], indptr[r + 1]
         if binary:
-            for i in range(indptr[r], indptr[r + 1]):
-                k = indices[i]
+            while i + 4 <= end:
+                w0, w1 = weight_t[indices[i]], weight_t[indices[i + 1]]
+                w2, w3 = weight_t[indices[i + 2]], weight_t[indices[i + 3]]
                 for n in range(n_out):
-                    acc[n] += weight_t[k, n]
+                    row[n] += (w0[n] + w1[n]) + (w2[n] + w3[n])
+                i += 4
+            while i < end:
+                w0 = weight_t[indices[i]]
+                for n in range(n_out):
+                    row[n] += w0[n]
+                i += 1
         else:
-            for i in range(indptr[r], indptr[r + 1]):
+            while i < end:
                 k = indices[i]
-                value = s[r, k]
+                value, w0 = s[r, k], weight_t[k]
                 for n in range(n_out):
-                    acc[n] += value * weight_t[k, n]
-        for n in range(n_out):
-            out[r, n] = acc[n]
+                    row[n] += value * w0[n]
+                i += 1
 
 
 @_jit
-def sparse_weight_grad_kernel(indptr, indices, binary, s, grad_out,
-                              grad_weight_t):  # pragma: no cover
-    """``grad_weight_t [K, N] = s.T @ grad_out`` for a sparse ``s [R, K]`` (CSR ``indptr``,
-    ``indices``), ``grad_out [R, N]``."""
-    rows = grad_out.shape[0]
-    n_out = grad_out.shape[1]
-    for k in range(grad_weight_t.shape[0]):
-        for n in range(n_out):
-            grad_weight_t[k, n] = 0.0
+def spike_columns_kernel(indptr, indices, width, colptr, rows_of):  # pragma: no cover
+    """The same positions by column (CSC): ``colptr [K + 1]``, and in ``rows_of`` the rows
+    of each column's non-zeros in increasing order (a counting sort of the CSR)."""
+    rows = indptr.shape[0] - 1
+    next_slot = np.zeros(width + 1, np.int64)
+    for i in range(indptr[rows]):
+        next_slot[indices[i] + 1] += 1
+    for k in range(width):
+        next_slot[k + 1] += next_slot[k]
+    for k in range(width + 1):
+        colptr[k] = next_slot[k]
     for r in range(rows):
+        for i in range(indptr[r], indptr[r + 1]):
+            k = indices[i]
+            rows_of[next_slot[k]] = r
+            next_slot[k] += 1
+
+
+@_jit
+def sparse_weight_grad_kernel(colptr, rows_of, binary, s, grad_out,
+                              grad_weight_t):  # pragma: no cover
+    """``grad_weight_t [K, N] = s.T @ grad_out`` for a sparse ``s [R, K]`` given by column
+    (CSC ``colptr``, ``rows_of``), ``grad_out [R, N]``: each row of the gradient is the sum
+    of the ``grad_out`` rows where that input spiked (four at a time for binary spikes)."""
+    width = grad_weight_t.shape[0]
+    n_out = grad_out.shape[1]
+    for k in range(width):
+        row = grad_weight_t[k]
+        for n in range(n_out):
+            row[n] = 0.0
+        i, end = colptr[k], colptr[k + 1]
         if binary:
-            for i in range(indptr[r], indptr[r + 1]):
-                k = indices[i]
+            while i + 4 <= end:
+                g0, g1 = grad_out[rows_of[i]], grad_out[rows_of[i + 1]]
+                g2, g3 = grad_out[rows_of[i + 2]], grad_out[rows_of[i + 3]]
                 for n in range(n_out):
-                    grad_weight_t[k, n] += grad_out[r, n]
+                    row[n] += (g0[n] + g1[n]) + (g2[n] + g3[n])
+                i += 4
+            while i < end:
+                g0 = grad_out[rows_of[i]]
+                for n in range(n_out):
+                    row[n] += g0[n]
+                i += 1
         else:
-            for i in range(indptr[r], indptr[r + 1]):
-                k = indices[i]
-                value = s[r, k]
+            while i < end:
+                r = rows_of[i]
+                value, g0 = s[r, k], grad_out[r]
                 for n in range(n_out):
-                    grad_weight_t[k, n] += value * grad_out[r, n]
+                    row[n] += value * g0[n]
+                i += 1

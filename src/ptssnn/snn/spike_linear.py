@@ -6,18 +6,23 @@ benchmark reports). Two of the three matrix products of its training step only n
 non-zeros:
 
 - forward ``Y = S·Wᵀ + b``: each spike adds one row of ``Wᵀ`` to its output row;
-- weight gradient ``∂L/∂W = (∂L/∂Y)ᵀ·S``: each spike adds one row of ``∂L/∂Y`` to a row of
-  ``∂L/∂Wᵀ``;
+- weight gradient ``∂L/∂W = (∂L/∂Y)ᵀ·S``: row ``k`` of ``∂L/∂Wᵀ`` is the sum of the rows of
+  ``∂L/∂Y`` where input ``k`` spiked;
 - the input gradient ``∂L/∂S = ∂L/∂Y·W`` is dense (the surrogate gradient reaches every
   neuron), so it stays a BLAS product (in bfloat16 when the forward ran under a bfloat16
   autocast, ``TrainConfig.precision = "bf16"``).
 
-The kernels (:mod:`ptssnn.snn.plif_kernels`) add in increasing input index, so results equal
-the dense product up to float rounding (not bit for bit: BLAS sums in another order). They
-run only where they pay and cannot change what a trained head computes later: under
-autograd on the CPU, for layers whose spiking neurons use the ``compiled`` backend and that
-no forward hook watches. Otherwise (evaluation, inference, tracing, export, the energy
-report's hooks) the layer is called as the plain ``nn.Linear`` module.
+The spikes' positions are found once per forward, on the values' bit patterns (CSR, 64-bit
+words at a time: at a few percent firing most words are zero), and reused by the weight
+gradient (by column). Binary spikes need no multiply, and the kernels
+(:mod:`ptssnn.snn.plif_kernels`) add their rows four at a time; results equal the dense
+product up to float rounding (not bit for bit: BLAS sums in another order). Spikes may come
+in bfloat16 (:attr:`ptssnn.snn.PLIF.autocast_spikes`): the output is then still the float32
+product, and the input gradient is handed back in bfloat16, without a cast. The kernels run
+only where they pay and cannot change what a trained head computes later: under autograd on
+the CPU, for layers whose spiking neurons use the ``compiled`` backend and that no forward
+hook watches. Otherwise (evaluation, inference, tracing, export, the energy report's hooks)
+the layer is called as the plain ``nn.Linear`` module.
 """
 
 from __future__ import annotations
@@ -31,24 +36,37 @@ from ptssnn.snn import plif_compiled
 __all__ = ["SpikeLinear", "spike_linear"]
 
 
-def _spike_positions(kernels, s: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """CSR positions of the non-zeros of float32 ``s [R, K]``: ``(indptr, indices, binary)``,
-    found once per forward (the weight gradient walks them again)."""
+#: Bit patterns of 1.0 per dtype, and how many values of it a 64-bit word holds.
+_ONE_BITS = {torch.float32: (0x3F800000, 2), torch.bfloat16: (0x3F80, 4),
+             torch.float64: (0x3FF0000000000000, 1)}
+_BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float64: torch.int64}
+_UNSIGNED = {torch.int16: np.uint16, torch.int32: np.uint32, torch.int64: np.uint64}
+
+
+def _spike_positions(kernels, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """CSR positions of the non-zeros of ``s [R, K]`` (float32, float64 or bfloat16):
+    ``(indptr, indices, binary)``, found once per forward (the weight gradient walks them
+    again) on the values' bit patterns."""
     rows, width = s.shape
+    one, lanes = _ONE_BITS[s.dtype]
     indptr = torch.empty(rows + 1, dtype=torch.int64)
     room = torch.empty(rows * width, dtype=torch.int32)
-    if s.dtype == np.float32 and width % 2 == 0:
-        count, binary = kernels.spike_index_pairs_kernel(
-            s.view(np.uint64), indptr.numpy(), room.numpy())
+    bits = s.detach().view(_BITS[s.dtype]).numpy().view(_UNSIGNED[_BITS[s.dtype]])
+    if lanes > 1 and width % lanes == 0:
+        count, binary = kernels.spike_index_words_kernel(
+            bits.view(np.uint64), lanes, np.uint64(one), indptr.numpy(), room.numpy())
     else:
-        bits = s.view(np.uint32 if s.dtype == np.float32 else np.uint64)
-        one = np.array(1.0, s.dtype).view(bits.dtype)[()]
-        count, binary = kernels.spike_index_kernel(bits, one, indptr.numpy(), room.numpy())
+        count, binary = kernels.spike_index_kernel(bits, bits.dtype.type(one), indptr.numpy(),
+                                                   room.numpy())
     return indptr, room[:count].clone(), bool(binary)
 
 
 class SpikeLinear(torch.autograd.Function):
-    """``apply(s [R, K], weight [N, K], bias [N] or None) -> s·weightᵀ + bias [R, N]``."""
+    """``apply(s [R, K], weight [N, K], bias [N] or None) -> s·weightᵀ + bias [R, N]``.
+
+    ``s`` in the weight's dtype, or in bfloat16 (spikes of a neuron emitting the autocast
+    dtype, see :attr:`ptssnn.snn.PLIF.autocast_spikes`); the output is in the weight's dtype.
+    """
 
     @staticmethod
     def forward(ctx, s: torch.Tensor, weight: torch.Tensor,  # type: ignore[override]
@@ -56,14 +74,17 @@ class SpikeLinear(torch.autograd.Function):
         kernels = plif_compiled._kernels()
         weight_t = weight.detach().t().contiguous()
         b = bias.detach() if bias is not None else weight.new_zeros(weight.shape[0])
-        out = s.new_empty(s.shape[0], weight.shape[0])
-        s_np = s.detach().numpy()
-        indptr, indices, binary = _spike_positions(kernels, s_np)
-        kernels.sparse_matmul_kernel(indptr.numpy(), indices.numpy(), binary, s_np,
+        out = weight.new_empty(s.shape[0], weight.shape[0])
+        indptr, indices, binary = _spike_positions(kernels, s)
+        # Values are read only when they are not all 1 (then in the weight's dtype).
+        values = s.detach() if binary or s.dtype == weight.dtype else s.detach().to(weight.dtype)
+        values_np = weight_t.numpy() if binary else values.numpy()  # binary: never read
+        kernels.sparse_matmul_kernel(indptr.numpy(), indices.numpy(), binary, values_np,
                                      weight_t.numpy(), b.numpy(), out.numpy())
-        ctx.save_for_backward(s, weight, indptr, indices)
+        ctx.save_for_backward(values, weight, indptr, indices)
         ctx.binary = binary
         ctx.has_bias = bias is not None
+        ctx.s_dtype = s.dtype
         # Under mixed precision (TrainConfig.precision) the dense input gradient runs in the
         # autocast dtype, as nn.Linear's backward would; the sparse kernels stay float32.
         ctx.gemm_dtype = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
@@ -72,21 +93,28 @@ class SpikeLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        s, weight, indptr, indices = ctx.saved_tensors
+        values, weight, indptr, indices = ctx.saved_tensors
         want_s, want_w, want_b = ctx.needs_input_grad
         grad_out = grad_out.contiguous()
         grad_s = None
         if want_s and ctx.gemm_dtype is not None:
             low = ctx.gemm_dtype
-            grad_s = grad_out.to(low).mm(weight.to(low)).to(grad_out.dtype)
+            # Returned in the spikes' dtype: no cast back when they are bfloat16 themselves.
+            grad_s = grad_out.to(low).mm(weight.to(low)).to(ctx.s_dtype)
         elif want_s:
-            grad_s = grad_out.mm(weight)
+            grad_s = grad_out.mm(weight).to(ctx.s_dtype)
         grad_w = None
         if want_w:
-            grad_w_t = weight.new_empty(weight.shape[1], weight.shape[0])
-            plif_compiled._kernels().sparse_weight_grad_kernel(
-                indptr.numpy(), indices.numpy(), ctx.binary, s.detach().numpy(),
-                grad_out.numpy(), grad_w_t.numpy())
+            kernels = plif_compiled._kernels()
+            width = values.shape[1]
+            colptr = torch.empty(width + 1, dtype=torch.int64)
+            rows_of = torch.empty_like(indices)
+            kernels.spike_columns_kernel(indptr.numpy(), indices.numpy(), width, colptr.numpy(),
+                                         rows_of.numpy())
+            grad_w_t = weight.new_empty(width, weight.shape[0])
+            values_np = grad_w_t.numpy() if ctx.binary else values.numpy()
+            kernels.sparse_weight_grad_kernel(colptr.numpy(), rows_of.numpy(), ctx.binary,
+                                              values_np, grad_out.numpy(), grad_w_t.numpy())
             grad_w = grad_w_t.t()
         grad_b = grad_out.sum(0) if want_b and ctx.has_bias else None
         return grad_s, grad_w, grad_b
@@ -101,11 +129,16 @@ def spike_linear(layer: nn.Linear, s: torch.Tensor, sparse: bool) -> torch.Tenso
     """``layer(s)`` for a spike input ``s [..., K]``; through :class:`SpikeLinear` when
     ``sparse`` (the caller's neurons run the compiled backend), autograd is recording, no
     hook watches the layer (hooks see the plain module call), nothing traces or compiles the
-    model, and the kernels run for this input (CPU float32/float64, numba available)."""
+    model, and the kernels run for this input (CPU float32/float64 weights, spikes in their
+    dtype or in bfloat16, numba available)."""
     tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
-    if not (sparse and torch.is_grad_enabled() and layer.weight.requires_grad and not tracing
-            and s.dtype == layer.weight.dtype and s.dim() >= 2 and not _hooked(layer)
-            and plif_compiled.supports(s) and plif_compiled.usable(s)):
+    weight = layer.weight
+    spike_dtype_ok = s.dtype == weight.dtype or (s.dtype == torch.bfloat16
+                                                 and weight.dtype == torch.float32)
+    if not (sparse and torch.is_grad_enabled() and weight.requires_grad and not tracing
+            and spike_dtype_ok and s.dim() >= 2 and not _hooked(layer)
+            and s.device.type == "cpu" and plif_compiled.supports(weight)
+            and plif_compiled.usable(weight)):
         return layer(s)
     rows = s.reshape(-1, s.shape[-1]).contiguous()
     out = SpikeLinear.apply(rows, layer.weight, layer.bias)
