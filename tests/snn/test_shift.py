@@ -53,3 +53,13 @@ def test_spikes_stay_binary():
     s = (torch.rand(7, 2, 16) > 0.5).float()
     out = TemporalShift()(s)
     assert set(out.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_zero_padded_input_skips_the_first_mask_with_the_same_result():
+    g = torch.Generator().manual_seed(2)
+    mask = torch.ones(7, 3, dtype=torch.bool)
+    mask[4:, 0] = False
+    mask[6:, 2] = False
+    x = torch.randn(7, 3, 16, generator=g) * mask[..., None]  # a neuron layer's output
+    shift = TemporalShift()
+    assert torch.equal(shift(x, mask, zero_padded=True), shift(x, mask))

@@ -198,10 +198,12 @@ def test_bfloat16_spikes_leave_a_bfloat16_training_step_unchanged(preset):
         neurons = [m for m in model.modules() if isinstance(m, PLIF)]
         for neuron in neurons:
             neuron.autocast_spikes = neuron.autocast_spikes and on
-        dtypes = []
-        hooks = [n.register_forward_hook(lambda m, a, out: dtypes.append(
-            (out[0] if isinstance(out, tuple) else out).dtype))
-                 for n in neurons]
+        dtypes: list[torch.dtype] = []
+
+        def seen(module, args, out, _dtypes=dtypes):
+            _dtypes.append((out[0] if isinstance(out, tuple) else out).dtype)
+
+        hooks = [n.register_forward_hook(seen) for n in neurons]
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(features, mask)
         for hook in hooks:

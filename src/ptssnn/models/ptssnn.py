@@ -109,8 +109,8 @@ class SpikingShiftBlock(nn.Module):
     def forward(self, u: torch.Tensor, bias: torch.Tensor | None,
                 mask: torch.Tensor | None) -> torch.Tensor:
         """``u [T, B, D]`` (+ bias ``[B, D]`` or ``[T, B, D]``) → ``[T, B, D]``."""
-        s = self.neuron_in(u, bias=bias, mask=mask)
-        delta, _ = self.mlp(self.shift(s, mask), mask)
+        s = self.neuron_in(u, bias=bias, mask=mask)  # zero on padded frames (PLIF and GELU)
+        delta, _ = self.mlp(self.shift(s, mask, zero_padded=True), mask)
         return u + delta
 
 

@@ -51,8 +51,12 @@ class TemporalShift(nn.Module):
         self.later = float(later)
         self.earlier = float(earlier)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                zero_padded: bool = False) -> torch.Tensor:
         """Shift ``x [T, B, ..., C]`` along time; ``mask [T, B]`` (True = real frame).
+
+        ``zero_padded``: ``x`` is already zero on padded frames (a neuron layer's output),
+        so it is not masked again before the shift.
 
         Returns:
             ``[T, B, ..., C]``; padded frames are zero.
@@ -60,7 +64,8 @@ class TemporalShift(nn.Module):
         n_later, n_earlier = shift_channels(x.shape[-1], self.later, self.earlier)
         if mask is not None:
             m = mask.to(x.dtype).reshape(*mask.shape, *([1] * (x.dim() - 2)))
-            x = x * m
+            if not zero_padded:
+                x = x * m
         if n_later == 0 and n_earlier == 0:
             return x
         zero = torch.zeros_like(x[:1])
