@@ -211,7 +211,7 @@ class CompiledPLIF(torch.autograd.Function):
         grad_w = None
         if want_w:
             qv = float(q)
-            grad_q = float(acc.sum()) / (qv if params.decay_input else 1.0)
+            grad_q = float(acc.sum()) / (qv * qv if params.decay_input else 1.0)
             grad_w = torch.tensor(grad_q * qv * (1.0 - qv), dtype=ctx.w_dtype)
         return (grad_x.reshape(ctx.input_shape) if want_x else None,
                 grad_state.reshape(v0.shape) if want_v0 else None, grad_w, None, None, None)

@@ -115,18 +115,19 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
                      ):  # pragma: no cover
     """Backward through time. ``grad_v [B, K]``: in ∂L/∂V[T-1], out ∂L/∂V0.
 
-    Writes ∂L/∂X into ``grad_x`` and adds ``Σ ∂L/∂H·∂H/∂q`` per neuron into ``acc [K]``
-    (float64; each step's sum over the batch is formed in the input's dtype), times ``q``
-    when ``decay_input`` (the caller divides by it).
+    Writes ∂L/∂X into ``grad_x`` and adds ``Σ ∂L/∂X·(H - V[t-1])`` (``decay_input``: that is
+    ``q²·Σ ∂L/∂H·∂H/∂q``, the caller divides by ``q²``) or ``Σ ∂L/∂H·(V_reset - V[t-1])``
+    (``= Σ ∂L/∂H·∂H/∂q``) per neuron into ``acc [K]`` (float64; each step's sum over the batch
+    is formed in the input's dtype).
     ``params = [q, V_reset, V_th, 1, 0, 1 - q, g]`` in the dtype of ``H``.
     ``spikes_mode``: 0 = no gradient w.r.t. the spikes, 1 = ``grad_spikes [T, B, K]``,
     2 = the same value ``g`` everywhere (the gradient of a sum, which autograd passes as a
     broadcast scalar: not materialised), 3 = ``grad_spikes`` as bfloat16 bits (``uint16``:
     spikes emitted in bfloat16, whose gradient is read without a cast).
 
-    Each row ``(t, b)`` takes short loops that each touch few arrays (so LLVM's run-time
-    alias checks stay within their budget and every loop vectorises): the recursion, then
-    the ``∂L/∂w`` terms, then the ``∂H/∂X`` scaling.
+    Each row ``(t, b)`` takes two short loops that each touch few arrays (so LLVM's run-time
+    alias checks stay within their budget and both vectorise): the recursion (writing
+    ``∂L/∂X = ∂L/∂H·∂H/∂X``), then the ``∂L/∂w`` terms.
     """
     q, v_reset, v_threshold = params[0], params[1], params[2]
     one, zero, decay, constant = params[3], params[4], params[5], params[6]
@@ -155,7 +156,7 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
                     gh = gh + _bfloat16_value(grad_spikes[t, b, j]) * sg
                 elif spikes_mode == 2:
                     gh = gh + constant * sg
-                grad_x[t, b, j] = gh  # scaled by ∂H/∂X below, after ∂L/∂w has used it
+                grad_x[t, b, j] = gh * q if decay_input else gh  # ∂H/∂X: q, or 1
                 grad_v[b, j] = gh * decay
             if want_w:
                 previous_real = t > 0 and mask[t - 1, b]
@@ -168,14 +169,11 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
                             v_prev = v_reset if hard else hp - v_threshold
                         else:
                             v_prev = hp
-                    # ∂H/∂q = X - (V[t-1] - V_reset) = (H - V[t-1]) / q with decay_input (the
-                    # 1/q is applied to the total by the caller: X is never read), else
-                    # V_reset - V[t-1].
+                    # ∂H/∂q = X - (V[t-1] - V_reset) = (H - V[t-1]) / q with decay_input
+                    # (grad_x holds q·∂L/∂H; the caller divides the total by q²: X is never
+                    # read), else V_reset - V[t-1].
                     dh_dq = H[t, b, j] - v_prev if decay_input else v_reset - v_prev
                     step_sum[j] += grad_x[t, b, j] * dh_dq
-            if decay_input:
-                for j in range(width):
-                    grad_x[t, b, j] = grad_x[t, b, j] * q
         if want_w:  # one float64 addition per neuron and step (B products summed in dtype)
             for j in range(width):
                 acc[j] += np.float64(step_sum[j])
