@@ -203,29 +203,53 @@ def spike_index_kernel(bits, one, indptr, indices):  # pragma: no cover
     return count, not_one == 0
 
 
+@_inline
+def _index_lane(value, one, column, indices, count):
+    """Record one lane of a word: ``(count after, 1 if the value is not 1.0)``."""
+    if value != 0:
+        indices[count] = column
+        return count + 1, value != one
+    return count, False
+
+
 @_jit
 def spike_index_words_kernel(words, lanes, one, indptr, indices):  # pragma: no cover
-    """:func:`spike_index_kernel` on 64-bit words holding ``lanes`` values each (``uint64
-    [R, K / lanes]``: two float32 or four bfloat16, little-endian, the first value in the low
-    bits; ``one`` = the bits of 1.0 in one lane). At a few percent firing most words are
-    zero and are skipped with one test."""
+    """:func:`spike_index_kernel` on 64-bit words holding ``lanes`` (2 or 4) values each
+    (``uint64 [R, K / lanes]``: two float32 or four bfloat16, little-endian, the first value
+    in the low bits; ``one`` = the bits of 1.0 in one lane). At a few percent firing most
+    words are zero and are skipped with one test; the lanes of the others are unrolled."""
     rows, count_words = words.shape
-    lane_bits = np.uint64(64 // lanes)
-    lane_mask = (np.uint64(1) << lane_bits) - np.uint64(1)
     count = 0
     not_one = 0
-    for r in range(rows):
-        indptr[r] = count
-        for w in range(count_words):
-            x = words[r, w]
-            if x != 0:
-                for lane in range(lanes):
-                    value = x & lane_mask
-                    if value != 0:
-                        indices[count] = w * lanes + lane
-                        count += 1
-                        not_one += value != one
-                    x = x >> lane_bits
+    if lanes == 2:
+        low = np.uint64(0xFFFFFFFF)
+        for r in range(rows):
+            indptr[r] = count
+            for w in range(count_words):
+                x = words[r, w]
+                if x != 0:
+                    count, odd = _index_lane(x & low, one, 2 * w, indices, count)
+                    not_one += odd
+                    count, odd = _index_lane(x >> np.uint64(32), one, 2 * w + 1, indices, count)
+                    not_one += odd
+    else:
+        low = np.uint64(0xFFFF)
+        for r in range(rows):
+            indptr[r] = count
+            for w in range(count_words):
+                x = words[r, w]
+                if x != 0:
+                    base = 4 * w
+                    count, odd = _index_lane(x & low, one, base, indices, count)
+                    not_one += odd
+                    count, odd = _index_lane((x >> np.uint64(16)) & low, one, base + 1,
+                                             indices, count)
+                    not_one += odd
+                    count, odd = _index_lane((x >> np.uint64(32)) & low, one, base + 2,
+                                             indices, count)
+                    not_one += odd
+                    count, odd = _index_lane(x >> np.uint64(48), one, base + 3, indices, count)
+                    not_one += odd
     indptr[rows] = count
     return count, not_one == 0
 
