@@ -4,7 +4,9 @@ See :mod:`ptssnn.snn.plif_compiled` for the design. Arrays are numpy views of co
 tensors: inputs and states ``[T, B, K]`` / ``[B, K]`` (``K`` = neurons per sample), the mask
 ``[T, B]`` bool. Every loop over ``K`` is written so that LLVM vectorises it: no calls,
 selects instead of branches, and few arrays per loop (its run-time alias checks have a
-budget).
+budget). bfloat16 tensors (spikes and their gradients under a bfloat16 training step) arrive
+as ``uint16`` views of their bits. Also here: the training kernels of the spike-fed Linear
+layers (:mod:`ptssnn.snn.spike_linear`): spike positions, sparse product, weight gradient.
 """
 
 import math
