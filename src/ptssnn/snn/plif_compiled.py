@@ -196,7 +196,7 @@ class CompiledPLIF(torch.autograd.Function):
         if grad_spikes is not None and grad_spikes.numel() and not any(grad_spikes.stride()):
             mode, constant = 2, grad_spikes.reshape(-1)[0]  # a broadcast scalar
         elif grad_spikes is not None and grad_spikes.dtype == torch.bfloat16:
-            gs, mode = _uint16(_as_3d(grad_spikes)), 3  # read as bfloat16 bits
+            gs, mode = _uint16(_as_3d(grad_spikes)), 1  # read as bfloat16 bits
         elif grad_spikes is not None:
             gs, mode = _as_3d(grad_spikes.to(H.dtype)), 1
         acc = np.zeros(H.shape[2], dtype=np.float64)

@@ -12,7 +12,8 @@ layers (:mod:`ptssnn.snn.spike_linear`): spike positions, sparse product, weight
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 __all__ = ["SURROGATE_CODES", "backward_kernel", "forward_kernel"]
 
@@ -76,6 +77,20 @@ def _bfloat16_value(bits):
     return np.uint32(np.uint32(bits) << np.uint32(16)).view(np.float32)
 
 
+def _element(values, j):  # pragma: no cover - replaced by the overload in compiled code
+    """``values[j]`` as a float: bfloat16 bits (``uint16``) are decoded."""
+    raise NotImplementedError
+
+
+@overload(_element, inline="always")
+def _element_for(values, j):  # pragma: no cover
+    # Chosen per array type at compile time, so a uint16 array is never read as an integer
+    # (which would promote the arithmetic around it to float64).
+    if values.dtype == types.uint16:
+        return lambda values, j: _bfloat16_value(values[j])
+    return lambda values, j: values[j]
+
+
 @_inline
 def _exp_negative(u):
     """``exp(-u)`` in float32 for ``0 <= u <= 80``: Cephes' ``expf`` (about 1 ulp).
@@ -122,14 +137,13 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
     (``= Σ ∂L/∂H·∂H/∂q``) per neuron into ``acc [K]`` (float64; each step's sum over the batch
     is formed in the input's dtype).
     ``params = [q, V_reset, V_th, 1, 0, 1 - q, g]`` in the dtype of ``H``.
-    ``spikes_mode``: 0 = no gradient w.r.t. the spikes, 1 = ``grad_spikes [T, B, K]``,
-    2 = the same value ``g`` everywhere (the gradient of a sum, which autograd passes as a
-    broadcast scalar: not materialised), 3 = ``grad_spikes`` as bfloat16 bits (``uint16``:
-    spikes emitted in bfloat16, whose gradient is read without a cast).
+    ``spikes_mode``: 0 = no gradient w.r.t. the spikes, 1 = ``grad_spikes [T, B, K]`` (in
+    ``H``'s dtype, or bfloat16 bits as ``uint16``: spikes emitted in bfloat16, whose gradient
+    is read without a cast), 2 = the same value ``g`` everywhere (the gradient of a sum,
+    which autograd passes as a broadcast scalar: not materialised).
 
-    Each row ``(t, b)`` takes two short loops that each touch few arrays (so LLVM's run-time
-    alias checks stay within their budget and both vectorise): the recursion (writing
-    ``∂L/∂X = ∂L/∂H·∂H/∂X``), then the ``∂L/∂w`` terms.
+    Each row ``(t, b)`` is one pass over 1-D row views (the recursion, ``∂L/∂X =
+    ∂L/∂H·∂H/∂X`` and the ``∂L/∂w`` terms together), which LLVM vectorises.
     """
     q, v_reset, v_threshold = params[0], params[1], params[2]
     one, zero, decay, constant = params[3], params[4], params[5], params[6]
@@ -138,12 +152,21 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
     step_sum = np.zeros(width, dtype=H.dtype)
     for t in range(steps - 1, -1, -1):
         for b in range(batch):
+            gx = grad_x[t, b]
             if not mask[t, b]:  # masked: H = V, no spike, ∂L/∂V passes unchanged
                 for j in range(width):
-                    grad_x[t, b, j] = zero
+                    gx[j] = zero
                 continue
+            # Row views: the loop below then sees a few 1-D arrays (LLVM's run-time alias
+            # checks stay within their budget, and the loop vectorises).
+            h_row, gv = H[t, b], grad_v[b]
+            gs = grad_spikes[t, b] if spikes_mode == 1 else grad_spikes[0, 0]
+            if t > 0:  # V[t-1] from H[t-1], exactly as the forward computed it
+                prev, previous_real = H[t - 1, b], mask[t - 1, b]
+            else:
+                prev, previous_real = v0[b], False
             for j in range(width):
-                h = H[t, b, j]
+                h = h_row[j]
                 sg = _surrogate(np.float32(h) - threshold32, alpha32, code)
                 if hard:
                     dv_dh = zero if h >= v_threshold else one
@@ -151,31 +174,25 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
                         dv_dh = dv_dh + (v_reset - h) * sg
                 else:
                     dv_dh = one if detach_reset else one - v_threshold * sg
-                gh = grad_v[b, j] * dv_dh
+                gh = gv[j] * dv_dh
                 if spikes_mode == 1:
-                    gh = gh + grad_spikes[t, b, j] * sg
-                elif spikes_mode == 3:
-                    gh = gh + _bfloat16_value(grad_spikes[t, b, j]) * sg
+                    gh = gh + _element(gs, j) * sg
                 elif spikes_mode == 2:
                     gh = gh + constant * sg
-                grad_x[t, b, j] = gh * q if decay_input else gh  # ∂H/∂X: q, or 1
-                grad_v[b, j] = gh * decay
-            if want_w:
-                previous_real = t > 0 and mask[t - 1, b]
-                for j in range(width):
-                    if t == 0:
-                        v_prev = v0[b, j]
-                    else:  # V[t-1] from H[t-1], exactly as the forward computed it
-                        hp = H[t - 1, b, j]
-                        if previous_real and hp >= v_threshold:
-                            v_prev = v_reset if hard else hp - v_threshold
-                        else:
-                            v_prev = hp
-                    # ∂H/∂q = X - (V[t-1] - V_reset) = (H - V[t-1]) / q with decay_input
-                    # (grad_x holds q·∂L/∂H; the caller divides the total by q²: X is never
-                    # read), else V_reset - V[t-1].
-                    dh_dq = H[t, b, j] - v_prev if decay_input else v_reset - v_prev
-                    step_sum[j] += grad_x[t, b, j] * dh_dq
+                g = gh * q if decay_input else gh  # ∂L/∂X = ∂L/∂H·∂H/∂X (q, or 1)
+                gx[j] = g
+                gv[j] = gh * decay
+                if want_w:
+                    hp = prev[j]
+                    if previous_real and hp >= v_threshold:
+                        v_prev = v_reset if hard else hp - v_threshold
+                    else:
+                        v_prev = hp
+                    # ∂H/∂q = X - (V[t-1] - V_reset) = (H - V[t-1]) / q with decay_input (g
+                    # holds q·∂L/∂H; the caller divides the total by q²: X is never read),
+                    # else V_reset - V[t-1].
+                    dh_dq = h - v_prev if decay_input else v_reset - v_prev
+                    step_sum[j] += g * dh_dq
         if want_w:  # one float64 addition per neuron and step (B products summed in dtype)
             for j in range(width):
                 acc[j] += np.float64(step_sum[j])
