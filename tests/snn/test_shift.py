@@ -63,3 +63,9 @@ def test_zero_padded_input_skips_the_first_mask_with_the_same_result():
     x = torch.randn(7, 3, 16, generator=g) * mask[..., None]  # a neuron layer's output
     shift = TemporalShift()
     assert torch.equal(shift(x, mask, zero_padded=True), shift(x, mask))
+    # The first mask is really skipped: on input that is not zero on padded frames, a value
+    # shifted earlier from the first padded frame reaches the last real one.
+    poisoned = x.clone()
+    poisoned[~mask] = 1e6
+    assert torch.equal(shift(poisoned, mask), shift(x, mask))
+    assert not torch.equal(shift(poisoned, mask, zero_padded=True), shift(x, mask))

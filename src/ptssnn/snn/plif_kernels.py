@@ -202,7 +202,8 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
 @_jit
 def spike_index_kernel(bits, one, indptr, indices):  # pragma: no cover
     """CSR positions of the non-zeros of ``s [R, K]`` given as its bit patterns ``bits``
-    (``uint32`` for float32, ``uint64`` for float64; ``one`` = the bits of 1.0): row
+    (``uint16`` for bfloat16, ``uint32`` for float32, ``uint64`` for float64; ``one`` = the
+    bits of 1.0): row
     pointers into ``indptr [R + 1]``, column indices (in increasing ``k``) into ``indices``
     (room for ``R·K``). Returns ``(count, binary)``: ``binary`` when every non-zero is 1.0
     (spikes: the product kernels then skip the multiply). ``-0.0`` counts as a non-zero.
@@ -273,42 +274,48 @@ def spike_index_words_kernel(words, lanes, one, indptr, indices):  # pragma: no 
     return count, not_one == 0
 
 
+@_inline
+def _add_rows(row, source, selected, start, end):
+    """``row += Σ source[selected[i]]`` for ``i`` in ``[start, end)``, four rows at a time
+    (``(r0 + r1) + (r2 + r3)``): one pass over ``row`` per four rows, which is what bounds
+    the spike-fed kernels."""
+    n_out = row.shape[0]
+    i = start
+    while i + 4 <= end:
+        r0, r1 = source[selected[i]], source[selected[i + 1]]
+        r2, r3 = source[selected[i + 2]], source[selected[i + 3]]
+        for n in range(n_out):
+            row[n] += (r0[n] + r1[n]) + (r2[n] + r3[n])
+        i += 4
+    while i < end:
+        r0 = source[selected[i]]
+        for n in range(n_out):
+            row[n] += r0[n]
+        i += 1
+
+
 @_jit
 def sparse_matmul_kernel(indptr, indices, binary, s, weight_t, bias, out):  # pragma: no cover
     """``out = s @ weight_t + bias`` for a sparse ``s [R, K]`` (spikes; CSR ``indptr``,
     ``indices``), ``weight_t [K, N]``.
 
     Work is proportional to the non-zeros of ``s``: each adds one row of ``weight_t`` (in L2)
-    into the output row (in L1). Binary spikes need no multiply, and their rows are added
-    four at a time (``(w0 + w1) + (w2 + w3)``): one pass over the output row per four
-    spikes, which is what bounds this loop.
+    into the output row (in L1). Binary spikes need no multiply (``s`` is not read) and their
+    rows are added four at a time (:func:`_add_rows`).
     """
-    rows = out.shape[0]
     n_out = weight_t.shape[1]
-    for r in range(rows):
+    for r in range(out.shape[0]):
         row = out[r]
         for n in range(n_out):
             row[n] = bias[n]
-        i, end = indptr[r], indptr[r + 1]
         if binary:
-            while i + 4 <= end:
-                w0, w1 = weight_t[indices[i]], weight_t[indices[i + 1]]
-                w2, w3 = weight_t[indices[i + 2]], weight_t[indices[i + 3]]
-                for n in range(n_out):
-                    row[n] += (w0[n] + w1[n]) + (w2[n] + w3[n])
-                i += 4
-            while i < end:
-                w0 = weight_t[indices[i]]
-                for n in range(n_out):
-                    row[n] += w0[n]
-                i += 1
+            _add_rows(row, weight_t, indices, indptr[r], indptr[r + 1])
         else:
-            while i < end:
+            for i in range(indptr[r], indptr[r + 1]):
                 k = indices[i]
                 value, w0 = s[r, k], weight_t[k]
                 for n in range(n_out):
                     row[n] += value * w0[n]
-                i += 1
 
 
 @_jit
@@ -335,30 +342,18 @@ def sparse_weight_grad_kernel(colptr, rows_of, binary, s, grad_out,
                               grad_weight_t):  # pragma: no cover
     """``grad_weight_t [K, N] = s.T @ grad_out`` for a sparse ``s [R, K]`` given by column
     (CSC ``colptr``, ``rows_of``), ``grad_out [R, N]``: each row of the gradient is the sum
-    of the ``grad_out`` rows where that input spiked (four at a time for binary spikes)."""
-    width = grad_weight_t.shape[0]
+    of the ``grad_out`` rows where that input spiked (binary spikes: :func:`_add_rows`,
+    ``s`` not read)."""
     n_out = grad_out.shape[1]
-    for k in range(width):
+    for k in range(grad_weight_t.shape[0]):
         row = grad_weight_t[k]
         for n in range(n_out):
             row[n] = 0.0
-        i, end = colptr[k], colptr[k + 1]
         if binary:
-            while i + 4 <= end:
-                g0, g1 = grad_out[rows_of[i]], grad_out[rows_of[i + 1]]
-                g2, g3 = grad_out[rows_of[i + 2]], grad_out[rows_of[i + 3]]
-                for n in range(n_out):
-                    row[n] += (g0[n] + g1[n]) + (g2[n] + g3[n])
-                i += 4
-            while i < end:
-                g0 = grad_out[rows_of[i]]
-                for n in range(n_out):
-                    row[n] += g0[n]
-                i += 1
+            _add_rows(row, grad_out, rows_of, colptr[k], colptr[k + 1])
         else:
-            while i < end:
+            for i in range(colptr[k], colptr[k + 1]):
                 r = rows_of[i]
                 value, g0 = s[r, k], grad_out[r]
                 for n in range(n_out):
                     row[n] += value * g0[n]
-                i += 1

@@ -76,13 +76,13 @@ class SpikeLinear(torch.autograd.Function):
         b = bias.detach() if bias is not None else weight.new_zeros(weight.shape[0])
         out = weight.new_empty(s.shape[0], weight.shape[0])
         indptr, indices, binary = _spike_positions(kernels, s)
-        # Values are read only when they are not all 1 (then in the weight's dtype).
-        values = s.detach() if binary or s.dtype == weight.dtype else s.detach().to(weight.dtype)
-        values_np = weight_t.numpy() if binary else values.numpy()  # binary: never read
-        kernels.sparse_matmul_kernel(indptr.numpy(), indices.numpy(), binary, values_np,
+        # Values are read (and kept for the backward) only when they are not all 1, then in
+        # the weight's dtype; binary spikes are fully described by their positions.
+        values = weight_t if binary else s.detach().to(weight.dtype)  # binary: never read
+        kernels.sparse_matmul_kernel(indptr.numpy(), indices.numpy(), binary, values.numpy(),
                                      weight_t.numpy(), b.numpy(), out.numpy())
-        ctx.save_for_backward(values, weight, indptr, indices)
-        ctx.binary = binary
+        ctx.save_for_backward(None if binary else values, weight, indptr, indices)
+        ctx.binary, ctx.width = binary, s.shape[1]
         ctx.has_bias = bias is not None
         ctx.s_dtype = s.dtype
         # Under mixed precision (TrainConfig.precision) the dense input gradient runs in the
@@ -106,13 +106,13 @@ class SpikeLinear(torch.autograd.Function):
         grad_w = None
         if want_w:
             kernels = plif_compiled._kernels()
-            width = values.shape[1]
+            width = ctx.width
             colptr = torch.empty(width + 1, dtype=torch.int64)
             rows_of = torch.empty_like(indices)
             kernels.spike_columns_kernel(indptr.numpy(), indices.numpy(), width, colptr.numpy(),
                                          rows_of.numpy())
             grad_w_t = weight.new_empty(width, weight.shape[0])
-            values_np = grad_w_t.numpy() if ctx.binary else values.numpy()
+            values_np = grad_w_t.numpy() if values is None else values.numpy()  # binary: unread
             kernels.sparse_weight_grad_kernel(colptr.numpy(), rows_of.numpy(), ctx.binary,
                                               values_np, grad_out.numpy(), grad_w_t.numpy())
             grad_w = grad_w_t.t()
