@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ptssnn.snn.attention import SpikingSparseLinearAttention
+from ptssnn.snn import plif_compiled
+from ptssnn.snn.attention import SpikingSparseLinearAttention, context_sum, head_queries
 from ptssnn.snn.calibration import MembraneCalibration
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,6 +43,59 @@ def test_equals_query_times_key_transpose_value():
             context[b, :, sl] = q[:, sl] @ kv / (d * n[b])
     torch.testing.assert_close(out, attention.out_norm(attention.out(context)))
     assert state["count"].tolist() == n.tolist()
+
+
+def _per_head_context(k, v, q, heads, mask):
+    """The per-head einsum form of the context sum (the layout ``context_sum`` replaces)."""
+    steps, batch, dim = k.shape
+    d = dim // heads
+    kh, vh = k.reshape(steps, batch, heads, d), v.reshape(steps, batch, heads, d)
+    scores = torch.einsum("tbhd,mhd->tbmh", kh, q.reshape(-1, heads, d)) / d
+    scores = scores * mask.to(scores.dtype)[:, :, None, None]
+    return torch.einsum("tbmh,tbhd->bmhd", scores, vh).reshape(batch, -1, dim)
+
+
+@pytest.mark.parametrize("heads", [1, 4, 8])
+def test_context_sum_and_its_gradients_equal_the_per_head_form(heads):
+    g = torch.Generator().manual_seed(heads)
+    k = (torch.rand(20, 3, D, generator=g) > 0.7).float().requires_grad_()
+    v = (torch.rand(20, 3, D, generator=g) > 0.7).float().requires_grad_()
+    q = torch.randn(M, D, generator=g).requires_grad_()
+    mask = torch.ones(20, 3, dtype=torch.bool)
+    mask[13:, 0] = False
+    weight = torch.randn(3, M, D, generator=g)
+    results = []
+    for form in (lambda: context_sum(k, v, head_queries(q, heads), heads, mask),
+                 lambda: _per_head_context(k, v, q, heads, mask)):
+        out = form()
+        grads = torch.autograd.grad((out * weight).sum(), (k, v, q))
+        results.append((out, *grads))
+    for new, reference in zip(*results):
+        torch.testing.assert_close(new, reference)
+
+
+@pytest.mark.skipif(not plif_compiled.available(), reason="compiled kernels unavailable")
+def test_sparse_key_and_value_layers_train_like_dense_ones(monkeypatch):
+    from ptssnn.snn import spike_linear
+
+    calls = []
+    apply = spike_linear.SpikeLinear.apply
+    monkeypatch.setattr(spike_linear.SpikeLinear, "apply",
+                        lambda *args: calls.append(1) or apply(*args))
+    torch.manual_seed(5)
+    attention = SpikingSparseLinearAttention(D, heads=H, neuron_options={"backend": "compiled"})
+    queries = torch.randn(M, D)
+    x, mask = _sequence(steps=30, batch=4)
+    runs = []
+    for sparse in (True, False):
+        attention.zero_grad()
+        out, _ = attention(x, queries, mask, sparse=sparse)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        runs.append((out.detach(), attention.key.weight.grad.clone(),
+                     attention.value.weight.grad.clone(), attention.value.bias.grad.clone()))
+    assert len(calls) == 2 and runs[0][1].abs().sum() > 0  # key and value, sparse run only
+    for sparse_result, dense_result in zip(*runs):
+        torch.testing.assert_close(sparse_result, dense_result, rtol=1e-5, atol=1e-5)
 
 
 def test_padded_frames_do_not_matter():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -243,3 +244,28 @@ def test_every_preset_trains_a_step_in_every_precision(backend, precision):
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         assert grads and all(bool(torch.isfinite(grad).all()) for grad in grads), preset
         assert all(p.dtype == torch.float32 for p in model.parameters()), preset
+
+
+@needs_numba
+def test_gradient_epilogue_rounds_like_pytorch_and_sums_columns():
+    kernels = plif_compiled._kernels()
+    g = torch.Generator().manual_seed(0)
+    grad = torch.randn(37, 19, generator=g) * 3
+    # Ties (rounded to even both ways), infinities, extremes and NaN.
+    grad[0, :6] = torch.tensor([1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, -(1.0 + 2 ** -8),
+                                float("inf"), -float("inf"), 3.4e38])
+    grad[1, 0] = float("nan")
+    low = torch.empty(grad.shape, dtype=torch.bfloat16)
+    sums = torch.zeros(grad.shape[1], dtype=torch.float64)
+    kernels.gradient_epilogue_kernel(grad.numpy(), True,
+                                     low.view(torch.int16).numpy().view(np.uint16), sums.numpy())
+    finite = ~grad.isnan()
+    assert torch.equal(low[finite].view(torch.int16), grad.to(torch.bfloat16)[finite].view(
+        torch.int16))
+    assert low[1, 0].isnan()
+    clean = grad[2:]
+    sums.zero_()
+    kernels.gradient_epilogue_kernel(clean.contiguous().numpy(), False,
+                                     low[:0].view(torch.int16).numpy().view(np.uint16),
+                                     sums.numpy())
+    torch.testing.assert_close(sums.float(), clean.sum(0))

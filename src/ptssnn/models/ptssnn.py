@@ -28,8 +28,9 @@ from ptssnn.models.config import PTSSNNConfig
 from ptssnn.snn.calibration import MembraneCalibration
 from ptssnn.snn.neurons import feeds_products, make_neuron
 from ptssnn.snn.norm import apply_norm, make_norm
+from ptssnn.snn.saturation_compiled import soft_saturation
 from ptssnn.snn.shift import TemporalShift
-from ptssnn.snn.spike_linear import spike_linear
+from ptssnn.snn.spike_linear import compiled_neuron, spike_linear
 
 __all__ = ["PTSSNN", "SoftSaturation", "SpikingShiftBlock"]
 
@@ -40,12 +41,6 @@ def _seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-
-
-def _compiled(neuron: nn.Module) -> bool:
-    """Whether ``neuron`` is a PLIF layer on the ``compiled`` backend (its spikes then go
-    through the sparse training kernels of :func:`~ptssnn.snn.spike_linear.spike_linear`)."""
-    return getattr(neuron, "backend", None) == "compiled"
 
 
 def _fed_by_spikes(layer: nn.Linear, spiking: bool) -> nn.Linear:
@@ -65,9 +60,10 @@ class SoftSaturation(nn.Module):
         self.norm: nn.Module = nn.LayerNorm(dim) if norm else nn.Identity()
         self.xi = float(xi)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[..., D]`` → ``[..., D]``."""
-        return torch.tanh(self.xi * self.norm(x))
+    def forward(self, x: torch.Tensor, compiled: bool = False) -> torch.Tensor:
+        """``[..., D]`` → ``[..., D]``; ``compiled``: train through the one-pass kernels of
+        :mod:`ptssnn.snn.saturation_compiled` where they apply (same values up to rounding)."""
+        return soft_saturation(x, self.norm, self.xi, compiled)
 
     def extra_repr(self) -> str:
         return f"xi={self.xi}"
@@ -100,10 +96,10 @@ class SpikingShiftBlock(nn.Module):
     def mlp(self, s: torch.Tensor, mask: torch.Tensor | None,
             v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Shifted spikes ``[T, B, D]`` → residual update ``[T, B, D]`` and hidden membrane."""
-        current = spike_linear(self.fc1, s, _compiled(self.neuron_in))
+        current = spike_linear(self.fc1, s, compiled_neuron(self.neuron_in))
         h, v_hidden = self.neuron_hidden(apply_norm(self.norm1, current, mask), mask=mask,
                                          v=v, return_state=True)
-        update = spike_linear(self.fc2, h, _compiled(self.neuron_hidden))
+        update = spike_linear(self.fc2, h, compiled_neuron(self.neuron_hidden))
         return apply_norm(self.norm2, update, mask), v_hidden
 
     def forward(self, u: torch.Tensor, bias: torch.Tensor | None,
@@ -262,7 +258,7 @@ class PTSSNN(nn.Module):
     def _embed(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """``[T, B, D_in]`` → input currents ``[T, B, D]``."""
         if self.saturation is not None:
-            x = self.saturation(x)
+            x = self.saturation(x, compiled=compiled_neuron(self.output_neuron))
         return apply_norm(self.projection_norm, self.projection(x), mask)
 
     def _prepare(self, features: torch.Tensor, mask: torch.Tensor | None

@@ -28,9 +28,43 @@ from torch.nn import functional as F
 from ptssnn.errors import ModelConfigError
 from ptssnn.snn.neurons import feeds_products, make_neuron
 from ptssnn.snn.norm import apply_norm, make_norm
+from ptssnn.snn.spike_linear import spike_linear
 from ptssnn.snn.surrogate import spike_function
 
-__all__ = ["SpikingSparseLinearAttention"]
+__all__ = ["SpikingSparseLinearAttention", "context_sum", "head_queries"]
+
+
+def head_queries(q: torch.Tensor, heads: int) -> torch.Tensor:
+    """Queries ``[M, D]`` as a block-diagonal ``[D, M·H]`` matrix: column ``(m, h)`` reads head
+    ``h`` of query ``m`` only, so one matrix product gives every query-head score."""
+    m_count, dim = q.shape
+    eye = torch.eye(heads, dtype=q.dtype, device=q.device)
+    blocks = q.reshape(m_count, heads, dim // heads).permute(1, 2, 0)[..., None] * eye[
+        :, None, None, :]
+    return blocks.reshape(dim, m_count * heads)
+
+
+def context_sum(k: torch.Tensor, v: torch.Tensor, q_blocks: torch.Tensor, heads: int,
+                mask: torch.Tensor | None) -> torch.Tensor:
+    """``Σ_t (Q[m,h]·K[t,h] / d) · V[t,h]`` over real frames: keys and values ``[T, B, D]``,
+    queries from :func:`head_queries` → ``[B, M, D]``.
+
+    One batched product per utterance computes every query-head against every value head
+    (``[M·H, T] × [T, D]``) and keeps the matching heads: H times the products of a per-head
+    product, but those are tiny, while a per-head layout needs transposed copies of K and V
+    in its backward that cost more than the whole attention (two thirds of it on the CPU at
+    T=250, B=32, D=256)."""
+    steps, batch, dim = k.shape
+    d = dim // heads
+    kb = k.transpose(0, 1).contiguous()  # [B, T, D]: every utterance one plain matrix
+    vb = v.transpose(0, 1).contiguous()
+    scores = (kb.reshape(batch * steps, dim) @ q_blocks).reshape(batch, steps, -1) / d
+    if mask is not None:
+        scores = scores * mask.t().to(scores.dtype)[:, :, None]
+    every_head = torch.bmm(scores.transpose(1, 2), vb)  # [B, M·H, D]
+    m_count = q_blocks.shape[1] // heads
+    matching = every_head.reshape(batch, m_count, heads, heads, d).diagonal(dim1=2, dim2=3)
+    return matching.permute(0, 1, 3, 2).reshape(batch, m_count, dim)
 
 
 class SpikingSparseLinearAttention(nn.Module):
@@ -104,6 +138,7 @@ class SpikingSparseLinearAttention(nn.Module):
         mask: torch.Tensor | None = None,
         causal: bool = False,
         state: dict[str, torch.Tensor | None] | None = None,
+        sparse: bool = False,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
         """Aggregate the sequence's context into the queries.
 
@@ -113,6 +148,9 @@ class SpikingSparseLinearAttention(nn.Module):
             mask: ``[T, B]`` bool, True = real frame.
             causal: return the running context after every frame instead of the total.
             state: running sums from the previous chunk of a stream (``None`` = start).
+            sparse: ``x`` comes from a compiled PLIF layer, so the key and value layers may
+                train through the sparse spike kernels (:func:`~ptssnn.snn.spike_linear.
+                spike_linear`).
 
         Returns:
             ``(out, state)``: ``out`` is ``[B, M, D]`` (context of all frames seen so far, this
@@ -121,37 +159,37 @@ class SpikingSparseLinearAttention(nn.Module):
         """
         steps, batch, _ = x.shape
         state = state or {}
-        k, k_state = self.key_neuron(apply_norm(self.key_norm, self.key(x), mask), mask=mask,
-                                     v=state.get("key"), return_state=True)
-        v, v_state = self.value_neuron(apply_norm(self.value_norm, self.value(x), mask),
-                                       mask=mask, v=state.get("value"), return_state=True)
+        k, k_state = self.key_neuron(
+            apply_norm(self.key_norm, spike_linear(self.key, x, sparse), mask), mask=mask,
+            v=state.get("key"), return_state=True)
+        v, v_state = self.value_neuron(
+            apply_norm(self.value_norm, spike_linear(self.value, x, sparse), mask), mask=mask,
+            v=state.get("value"), return_state=True)
         q = self.queries_to_spikes(queries)
         m_count, d = q.shape[0], self.dim // self.heads
-        kh = k.reshape(steps, batch, self.heads, d)
-        vh = v.reshape(steps, batch, self.heads, d)
-        qh = q.reshape(m_count, self.heads, d)
-        scores = torch.einsum("tbhd,mhd->tbmh", kh, qh) / d
+        q_blocks = head_queries(q, self.heads)
         # Sums and counts in at least float32 (bfloat16 spikes, see PLIF.autocast_spikes).
         acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
-        if mask is not None:
-            scores = scores * mask.to(scores.dtype)[:, :, None, None]
-            frames = mask.to(acc)
-        else:
-            frames = torch.ones(steps, batch, dtype=acc, device=x.device)
+        frames = (mask.to(acc) if mask is not None
+                  else torch.ones(steps, batch, dtype=acc, device=x.device))
         total = state.get("sum")
         count = state.get("count")
         if total is None:
             total = x.new_zeros(batch, m_count, self.dim, dtype=acc)
             count = x.new_zeros(batch, dtype=acc)
         if causal:
+            scores = (k.reshape(steps * batch, self.dim) @ q_blocks).reshape(
+                steps, batch, m_count, self.heads) / d
+            if mask is not None:
+                scores = scores * mask.to(scores.dtype)[:, :, None, None]
+            vh = v.reshape(steps, batch, self.heads, d)
             per_frame = (scores[..., None] * vh[:, :, None]).reshape(steps, batch, m_count, -1)
             sums = total + per_frame.cumsum(0)
             counts = count + frames.cumsum(0)
             context = sums / counts.clamp(min=1.0)[:, :, None, None]
             new_total, new_count = sums[-1], counts[-1]
         else:
-            new_total = total + torch.einsum("tbmh,tbhd->bmhd", scores, vh).reshape(
-                batch, m_count, self.dim)
+            new_total = total + context_sum(k, v, q_blocks, self.heads, mask)
             new_count = count + frames.sum(0)
             context = new_total / new_count.clamp(min=1.0)[:, None, None]
         if self.record:

@@ -28,6 +28,7 @@ from torch import nn
 
 from ptssnn.snn.attention import SpikingSparseLinearAttention
 from ptssnn.snn.neurons import feeds_products, make_neuron
+from ptssnn.snn.spike_linear import compiled_neuron
 
 __all__ = ["MembraneCalibration"]
 
@@ -90,8 +91,9 @@ class MembraneCalibration(nn.Module):
         state = state or {}
         spikes, neuron_state = self.context_neuron(u, mask=mask, v=state.get("neuron"),
                                                    return_state=True)
-        context, attention_state = self.attention(spikes, self.prompts, mask, causal,
-                                                  state.get("attention"))
+        context, attention_state = self.attention(
+            spikes, self.prompts, mask, causal, state.get("attention"),
+            sparse=compiled_neuron(self.context_neuron))
         prompts = self.prompts + context  # [B, M, D] or [T, B, M, D]
         bias = torch.einsum("lm,...md->...ld", self.mixing, self.projection(prompts))
         return bias, {"neuron": neuron_state, "attention": attention_state}

@@ -1,4 +1,4 @@
-"""Numba kernels of the ``compiled`` PLIF backend (imported lazily: numba is optional).
+"""Numba kernels of the ``compiled`` backend (imported lazily: numba is optional).
 
 See :mod:`ptssnn.snn.plif_compiled` for the design. Arrays are numpy views of contiguous
 tensors: inputs and states ``[T, B, K]`` / ``[B, K]`` (``K`` = neurons per sample), the mask
@@ -6,7 +6,8 @@ tensors: inputs and states ``[T, B, K]`` / ``[B, K]`` (``K`` = neurons per sampl
 selects instead of branches, and few arrays per loop (its run-time alias checks have a
 budget). bfloat16 tensors (spikes and their gradients under a bfloat16 training step) arrive
 as ``uint16`` views of their bits. Also here: the training kernels of the spike-fed Linear
-layers (:mod:`ptssnn.snn.spike_linear`): spike positions, sparse product, weight gradient.
+layers (:mod:`ptssnn.snn.spike_linear`): spike positions, sparse product, weight gradient;
+and the soft saturation's LayerNorm + tanh (:mod:`ptssnn.snn.saturation_compiled`).
 """
 
 import math
@@ -357,3 +358,118 @@ def sparse_weight_grad_kernel(colptr, rows_of, binary, s, grad_out,
                 value, g0 = s[r, k], grad_out[r]
                 for n in range(n_out):
                     row[n] += value * g0[n]
+
+
+# ----------------------------------------------------------------- soft saturation
+# tanh(ξ·LayerNorm(x)) row by row (:mod:`ptssnn.snn.saturation_compiled`). Unlike the PLIF
+# kernels these need not match PyTorch bit for bit, so they may reassociate sums (LLVM then
+# vectorises the row reductions) and contract into FMAs.
+_jit_fast = njit(cache=True, nogil=True, error_model="numpy",
+                 fastmath={"reassoc", "nsz", "contract"})
+_inline_fast = njit(inline="always", error_model="numpy", fastmath={"reassoc", "nsz", "contract"})
+
+#: Beyond this |z| the float32 tanh is ±1 (Eigen's clamp for the approximation below).
+_TANH_CLAMP = np.float32(7.90531110763549805)
+
+
+@_inline_fast
+def _tanh(z):
+    """float32 ``tanh(z)``: Eigen's rational approximation (odd degree-13 over even
+    degree-6 polynomial, within a few ulp; measured against ``torch.tanh`` in the tests).
+    Written out because LLVM cannot vectorise a call to libm's ``tanhf``."""
+    z = min(max(z, -_TANH_CLAMP), _TANH_CLAMP)
+    z2 = z * z
+    p = z2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+    p = p * z2 + np.float32(-8.60467152213735e-11)
+    p = p * z2 + np.float32(5.12229709037114e-08)
+    p = p * z2 + np.float32(1.48572235717979e-05)
+    p = p * z2 + np.float32(6.37261928875436e-04)
+    p = p * z2 + np.float32(4.89352455891786e-03)
+    q = z2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+    q = q * z2 + np.float32(2.26843463243900e-03)
+    q = q * z2 + np.float32(4.89352518554385e-03)
+    return z * p / q
+
+
+@_jit_fast
+def saturation_forward_kernel(x, norm, weight, bias, xi, eps, y, mean,
+                              rstd):  # pragma: no cover
+    """``y = tanh(ξ·(x̂·weight + bias))`` per row of ``x [R, D]`` (float32), with
+    ``x̂ = (x - mean)·rstd`` the row's LayerNorm (biased variance, as ``nn.LayerNorm``);
+    writes each row's ``mean`` and ``rstd`` for the backward. ``norm=False``: ``tanh(ξ·x)``."""
+    rows, width = x.shape
+    for r in range(rows):
+        row, out = x[r], y[r]
+        if norm:
+            total = np.float32(0.0)
+            for j in range(width):
+                total += row[j]
+            m = total / np.float32(width)
+            square = np.float32(0.0)
+            for j in range(width):
+                centred = row[j] - m
+                square += centred * centred
+            rs = np.float32(1.0) / np.sqrt(square / np.float32(width) + eps)
+            mean[r], rstd[r] = m, rs
+            for j in range(width):
+                out[j] = _tanh(((row[j] - m) * rs * weight[j] + bias[j]) * xi)
+        else:
+            for j in range(width):
+                out[j] = _tanh(row[j] * xi)
+
+
+@_jit_fast
+def saturation_backward_kernel(grad_y, y, x, norm, mean, rstd, weight, xi, want_x, grad_x,
+                               grad_weight, grad_bias, scratch):  # pragma: no cover
+    """Gradients of :func:`saturation_forward_kernel`: ``grad_x [R, D]`` (when ``want_x``)
+    and, with ``norm``, ``grad_weight`` / ``grad_bias [D]`` accumulated in float64.
+    ``tanh' = 1 - y²``; ``x̂`` is recomputed from ``x`` and the row's moments."""
+    rows, width = x.shape
+    for r in range(rows):
+        dy, out, row = grad_y[r], y[r], x[r]
+        if not norm:
+            if want_x:
+                for j in range(width):
+                    grad_x[r, j] = dy[j] * (np.float32(1.0) - out[j] * out[j]) * xi
+            continue
+        m, rs = mean[r], rstd[r]
+        sum_g = np.float32(0.0)
+        sum_gx = np.float32(0.0)
+        for j in range(width):
+            dz = dy[j] * (np.float32(1.0) - out[j] * out[j]) * xi
+            x_hat = (row[j] - m) * rs
+            grad_weight[j] += dz * x_hat
+            grad_bias[j] += dz
+            g = dz * weight[j]
+            scratch[j] = g
+            sum_g += g
+            sum_gx += g * x_hat
+        if want_x:
+            sum_g /= np.float32(width)
+            sum_gx /= np.float32(width)
+            for j in range(width):
+                grad_x[r, j] = rs * (scratch[j] - sum_g - (row[j] - m) * rs * sum_gx)
+
+
+@_jit
+def gradient_epilogue_kernel(grad, to_bfloat16, low_bits, sums):  # pragma: no cover
+    """One pass over a spike-fed layer's output gradient ``grad [R, N]`` (float32): its
+    bfloat16 copy for the dense input-gradient product (``low_bits``, ``uint16``, rounded to
+    nearest even as PyTorch rounds; when ``to_bfloat16``) and, when ``sums`` is not empty,
+    its column sums (the bias gradient, float64)."""
+    rows, width = grad.shape
+    bits = grad.view(np.uint32)
+    with_sums = sums.shape[0] > 0
+    for r in range(rows):
+        if to_bfloat16:
+            row, low = bits[r], low_bits[r]
+            for n in range(width):
+                u = row[n]
+                rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) \
+                    >> np.uint32(16)
+                nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+                low[n] = np.uint16(np.uint32(0x7FC0) if nan else rounded)
+        if with_sums:
+            values = grad[r]
+            for n in range(width):
+                sums[n] += values[n]

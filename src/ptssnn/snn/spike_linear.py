@@ -33,7 +33,7 @@ from torch import nn
 
 from ptssnn.snn import plif_compiled
 
-__all__ = ["SpikeLinear", "spike_linear"]
+__all__ = ["SpikeLinear", "compiled_neuron", "spike_linear"]
 
 
 #: Bit patterns of 1.0 per dtype, and how many values of it a 64-bit word holds.
@@ -96,16 +96,29 @@ class SpikeLinear(torch.autograd.Function):
         values, weight, indptr, indices = ctx.saved_tensors
         want_s, want_w, want_b = ctx.needs_input_grad
         grad_out = grad_out.contiguous()
+        kernels = plif_compiled._kernels()
+        low = ctx.gemm_dtype if want_s else None
+        want_bias = want_b and ctx.has_bias
+        # float32 ∂L/∂Y: one pass for its bfloat16 copy (the dense product's operand) and the
+        # bias gradient, instead of a cast and a sum.
+        epilogue = grad_out.dtype == torch.float32 and (low == torch.bfloat16 or want_bias)
+        grad_low = sums = None
+        if epilogue:
+            grad_low = torch.empty(grad_out.shape if low == torch.bfloat16 else (0, 0),
+                                   dtype=torch.bfloat16)
+            sums = torch.zeros(grad_out.shape[1] if want_bias else 0, dtype=torch.float64)
+            kernels.gradient_epilogue_kernel(
+                grad_out.numpy(), low == torch.bfloat16,
+                grad_low.view(torch.int16).numpy().view(np.uint16), sums.numpy())
         grad_s = None
-        if want_s and ctx.gemm_dtype is not None:
-            low = ctx.gemm_dtype
+        if want_s and low is not None:
             # Returned in the spikes' dtype: no cast back when they are bfloat16 themselves.
-            grad_s = grad_out.to(low).mm(weight.to(low)).to(ctx.s_dtype)
+            grad_low = grad_low if grad_low is not None and grad_low.numel() else grad_out.to(low)
+            grad_s = grad_low.mm(weight.to(low)).to(ctx.s_dtype)
         elif want_s:
             grad_s = grad_out.mm(weight).to(ctx.s_dtype)
         grad_w = None
         if want_w:
-            kernels = plif_compiled._kernels()
             width = ctx.width
             colptr = torch.empty(width + 1, dtype=torch.int64)
             rows_of = torch.empty_like(indices)
@@ -116,8 +129,16 @@ class SpikeLinear(torch.autograd.Function):
             kernels.sparse_weight_grad_kernel(colptr.numpy(), rows_of.numpy(), ctx.binary,
                                               values_np, grad_out.numpy(), grad_w_t.numpy())
             grad_w = grad_w_t.t()
-        grad_b = grad_out.sum(0) if want_b and ctx.has_bias else None
+        grad_b = None
+        if want_bias:
+            grad_b = sums.to(grad_out.dtype) if sums is not None else grad_out.sum(0)
         return grad_s, grad_w, grad_b
+
+
+def compiled_neuron(neuron: nn.Module) -> bool:
+    """Whether ``neuron`` is a PLIF layer on the ``compiled`` backend (its spikes may then go
+    through the sparse training kernels of :func:`spike_linear`)."""
+    return getattr(neuron, "backend", None) == "compiled"
 
 
 def _hooked(layer: nn.Module) -> bool:
