@@ -450,6 +450,12 @@ def main() -> None:
     print(json.dumps({"plif": plif, "ratios": ratios}, indent=2), flush=True)
 
     variants = [*FIT_VARIANTS] + (["loop"] if args.loop_training else [])
+    # From here on this process keeps freed memory, as every training process does
+    # (ptssnn.processes.retain_freed_memory): otherwise each step page-faults its large
+    # activations in again, which adds ±10 % of noise between runs to every variant.
+    from ptssnn.processes import retain_freed_memory
+
+    retained = retain_freed_memory()
     train = training_steps(32, 250, 512, args.train_repeats, variants)
     for fast in ("compiled", "compiled+bf16"):
         tag = fast.replace("+", "_")
@@ -477,6 +483,7 @@ def main() -> None:
         "memory_bandwidth": {"copy_gb_per_s": bandwidth, "copy_gb_per_s_cpu": bandwidth_cpu,
                              "bound_bytes": bound_bytes, "bound_ms": bound_ms,
                              "bound_cpu_ms": bound_cpu_ms},
+        "training_allocator_retains_freed_memory": retained,
         "training_step_pts_snn": train,
         "fit_step_pts_snn": fit,
         "fit_step_50Hz_allocator": memory,

@@ -70,7 +70,7 @@ def test_context_sum_and_its_gradients_equal_the_per_head_form(heads):
         out = form()
         grads = torch.autograd.grad((out * weight).sum(), (k, v, q))
         results.append((out, *grads))
-    for new, reference in zip(*results):
+    for new, reference in zip(*results, strict=True):
         torch.testing.assert_close(new, reference)
 
 
@@ -94,7 +94,7 @@ def test_sparse_key_and_value_layers_train_like_dense_ones(monkeypatch):
         runs.append((out.detach(), attention.key.weight.grad.clone(),
                      attention.value.weight.grad.clone(), attention.value.bias.grad.clone()))
     assert len(calls) == 2 and runs[0][1].abs().sum() > 0  # key and value, sparse run only
-    for sparse_result, dense_result in zip(*runs):
+    for sparse_result, dense_result in zip(*runs, strict=True):
         torch.testing.assert_close(sparse_result, dense_result, rtol=1e-5, atol=1e-5)
 
 

@@ -1,0 +1,94 @@
+"""The one-pass soft saturation kernels against PyTorch's LayerNorm + tanh."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ptssnn.models import create_model
+from ptssnn.snn import plif_compiled, saturation_compiled
+from ptssnn.snn.saturation_compiled import CompiledSaturation, soft_saturation
+
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(not plif_compiled.available(),
+                                 reason="compiled kernels unavailable")]
+
+
+def test_tanh_approximation_is_within_a_few_ulp():
+    z = torch.cat([torch.linspace(-12, 12, 400_001), torch.tensor([0.0, -0.0, 1e-30, 7.9, 9.0])])
+    y = CompiledSaturation.apply(z[None], None, None, 1.0, 0.0)[0]
+    assert float((y - torch.tanh(z)).abs().max()) < 5e-7
+    assert float(y.abs().max()) <= 1.0
+    torch.testing.assert_close(y, -CompiledSaturation.apply(-z[None], None, None, 1.0, 0.0)[0],
+                               rtol=0, atol=0)  # odd
+
+
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_forward_and_gradients_equal_layer_norm_and_tanh(norm, input_grad):
+    g = torch.Generator().manual_seed(int(norm) * 2 + int(input_grad))
+    layer = nn.LayerNorm(48) if norm else nn.Identity()
+    if norm:
+        with torch.no_grad():
+            layer.weight.normal_(1.0, 0.3, generator=g)
+            layer.bias.normal_(0.0, 0.3, generator=g)
+    x = torch.randn(7, 5, 48, generator=g) * 2.0 + 0.5
+    grad_y = torch.randn(7, 5, 48, generator=g)
+    results = []
+    for compiled in (True, False):
+        inputs = x.clone().requires_grad_(input_grad)
+        layer.zero_grad()
+        y = soft_saturation(inputs, layer, 1.7, compiled)
+        if y.requires_grad:
+            y.backward(grad_y)
+        results.append((y.detach(), inputs.grad,
+                        *((layer.weight.grad, layer.bias.grad) if norm else ())))
+    for new, reference in zip(*results, strict=True):
+        if reference is None:
+            assert new is None
+        else:
+            torch.testing.assert_close(new, reference, rtol=1e-5, atol=2e-6)
+
+
+def test_pytorch_form_outside_compiled_training(monkeypatch):
+    layer = nn.LayerNorm(8)
+    x = torch.randn(3, 4, 8)
+    calls = []
+    apply = CompiledSaturation.apply
+    monkeypatch.setattr(CompiledSaturation, "apply",
+                        lambda *args: calls.append(1) or apply(*args))
+    with torch.no_grad():
+        soft_saturation(x, layer, 1.0, compiled=True)  # inference
+    soft_saturation(x, layer, 1.0, compiled=False)  # fused or loop neurons
+    soft_saturation(x.double(), layer.double(), 1.0, compiled=True)  # float64
+    assert not calls
+    soft_saturation(x, layer.float(), 1.0, compiled=True)
+    assert calls == [1]
+
+
+def test_the_compiled_model_trains_through_the_kernel_and_matches_fused():
+    assert saturation_compiled.compiled_saturation_available()
+    torch.manual_seed(0)
+    features = torch.randn(4, 30, 24)
+    labels = torch.tensor([0, 1, 2, 3])
+    grads = []
+    for backend in ("compiled", "fused"):
+        model = create_model("pts-snn", 24, 4, plif_backend=backend, seed=3)
+        torch.manual_seed(1)  # the same dropout masks
+        loss = nn.functional.cross_entropy(model(features), labels)
+        loss.backward()
+        grads.append((loss.detach(), model.saturation.norm.weight.grad.clone(),
+                      model.projection.weight.grad.clone()))
+    for compiled_value, fused_value in zip(*grads, strict=True):
+        torch.testing.assert_close(compiled_value, fused_value, rtol=1e-4, atol=1e-5)
+    assert float(grads[0][1].abs().sum()) > 0
+
+
+def test_kernel_arrays_are_float32_only():
+    # The kernel is only entered for float32 rows; anything else takes the PyTorch form.
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    y = soft_saturation(x, nn.Identity(), 1.0, compiled=True)
+    assert y.dtype == torch.float64
+    np.testing.assert_allclose(y.detach().numpy(), np.tanh(x.detach().numpy()))
