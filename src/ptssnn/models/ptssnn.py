@@ -26,9 +26,9 @@ from torch import nn
 from ptssnn.errors import ModelConfigError
 from ptssnn.models.config import PTSSNNConfig
 from ptssnn.snn.calibration import MembraneCalibration
+from ptssnn.snn.input_compiled import soft_saturation, standardised_layer_sum
 from ptssnn.snn.neurons import feeds_products, make_neuron
 from ptssnn.snn.norm import apply_norm, make_norm
-from ptssnn.snn.saturation_compiled import soft_saturation
 from ptssnn.snn.shift import TemporalShift
 from ptssnn.snn.spike_linear import compiled_neuron, spike_linear
 
@@ -62,7 +62,7 @@ class SoftSaturation(nn.Module):
 
     def forward(self, x: torch.Tensor, compiled: bool = False) -> torch.Tensor:
         """``[..., D]`` → ``[..., D]``; ``compiled``: train through the one-pass kernels of
-        :mod:`ptssnn.snn.saturation_compiled` where they apply (same values up to rounding)."""
+        :mod:`ptssnn.snn.input_compiled` where they apply (same values up to rounding)."""
         return soft_saturation(x, self.norm, self.xi, compiled)
 
     def extra_repr(self) -> str:
@@ -267,10 +267,17 @@ class PTSSNN(nn.Module):
             raise ModelConfigError(
                 f"features have {features.shape[-1]} channels, the model expects input_dim="
                 f"{self.config.input_dim}")
-        x = self._combine_layers(self.standardise_features(features))
-        # Time-major and contiguous: the saturation's tanh and LayerNorm run several times
-        # slower on the transposed view than one copy costs.
-        x = x.transpose(0, 1).to(self.projection.weight.dtype).contiguous()
+        x = None
+        if self.config.standardise_input:  # one pass in compiled training (same values)
+            weights = (None if self.layer_weights is None
+                       else torch.softmax(self.layer_weights, 0))
+            x = standardised_layer_sum(features, self.input_mean, self.input_std, weights,
+                                       compiled=compiled_neuron(self.output_neuron))
+        if x is None:
+            x = self._combine_layers(self.standardise_features(features))
+            # Time-major and contiguous: the saturation's tanh and LayerNorm run several
+            # times slower on the transposed view than one copy costs.
+            x = x.transpose(0, 1).to(self.projection.weight.dtype).contiguous()
         m = None if mask is None else mask.transpose(0, 1).to(torch.bool)
         if m is not None and m.shape != x.shape[:2]:
             raise ModelConfigError(f"mask must be [B, T] = {tuple(x.shape[1::-1])}, "

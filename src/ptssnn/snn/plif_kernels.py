@@ -7,7 +7,7 @@ selects instead of branches, and few arrays per loop (its run-time alias checks 
 budget). bfloat16 tensors (spikes and their gradients under a bfloat16 training step) arrive
 as ``uint16`` views of their bits. Also here: the training kernels of the spike-fed Linear
 layers (:mod:`ptssnn.snn.spike_linear`): spike positions, sparse product, weight gradient;
-and the soft saturation's LayerNorm + tanh (:mod:`ptssnn.snn.saturation_compiled`).
+and the soft saturation's LayerNorm + tanh (:mod:`ptssnn.snn.input_compiled`).
 """
 
 import math
@@ -361,7 +361,7 @@ def sparse_weight_grad_kernel(colptr, rows_of, binary, s, grad_out,
 
 
 # ----------------------------------------------------------------- soft saturation
-# tanh(ξ·LayerNorm(x)) row by row (:mod:`ptssnn.snn.saturation_compiled`). Unlike the PLIF
+# tanh(ξ·LayerNorm(x)) row by row (:mod:`ptssnn.snn.input_compiled`). Unlike the PLIF
 # kernels these need not match PyTorch bit for bit, so they may reassociate sums (LLVM then
 # vectorises the row reductions) and contract into FMAs.
 _jit_fast = njit(cache=True, nogil=True, error_model="numpy",
@@ -473,3 +473,41 @@ def gradient_epilogue_kernel(grad, to_bfloat16, low_bits, sums):  # pragma: no c
             values = grad[r]
             for n in range(width):
                 sums[n] += values[n]
+
+
+# ----------------------------------------------------------------- input layer sum
+@_jit
+def standardised_sum_kernel(x, mean, std, weights, out):  # pragma: no cover
+    """``out[t, b] = Σ_l weights[l]·(x[b, l, t] - mean[l]) / std[l]``: the head's input
+    standardisation and layer sum in one pass over ``x [B, L, T, D]`` (float32), written
+    time-major ``[T, B, D]``. One layer with weight 1 is the standardisation alone, bit for
+    bit as PyTorch's ``(x - mean) / std``."""
+    batch, layers, steps, width = x.shape
+    for b in range(batch):
+        for t in range(steps):
+            row = out[t, b]
+            if layers == 1 and weights[0] == 1.0:
+                source, m, s = x[b, 0, t], mean[0], std[0]
+                for d in range(width):
+                    row[d] = (source[d] - m[d]) / s[d]
+                continue
+            for d in range(width):
+                row[d] = 0.0
+            for layer in range(layers):
+                source, m, s, w = x[b, layer, t], mean[layer], std[layer], weights[layer]
+                for d in range(width):
+                    row[d] += w * ((source[d] - m[d]) / s[d])
+
+
+@_jit
+def standardised_sum_weight_grad_kernel(x, mean, std, grad_out, partial):  # pragma: no cover
+    """``partial[l, d] += Σ_{b,t} (x[b, l, t, d] - mean[l, d]) / std[l, d] · grad_out[t, b, d]``
+    (float64): summed over ``d`` by the caller, the gradient of the layer weights."""
+    batch, layers, steps, width = x.shape
+    for b in range(batch):
+        for layer in range(layers):
+            acc, m, s = partial[layer], mean[layer], std[layer]
+            for t in range(steps):
+                source, g = x[b, layer, t], grad_out[t, b]
+                for d in range(width):
+                    acc[d] += ((source[d] - m[d]) / s[d]) * g[d]

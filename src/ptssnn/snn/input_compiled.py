@@ -1,4 +1,15 @@
-"""The soft saturation ``tanh(ξ·LayerNorm(x))`` in one pass each way (training on the CPU).
+"""The head's input path in one pass each way (training on the CPU): the standardisation and
+layer sum of the frozen features, and the soft saturation ``tanh(ξ·LayerNorm(x))``.
+
+Standardisation and layer sum: PyTorch makes a standardised copy of every hidden state
+(``[B, L, T, D]``: two passes), sums them (an ``einsum``, and its backward for the layer
+weights) and transposes the result to time-major; at 50 Hz that is ~10 % of a training
+step. :func:`~ptssnn.snn.plif_kernels.standardised_sum_kernel` reads the hidden states once
+and writes the time-major sum; its backward reads them once more for the layer weights'
+gradient (the features themselves never need one in training). One layer is the
+standardisation alone, bit for bit.
+
+Soft saturation:
 
 PyTorch runs it as three operators (LayerNorm, a multiply, ``tanh``) and as many passes
 over the ``[T, B, D_in]`` input in each direction; its CPU ``tanh`` alone (a 1-ulp vector
@@ -25,7 +36,62 @@ from torch import nn
 
 from ptssnn.snn import plif_compiled
 
-__all__ = ["CompiledSaturation", "compiled_saturation_available", "soft_saturation"]
+__all__ = ["CompiledLayerSum", "CompiledSaturation", "compiled_saturation_available",
+           "soft_saturation", "standardised_layer_sum"]
+
+
+class CompiledLayerSum(torch.autograd.Function):
+    """``apply(features [B, L, T, D], mean [L, D], std [L, D], weights [L])`` → time-major
+    ``[T, B, D]``: ``Σ_l weights[l]·(features[:, l] - mean[l]) / std[l]``, transposed.
+    Gradient for ``weights`` only (features and moments are data and buffers)."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, mean: torch.Tensor,  # type: ignore[override]
+                std: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        x = features.detach().contiguous()
+        mean, std = mean.detach().contiguous(), std.detach().contiguous()
+        batch, _, steps, width = x.shape
+        out = x.new_empty(steps, batch, width)
+        plif_compiled._kernels().standardised_sum_kernel(
+            x.numpy(), mean.numpy(), std.numpy(), weights.detach().contiguous().numpy(),
+            out.numpy())
+        ctx.save_for_backward(x, mean, std)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        if not ctx.needs_input_grad[3]:
+            return None, None, None, None
+        x, mean, std = ctx.saved_tensors
+        partial = torch.zeros(mean.shape, dtype=torch.float64)
+        plif_compiled._kernels().standardised_sum_weight_grad_kernel(
+            x.numpy(), mean.numpy(), std.numpy(), grad_out.contiguous().numpy(),
+            partial.numpy())
+        return None, None, None, partial.sum(1).to(x.dtype)
+
+
+def standardised_layer_sum(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                           weights: torch.Tensor | None, compiled: bool) -> torch.Tensor | None:
+    """Time-major ``[T, B, D]`` standardised (layer-summed) features through
+    :class:`CompiledLayerSum`, or None where the kernel does not apply and the caller runs
+    the PyTorch form: not ``compiled``, no autograd, tracing, a gradient wanted for the
+    features, other dtypes or devices, or shapes that are not ``[B, L, T, D]`` (``[B, T, D]``
+    for one layer) against ``mean``/``std`` ``[L, D]`` and ``weights`` ``[L]`` (None: one
+    layer)."""
+    if features.dim() == 3:
+        features = features[:, None]
+    layers = mean.shape[0]
+    if weights is None:
+        weights = mean.new_ones(1)
+    if not (compiled and torch.is_grad_enabled() and not features.requires_grad
+            and not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+            and features.dim() == 4 and features.shape[1] == layers == weights.numel()
+            and features.shape[-1] == mean.shape[-1] and mean.shape == std.shape
+            and all(t.dtype == torch.float32 and t.device.type == "cpu"
+                    for t in (features, mean, std, weights))
+            and compiled_saturation_available()):
+        return None
+    return CompiledLayerSum.apply(features, mean, std, weights)
 
 
 class CompiledSaturation(torch.autograd.Function):
@@ -71,7 +137,7 @@ class CompiledSaturation(torch.autograd.Function):
 
 @functools.cache
 def compiled_saturation_available() -> bool:
-    """Whether the saturation kernels build and run here (checked once per process on a tiny
+    """Whether the input kernels build and run here (checked once per process on a tiny
     input; numba compiles them, or loads them from its on-disk cache)."""
     if not plif_compiled.available():
         return False
@@ -81,6 +147,9 @@ def compiled_saturation_available() -> bool:
             weight = torch.ones(3, requires_grad=True)
             CompiledSaturation.apply(x, weight, torch.zeros(3), 1.0, 1e-5).sum().backward()
             CompiledSaturation.apply(x, None, None, 1.0, 1e-5).sum().backward()
+            w = torch.ones(1, requires_grad=True)
+            CompiledLayerSum.apply(x[None, None], torch.zeros(1, 3), torch.ones(1, 3),
+                                   w).sum().backward()
     except Exception:  # numba/LLVM failures have many types; the PyTorch form is used
         return False
     return True

@@ -1,4 +1,5 @@
-"""The one-pass soft saturation kernels against PyTorch's LayerNorm + tanh."""
+"""The one-pass input kernels against PyTorch: standardisation + layer sum, and the soft
+saturation (LayerNorm + tanh)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import torch
 from torch import nn
 
 from ptssnn.models import create_model
-from ptssnn.snn import plif_compiled, saturation_compiled
-from ptssnn.snn.saturation_compiled import CompiledSaturation, soft_saturation
+from ptssnn.snn import input_compiled, plif_compiled
+from ptssnn.snn.input_compiled import (
+    CompiledSaturation,
+    soft_saturation,
+    standardised_layer_sum,
+)
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(not plif_compiled.available(),
@@ -69,7 +74,7 @@ def test_pytorch_form_outside_compiled_training(monkeypatch):
 
 
 def test_the_compiled_model_trains_through_the_kernel_and_matches_fused():
-    assert saturation_compiled.compiled_saturation_available()
+    assert input_compiled.compiled_saturation_available()
     torch.manual_seed(0)
     features = torch.randn(4, 30, 24)
     labels = torch.tensor([0, 1, 2, 3])
@@ -92,3 +97,63 @@ def test_kernel_arrays_are_float32_only():
     y = soft_saturation(x, nn.Identity(), 1.0, compiled=True)
     assert y.dtype == torch.float64
     np.testing.assert_allclose(y.detach().numpy(), np.tanh(x.detach().numpy()))
+
+
+@pytest.mark.parametrize("layers", [1, 7])
+def test_layer_sum_and_its_weight_gradient_equal_the_pytorch_form(layers):
+    g = torch.Generator().manual_seed(layers)
+    features = torch.randn(3, layers, 11, 40, generator=g) * 3 + 1
+    mean = torch.randn(layers, 40, generator=g)
+    std = torch.rand(layers, 40, generator=g) + 0.5
+    logits = torch.randn(layers, generator=g).requires_grad_()
+    grad_out = torch.randn(11, 3, 40, generator=g)
+    results = []
+    for compiled in (True, False):
+        logits.grad = None
+        weights = torch.softmax(logits, 0) if layers > 1 else None
+        out = standardised_layer_sum(features, mean, std, weights, compiled)
+        if compiled:
+            assert out is not None and out.is_contiguous() and out.shape == (11, 3, 40)
+        else:
+            assert out is None
+            standard = (features - mean[:, None]) / std[:, None]
+            out = (torch.einsum("bltd,l->btd", standard, weights) if layers > 1
+                   else standard[:, 0]).transpose(0, 1)
+        if layers > 1:
+            out.backward(grad_out)
+        results.append((out.detach(), logits.grad))
+    if layers == 1:
+        assert torch.equal(results[0][0], results[1][0])  # the standardisation alone
+    else:
+        torch.testing.assert_close(results[0][0], results[1][0])
+        torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-5)
+
+
+def test_layer_sum_leaves_other_calls_to_pytorch():
+    features = torch.randn(2, 3, 5, 8)
+    mean, std = torch.zeros(3, 8), torch.ones(3, 8)
+    weights = torch.full((3,), 1 / 3)
+    assert standardised_layer_sum(features, mean, std, weights, True) is not None
+    with torch.no_grad():
+        assert standardised_layer_sum(features, mean, std, weights, True) is None
+    assert standardised_layer_sum(features.double(), mean.double(), std.double(),
+                                  weights.double(), True) is None
+    assert standardised_layer_sum(features.requires_grad_(), mean, std, weights, True) is None
+    assert standardised_layer_sum(features.detach()[:, :2], mean, std, weights, True) is None
+
+
+def test_a_compiled_multi_layer_model_trains_like_the_fused_one():
+    torch.manual_seed(0)
+    features = torch.randn(4, 5, 30, 24) * 2 + 0.3
+    labels = torch.tensor([0, 1, 2, 3])
+    grads = []
+    for backend in ("compiled", "fused"):
+        model = create_model("pts-snn", 24, 4, plif_backend=backend, seed=3, input_layers=5)
+        model.set_input_statistics(features.mean((0, 2)), features.std((0, 2)))
+        torch.manual_seed(1)  # the same dropout masks
+        loss = nn.functional.cross_entropy(model(features), labels)
+        loss.backward()
+        grads.append((loss.detach(), model.layer_weights.grad.clone()))
+    for compiled_value, fused_value in zip(*grads, strict=True):
+        torch.testing.assert_close(compiled_value, fused_value, rtol=1e-4, atol=1e-5)
+    assert float(grads[0][1].abs().sum()) > 0
