@@ -205,12 +205,18 @@ def make_training_step(batch: int, frames: int, input_dim: int, variant: str):
 # PyTorch ops they launch (the fused backend is made of such ops); the other groups count
 # operators' own (self) time, so BLAS products called inside the sparse Linear's backward
 # (its dense input gradient) count as matmul.
-_INCLUSIVE = {"PLIF": ("CompiledPLIF", "CompiledPLIFBackward", "FusedPLIF", "FusedPLIFBackward")}
+_INCLUSIVE = {
+    "PLIF": ("CompiledPLIF", "CompiledPLIFBackward", "FusedPLIF", "FusedPLIFBackward"),
+    "input kernels (standardise + layer sum, saturation LayerNorm + tanh)": (
+        "CompiledLayerSum", "CompiledLayerSumBackward", "CompiledSaturation",
+        "CompiledSaturationBackward"),
+}
 _GROUPS = {
-    "matmul (Linear, SSLA einsums)": ("aten::mm", "aten::addmm", "aten::bmm"),
-    "sparse spike Linear kernels (block MLP)": ("SpikeLinear", "SpikeLinearBackward"),
-    "LayerNorm": ("aten::native_layer_norm", "aten::native_layer_norm_backward"),
-    "tanh (saturation)": ("aten::tanh", "aten::tanh_backward"),
+    "matmul (Linear, SSLA products)": ("aten::mm", "aten::addmm", "aten::bmm"),
+    "sparse spike Linear kernels (block MLP, SSLA key/value)": ("SpikeLinear",
+                                                                "SpikeLinearBackward"),
+    "LayerNorm (PyTorch)": ("aten::native_layer_norm", "aten::native_layer_norm_backward"),
+    "tanh (saturation, PyTorch)": ("aten::tanh", "aten::tanh_backward"),
     "copies and dtype casts": ("aten::copy_",),
 }
 
