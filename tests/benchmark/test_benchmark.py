@@ -185,3 +185,26 @@ def test_report_names_the_recipe_of_the_run():
     assert _layer_mix_note(older) == "" and "selected epoch count" in _refit_note(older)
     assert "horizon 1 epochs" in _average_note({"weight_average_epochs": 1.0})
     assert "≥ 5 training + validation speakers" in _refit_note({**train, "refit_epochs": "auto"})
+
+
+def test_report_pairs_each_head_with_the_probe_over_folds():
+    from ptssnn.benchmark.report import paired_table
+
+    folds = ["loso-a", "loso-b", "loso-c"]
+
+    def runs(values_by_seed):
+        return {seed: {"folds": [{"fold": f, "test": {"ua": v}} for f, v in zip(
+            folds, values, strict=True)]} for seed, values in values_by_seed.items()}
+
+    entry = {"models": {
+        "probe": {"runs": runs({"0": [0.50, 0.40, 0.60], "1": [0.50, 0.40, 0.60]})},
+        # seeds average to +2, +4, +6 points over the probe
+        "pts-snn": {"runs": runs({"0": [0.51, 0.45, 0.65], "1": [0.53, 0.43, 0.67]})},
+        "ann": {"runs": runs({"0": [0.49, 0.40, 0.61]})},
+    }}
+    lines = paired_table(entry, ["pts-snn", "ann", "probe"], folds)
+    row = next(line for line in lines if line.startswith("| pts-snn"))
+    # mean +4.0, sd 2.0, t(0.975, 2) = 4.303 → half-width 4.97
+    assert row == "| pts-snn | +4.0 | [-1.0, +9.0] | 3 / 0 of 3 |"
+    assert next(line for line in lines if line.startswith("| ann")).endswith("1 / 1 of 3 |")
+    assert paired_table(entry, ["pts-snn", "ann"], folds) == []  # no probe, no pairs

@@ -116,13 +116,10 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
     lines.append("| model | " + " | ".join(names) + " |")
     lines.append("|---|" + "---|" * len(names))
     for model in models:
-        runs = entry["models"][model].get("runs", {})
-        cells = []
-        for name in names:
-            values = [f["test"]["ua"] for run in runs.values() for f in run["folds"]
-                      if f["fold"] == name]
-            cells.append(f"{100 * sum(values) / len(values):.1f}" if values else "–")
+        cells = [f"{100 * v:.1f}" if v is not None else "–"
+                 for v in fold_means(entry, model, names)]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines += paired_table(entry, models, names)
     lines += enrolment_table(entry)
     links = plot_links.get(corpus, [])
     if links:
@@ -130,6 +127,54 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
         lines.append("Plots: " + " · ".join(links))
     lines.append("")
     return "\n".join(lines)
+
+
+def fold_means(entry: dict[str, Any], model: str, names: list[str]) -> list[float | None]:
+    """Test UA (0–1) of ``model`` per fold, averaged over seeds (None: fold not run)."""
+    runs = entry["models"][model].get("runs", {})
+    means: list[float | None] = []
+    for name in names:
+        values = [f["test"]["ua"] for run in runs.values() for f in run["folds"]
+                  if f["fold"] == name]
+        means.append(sum(values) / len(values) if values else None)
+    return means
+
+
+def paired_table(entry: dict[str, Any], models: list[str], names: list[str],
+                 baseline: str = "probe") -> list[str]:
+    """Each head against ``baseline`` on the same folds: the mean of the per-fold UA
+    differences (seeds averaged first) with a 95 % Student-t interval over folds, and the
+    folds above / below. Spreads over folds mostly measure how hard each test speaker is;
+    the paired difference removes that, so it says whether a gap is larger than its noise."""
+    from scipy import stats
+
+    if baseline not in models or len(names) < 2:
+        return []
+    reference = fold_means(entry, baseline, names)
+    rows = []
+    for model in models:
+        if model == baseline:
+            continue
+        pairs = [(a, b) for a, b in zip(fold_means(entry, model, names), reference, strict=True)
+                 if a is not None and b is not None]
+        if len(pairs) < 2:
+            continue
+        diffs = [100 * (a - b) for a, b in pairs]
+        n = len(diffs)
+        mean = sum(diffs) / n
+        sd = (sum((d - mean) ** 2 for d in diffs) / (n - 1)) ** 0.5
+        half = float(stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
+        above = sum(d > 0 for d in diffs)
+        below = sum(d < 0 for d in diffs)
+        rows.append(f"| {model} | {mean:+.1f} | [{mean - half:+.1f}, {mean + half:+.1f}] | "
+                    f"{above} / {below} of {n} |")
+    if not rows:
+        return []
+    return ["", f"Paired against `{baseline}` (UA points; per fold, seeds averaged first; 95 % "
+            "Student-t interval over folds: an interval that holds 0 is a gap within the "
+            "noise of these folds):", "",
+            "| model | mean difference | 95 % interval | folds above / below |",
+            "|---|---|---|---|", *rows]
 
 
 def multi_corpus_note(corpora: dict[str, Any]) -> list[str]:
