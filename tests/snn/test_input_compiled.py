@@ -74,7 +74,7 @@ def test_pytorch_form_outside_compiled_training(monkeypatch):
 
 
 def test_the_compiled_model_trains_through_the_kernel_and_matches_fused():
-    assert input_compiled.compiled_saturation_available()
+    assert input_compiled.input_kernels_available()
     torch.manual_seed(0)
     features = torch.randn(4, 30, 24)
     labels = torch.tensor([0, 1, 2, 3])

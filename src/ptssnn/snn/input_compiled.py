@@ -9,18 +9,16 @@ and writes the time-major sum; its backward reads them once more for the layer w
 gradient (the features themselves never need one in training). One layer is the
 standardisation alone, bit for bit.
 
-Soft saturation:
-
-PyTorch runs it as three operators (LayerNorm, a multiply, ``tanh``) and as many passes
-over the ``[T, B, D_in]`` input in each direction; its CPU ``tanh`` alone (a 1-ulp vector
-library routine) took 10 ms per [250, 32, 512] batch, a third of the step's non-product time
-outside the spiking layers. :func:`~ptssnn.snn.plif_kernels.saturation_forward_kernel` and its
-backward do it row by row in one pass, with the row's LayerNorm moments kept for the
-backward and ``tanh`` as Eigen's rational approximation (float32, within a few ulp of
-``torch.tanh``; the tests bound the difference). The results equal the PyTorch form up to
+Soft saturation: PyTorch runs it as three operators (LayerNorm, a multiply, ``tanh``) and
+as many passes over the ``[T, B, D_in]`` input in each direction; its CPU ``tanh`` alone (a
+1-ulp vector library routine) took 10 ms per [250, 32, 512] batch.
+:func:`~ptssnn.snn.plif_kernels.saturation_forward_kernel` and its backward do it row by row
+in one pass, with the row's LayerNorm moments kept for the backward and ``tanh`` as Eigen's
+rational approximation (float32, within a few ulp of ``torch.tanh``; the tests bound the
+difference). The results equal the PyTorch form up to
 float rounding, not bit for bit.
 
-The kernel runs where the sparse spike kernels do: under autograd, on the CPU, in float32,
+These kernels run where the sparse spike kernels do: under autograd, on the CPU, in float32,
 for models whose neurons run the ``compiled`` backend, with nothing tracing the model; every
 other call (evaluation, inference, export, the ANN twin) is the PyTorch form, so a trained
 head computes the same thing everywhere it is deployed.
@@ -36,7 +34,7 @@ from torch import nn
 
 from ptssnn.snn import plif_compiled
 
-__all__ = ["CompiledLayerSum", "CompiledSaturation", "compiled_saturation_available",
+__all__ = ["CompiledLayerSum", "CompiledSaturation", "input_kernels_available",
            "soft_saturation", "standardised_layer_sum"]
 
 
@@ -89,7 +87,7 @@ def standardised_layer_sum(features: torch.Tensor, mean: torch.Tensor, std: torc
             and features.shape[-1] == mean.shape[-1] and mean.shape == std.shape
             and all(t.dtype == torch.float32 and t.device.type == "cpu"
                     for t in (features, mean, std, weights))
-            and compiled_saturation_available()):
+            and input_kernels_available()):
         return None
     return CompiledLayerSum.apply(features, mean, std, weights)
 
@@ -136,7 +134,7 @@ class CompiledSaturation(torch.autograd.Function):
 
 
 @functools.cache
-def compiled_saturation_available() -> bool:
+def input_kernels_available() -> bool:
     """Whether the input kernels build and run here (checked once per process on a tiny
     input; numba compiles them, or loads them from its on-disk cache)."""
     if not plif_compiled.available():
@@ -167,7 +165,7 @@ def soft_saturation(x: torch.Tensor, norm: nn.Module, xi: float, compiled: bool)
             and (isinstance(norm, nn.Identity)
                  or (layer_norm and len(norm.normalized_shape) == 1
                      and norm.weight is not None and norm.weight.dtype == torch.float32)))
-    if fits and compiled_saturation_available():
+    if fits and input_kernels_available():
         if layer_norm:
             return CompiledSaturation.apply(x, norm.weight, norm.bias, float(xi), norm.eps)
         return CompiledSaturation.apply(x, None, None, float(xi), 0.0)
