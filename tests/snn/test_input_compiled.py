@@ -157,3 +157,19 @@ def test_a_compiled_multi_layer_model_trains_like_the_fused_one():
     for compiled_value, fused_value in zip(*grads, strict=True):
         torch.testing.assert_close(compiled_value, fused_value, rtol=1e-4, atol=1e-5)
     assert float(grads[0][1].abs().sum()) > 0
+
+
+def test_without_the_kernels_everything_takes_the_pytorch_form(monkeypatch):
+    # A machine where numba cannot build the kernels: the PLIF backend falls back to fused
+    # (with its notice) and the input path quietly to PyTorch.
+    monkeypatch.setattr(plif_compiled, "available", lambda: False)
+    input_compiled.input_kernels_available.cache_clear()
+    try:
+        x = torch.randn(2, 3, 5, 8)
+        assert standardised_layer_sum(x, torch.zeros(3, 8), torch.ones(3, 8),
+                                      torch.full((3,), 1 / 3), compiled=True) is None
+        layer = nn.LayerNorm(8)
+        y = soft_saturation(x[:, 0], layer, 1.0, compiled=True)
+        torch.testing.assert_close(y, torch.tanh(layer(x[:, 0])), rtol=0, atol=0)
+    finally:
+        input_compiled.input_kernels_available.cache_clear()
