@@ -208,3 +208,21 @@ def test_report_pairs_each_head_with_the_probe_over_folds():
     assert row == "| pts-snn | +4.0 | [-1.0, +9.0] | 3 / 0 of 3 |"
     assert next(line for line in lines if line.startswith("| ann")).endswith("1 / 1 of 3 |")
     assert paired_table(entry, ["pts-snn", "ann"], folds) == []  # no probe, no pairs
+
+
+def test_report_pairs_each_enrolment_size_with_no_profile_over_folds():
+    from ptssnn.benchmark.report import enrolment_gain_table
+
+    def fold(name, k0, k5):
+        return {"fold": name, "enrolment": {"0": {"ua": k0}, "5": {"ua": k5},
+                                            "all": {"ua": 0.9}}}
+
+    entry = {"models": {"pts-snn": {"runs": {
+        "0": {"folds": [fold("a", 0.50, 0.52), fold("b", 0.60, 0.57), fold("c", 0.40, 0.46)]},
+        "1": {"folds": [fold("a", 0.50, 0.54), fold("b", 0.60, 0.57), fold("c", 0.40, 0.46)]},
+    }}}}
+    lines = enrolment_gain_table(entry, ["pts-snn"], ["0", "5", "all"])
+    # per fold +3, -3, +6 points: mean +2, sd 4.58, t(0.975, 2) = 4.303 → ±11.4
+    assert lines[-1] == ("| pts-snn | +2.0 [-9.4, +13.4]; 1 of 3 folds > 1 point below |")
+    assert "K = 5 − K = 0" in lines[-3] and "all" not in lines[-3]
+    assert enrolment_gain_table(entry, ["pts-snn"], ["5", "all"]) == []

@@ -140,14 +140,23 @@ def fold_means(entry: dict[str, Any], model: str, names: list[str]) -> list[floa
     return means
 
 
+def mean_interval(values: list[float]) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ≥ 2 values and its 95 % Student-t interval."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
+    return mean, mean - half, mean + half
+
+
 def paired_table(entry: dict[str, Any], models: list[str], names: list[str],
                  baseline: str = "probe") -> list[str]:
     """Each head against ``baseline`` on the same folds: the mean of the per-fold UA
     differences (seeds averaged first) with a 95 % Student-t interval over folds, and the
     folds above / below. Spreads over folds mostly measure how hard each test speaker is;
     the paired difference removes that, so it says whether a gap is larger than its noise."""
-    from scipy import stats
-
     if baseline not in models or len(names) < 2:
         return []
     reference = fold_means(entry, baseline, names)
@@ -160,14 +169,11 @@ def paired_table(entry: dict[str, Any], models: list[str], names: list[str],
         if len(pairs) < 2:
             continue
         diffs = [100 * (a - b) for a, b in pairs]
-        n = len(diffs)
-        mean = sum(diffs) / n
-        sd = (sum((d - mean) ** 2 for d in diffs) / (n - 1)) ** 0.5
-        half = float(stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
+        mean, low, high = mean_interval(diffs)
         above = sum(d > 0 for d in diffs)
         below = sum(d < 0 for d in diffs)
-        rows.append(f"| {model} | {mean:+.1f} | [{mean - half:+.1f}, {mean + half:+.1f}] | "
-                    f"{above} / {below} of {n} |")
+        rows.append(f"| {model} | {mean:+.1f} | [{low:+.1f}, {high:+.1f}] | "
+                    f"{above} / {below} of {len(diffs)} |")
     if not rows:
         return []
     return ["", f"Paired against `{baseline}` (UA points; per fold, seeds averaged first; 95 % "
@@ -210,7 +216,47 @@ def enrolment_table(entry: dict[str, Any]) -> list[str]:
     for model, per_k in heads.items():
         lines.append(f"| {model} | " + " | ".join(
             _pct(per_k[k]["ua"]) if k in per_k else "–" for k in ks) + " |")
+    lines += enrolment_gain_table(entry, list(heads), ks)
     return lines
+
+
+def enrolment_gain_table(entry: dict[str, Any], models: list[str], ks: list[str]) -> list[str]:
+    """What a profile of K clips gains over none, paired per fold (seeds averaged first):
+    mean UA difference with a 95 % Student-t interval over folds, and the folds where it
+    costs more than a point (what a deployment risks for one speaker)."""
+    if "0" not in ks:
+        return []
+    rows = []
+    for model in models:
+        runs = entry["models"][model].get("runs", {})
+        per_fold: dict[str, dict[str, list[float]]] = {}
+        for run in runs.values():
+            for fold in run["folds"]:
+                for k, scores in (fold.get("enrolment") or {}).items():
+                    per_fold.setdefault(fold["fold"], {}).setdefault(k, []).append(scores["ua"])
+        cells = []
+        for k in ks:
+            if k in ("0", "all"):
+                continue
+            diffs = [100 * (sum(f[k]) / len(f[k]) - sum(f["0"]) / len(f["0"]))
+                     for f in per_fold.values() if k in f and "0" in f]
+            if len(diffs) < 2:
+                cells.append("–")
+                continue
+            mean, low, high = mean_interval(diffs)
+            worse = sum(d < -1.0 for d in diffs)
+            cells.append(f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]; {worse} of {len(diffs)} "
+                         "folds > 1 point below")
+        if cells:
+            rows.append(f"| {model} | " + " | ".join(cells) + " |")
+    shown = [k for k in ks if k not in ("0", "all")]
+    if not rows or not shown:
+        return []
+    return ["", "Against no profile (K = 0), paired per fold (UA points, seeds averaged first; "
+            "95 % Student-t interval over folds; K = 0 scores all of a speaker's clips, "
+            "K > 0 the others):", "",
+            "| model | " + " | ".join(f"K = {k} − K = 0" for k in shown) + " |",
+            "|---|" + "---|" * len(shown), *rows]
 
 
 def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | None = None
