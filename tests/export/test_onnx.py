@@ -132,3 +132,23 @@ def test_export_switches_only_the_models_own_layers(tmp_path: Path) -> None:
     assert plif.plif_multi_step is before
     backends = {m.backend for m in model.modules() if isinstance(m, PLIF)}
     assert backends == {model.config.plif_backend} == {"compiled"}
+
+
+def test_check_inputs_follow_the_heads_input_moments() -> None:
+    # A whisper-like head: some channels' training std is tiny. Raw N(0, 1) check inputs
+    # would be tens of standard deviations out for them (spike flips between runtimes); the
+    # check draws features from the head's own moments instead.
+    from ptssnn.export.onnx_export import example_inputs
+
+    model = create_model("pts-snn", input_dim=16, num_classes=3, input_layers=2, width=32,
+                         block_hidden=48)
+    mean = torch.tensor([[5.0] * 16, [-3.0] * 16])
+    std = torch.tensor([[0.01] * 16, [2.0] * 16])
+    model.set_input_statistics(mean, std)
+    features, mask = example_inputs(model, batch=3, frames=400, seed=1)
+    assert features.shape == (3, 2, 400, 16) and mask.shape == (3, 400)
+    z = (features - mean[None, :, None, :]) / std[None, :, None, :]
+    assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1.0) < 0.05
+    raw = create_model("vanilla-snn", input_dim=16, num_classes=3, width=32, block_hidden=48)
+    features, _ = example_inputs(raw, batch=2, frames=200, seed=1)
+    assert abs(float(features.std()) - 1.0) < 0.05  # raw-feature heads: N(0, 1) as before

@@ -50,6 +50,13 @@ def example_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random inputs in the head's layout (second item half padded) for tracing and checks.
 
+    A head that standardises its input gets features drawn from its input moments
+    (``mean + std·N(0, 1)`` per hidden state and channel), so the check sees currents of the
+    size real features give. Raw N(0, 1) features against a whisper-base head's moments (some
+    channels' std is 0.01) are tens of standard deviations out: the membranes then sit
+    anywhere, a neuron a float-rounding step from its threshold fires in one runtime and not
+    the other, and one flipped spike moves a logit by ~1e-3 (seen on a trained CASIA head).
+
     Returns:
         ``features [B, T, D]`` (or ``[B, L, T, D]`` for a multi-layer head) and ``mask [B, T]``.
     """
@@ -60,6 +67,14 @@ def example_inputs(
     if layers > 1:
         shape = (batch, layers, frames, config.input_dim)
     features = torch.randn(shape, generator=generator)
+    if getattr(model, "standardises_input", False):
+        mean = model.input_mean.detach().float()  # type: ignore[union-attr]
+        std = model.input_std.detach().float()  # type: ignore[union-attr]
+        if layers > 1:
+            mean, std = mean[:, None, :], std[:, None, :]
+        else:
+            mean, std = mean[0], std[0]
+        features = mean + std * features
     mask = torch.ones(batch, frames, dtype=torch.bool)
     if batch > 1:
         mask[-1, frames // 2 :] = False
