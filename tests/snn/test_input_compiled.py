@@ -73,8 +73,19 @@ def test_pytorch_form_outside_compiled_training(monkeypatch):
     assert calls == [1]
 
 
-def test_the_compiled_model_trains_through_the_kernel_and_matches_fused():
+def _count_kernel_calls(monkeypatch) -> list[str]:
+    """Record which input kernel ran (the compiled model must train through them)."""
+    calls: list[str] = []
+    for kernel in (input_compiled.CompiledLayerSum, CompiledSaturation):
+        apply = kernel.apply
+        monkeypatch.setattr(kernel, "apply", lambda *args, _a=apply, _k=kernel: (
+            calls.append(_k.__name__), _a(*args))[1])
+    return calls
+
+
+def test_the_compiled_model_trains_through_the_kernel_and_matches_fused(monkeypatch):
     assert input_compiled.input_kernels_available()
+    calls = _count_kernel_calls(monkeypatch)
     torch.manual_seed(0)
     features = torch.randn(4, 30, 24)
     labels = torch.tensor([0, 1, 2, 3])
@@ -89,6 +100,7 @@ def test_the_compiled_model_trains_through_the_kernel_and_matches_fused():
     for compiled_value, fused_value in zip(*grads, strict=True):
         torch.testing.assert_close(compiled_value, fused_value, rtol=1e-4, atol=1e-5)
     assert float(grads[0][1].abs().sum()) > 0
+    assert calls == ["CompiledLayerSum", "CompiledSaturation"]  # the compiled model only
 
 
 def test_kernel_arrays_are_float32_only():
@@ -142,7 +154,8 @@ def test_layer_sum_leaves_other_calls_to_pytorch():
     assert standardised_layer_sum(features.detach()[:, :2], mean, std, weights, True) is None
 
 
-def test_a_compiled_multi_layer_model_trains_like_the_fused_one():
+def test_a_compiled_multi_layer_model_trains_like_the_fused_one(monkeypatch):
+    calls = _count_kernel_calls(monkeypatch)
     torch.manual_seed(0)
     features = torch.randn(4, 5, 30, 24) * 2 + 0.3
     labels = torch.tensor([0, 1, 2, 3])
@@ -157,6 +170,7 @@ def test_a_compiled_multi_layer_model_trains_like_the_fused_one():
     for compiled_value, fused_value in zip(*grads, strict=True):
         torch.testing.assert_close(compiled_value, fused_value, rtol=1e-4, atol=1e-5)
     assert float(grads[0][1].abs().sum()) > 0
+    assert calls == ["CompiledLayerSum", "CompiledSaturation"]  # the compiled model only
 
 
 def test_without_the_kernels_everything_takes_the_pytorch_form(monkeypatch):

@@ -99,24 +99,28 @@ class SpikeLinear(torch.autograd.Function):
         kernels = plif_compiled._kernels()
         low = ctx.gemm_dtype if want_s else None
         want_bias = want_b and ctx.has_bias
-        # float32 ∂L/∂Y: one pass for its bfloat16 copy (the dense product's operand) and the
-        # bias gradient, instead of a cast and a sum.
-        epilogue = grad_out.dtype == torch.float32 and (low == torch.bfloat16 or want_bias)
-        grad_low = sums = None
-        if epilogue:
-            grad_low = torch.empty(grad_out.shape if low == torch.bfloat16 else (0, 0),
-                                   dtype=torch.bfloat16)
-            sums = torch.zeros(grad_out.shape[1] if want_bias else 0, dtype=torch.float64)
+        # A float32 ∂L/∂Y is read once for both its bfloat16 copy (the dense product's
+        # operand) and the bias gradient, instead of a cast and a sum.
+        single = grad_out.dtype == torch.float32
+        grad_low = (torch.empty(grad_out.shape, dtype=torch.bfloat16)
+                    if single and low == torch.bfloat16 else None)
+        sums = (torch.zeros(grad_out.shape[1], dtype=torch.float64)
+                if single and want_bias else None)
+        if grad_low is not None or sums is not None:
             kernels.gradient_epilogue_kernel(
-                grad_out.numpy(), low == torch.bfloat16,
-                grad_low.view(torch.int16).numpy().view(np.uint16), sums.numpy())
+                grad_out.numpy(), grad_low is not None,
+                plif_compiled._uint16(torch.empty(0, 0, dtype=torch.bfloat16)
+                                      if grad_low is None else grad_low),
+                np.zeros(0) if sums is None else sums.numpy())
         grad_s = None
-        if want_s and low is not None:
+        if want_s:
             # Returned in the spikes' dtype: no cast back when they are bfloat16 themselves.
-            grad_low = grad_low if grad_low is not None and grad_low.numel() else grad_out.to(low)
-            grad_s = grad_low.mm(weight.to(low)).to(ctx.s_dtype)
-        elif want_s:
-            grad_s = grad_out.mm(weight).to(ctx.s_dtype)
+            if low is None:
+                grad_s = grad_out.mm(weight)
+            else:
+                operand = grad_low if grad_low is not None else grad_out.to(low)
+                grad_s = operand.mm(weight.to(low))
+            grad_s = grad_s.to(ctx.s_dtype)
         grad_w = None
         if want_w:
             width = ctx.width
@@ -131,7 +135,7 @@ class SpikeLinear(torch.autograd.Function):
             grad_w = grad_w_t.t()
         grad_b = None
         if want_bias:
-            grad_b = sums.to(grad_out.dtype) if sums is not None else grad_out.sum(0)
+            grad_b = grad_out.sum(0) if sums is None else sums.to(grad_out.dtype)
         return grad_s, grad_w, grad_b
 
 
