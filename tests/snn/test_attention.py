@@ -78,10 +78,13 @@ def test_context_sum_and_its_gradients_equal_the_per_head_form(heads):
 def test_sparse_key_and_value_layers_train_like_dense_ones(monkeypatch):
     from ptssnn.snn import spike_linear
 
-    calls = []
+    calls, scans = [], []
     apply = spike_linear.SpikeLinear.apply
     monkeypatch.setattr(spike_linear.SpikeLinear, "apply",
                         lambda *args: calls.append(1) or apply(*args))
+    positions = spike_linear._spike_positions
+    monkeypatch.setattr(spike_linear, "_spike_positions",
+                        lambda *args: scans.append(1) or positions(*args))
     torch.manual_seed(5)
     attention = SpikingSparseLinearAttention(D, heads=H, neuron_options={"backend": "compiled"})
     queries = torch.randn(M, D)
@@ -94,6 +97,7 @@ def test_sparse_key_and_value_layers_train_like_dense_ones(monkeypatch):
         runs.append((out.detach(), attention.key.weight.grad.clone(),
                      attention.value.weight.grad.clone(), attention.value.bias.grad.clone()))
     assert len(calls) == 2 and runs[0][1].abs().sum() > 0  # key and value, sparse run only
+    assert len(scans) == 1  # the same spikes: their positions are found once
     for sparse_result, dense_result in zip(*runs, strict=True):
         torch.testing.assert_close(sparse_result, dense_result, rtol=1e-5, atol=1e-5)
 

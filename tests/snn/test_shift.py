@@ -69,3 +69,59 @@ def test_zero_padded_input_skips_the_first_mask_with_the_same_result():
     poisoned[~mask] = 1e6
     assert torch.equal(shift(poisoned, mask), shift(x, mask))
     assert not torch.equal(shift(poisoned, mask, zero_padded=True), shift(x, mask))
+
+
+needs_kernels = pytest.mark.skipif(
+    not __import__("ptssnn.snn.plif_compiled", fromlist=["x"]).available(),
+    reason="numba kernels unavailable")
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("zero_padded", [False, True])
+@pytest.mark.parametrize("fractions", [(0.125, 0.125), (0.25, 0.0), (0.0, 0.5), (0.0, 0.0)])
+def test_compiled_shift_and_its_gradient_equal_the_pytorch_form(dtype, zero_padded, fractions):
+    from ptssnn.snn.shift import CompiledShift, compiled_shift_available
+
+    assert compiled_shift_available()  # its check runs the kernel once, before counting
+    g = torch.Generator().manual_seed(4)
+    steps, batch, channels = 9, 3, 16
+    mask = torch.ones(steps, batch, dtype=torch.bool)
+    mask[6:, 0] = False
+    mask[3, 1] = False
+    x = torch.randn(steps, batch, channels, generator=g).to(dtype)
+    if zero_padded:
+        x = x * mask[..., None].to(dtype)
+    grad = torch.randn(steps, batch, channels, generator=g).to(dtype)
+    shift = TemporalShift(*fractions)
+    outputs = []
+    for compiled in (False, True):
+        calls = []
+        apply = CompiledShift.apply
+        CompiledShift.apply = (lambda *a, _apply=apply, _calls=calls:
+                               (_calls.append(1), _apply(*a))[1])
+        try:
+            leaf = x.clone().requires_grad_()
+            out = shift(leaf, mask, zero_padded=zero_padded, compiled=compiled)
+            out.backward(grad)
+        finally:
+            CompiledShift.apply = apply
+        assert len(calls) == int(compiled and fractions != (0.0, 0.0))  # identity: PyTorch
+        outputs.append((out.detach(), leaf.grad))
+    (out_torch, grad_torch), (out_kernel, grad_kernel) = outputs
+    assert out_kernel.dtype == dtype and torch.equal(out_kernel, out_torch)
+    assert torch.equal(grad_kernel, grad_torch)
+
+
+@needs_kernels
+def test_compiled_shift_without_a_mask_and_outside_autograd():
+    x = torch.randn(5, 2, 16, requires_grad=True)  # channels 0-1 later, 2-3 earlier
+    shift = TemporalShift()
+    out = shift(x, compiled=True)
+    assert torch.equal(out, TemporalShift()(x))
+    out.sum().backward()
+    # Every value but the edges' goes somewhere exactly once.
+    assert x.grad[1:-1].eq(1).all() and x.grad[0, :, 2:4].eq(0).all()
+    assert x.grad[-1, :, :2].eq(0).all() and x.grad[0, :, :2].eq(1).all()
+    with torch.no_grad():
+        assert torch.equal(shift(x, compiled=True), TemporalShift()(x))

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from ptssnn.models import create_model
 from ptssnn.snn import plif_compiled
+from ptssnn.snn import spike_linear as spike_linear_module
 from ptssnn.snn.spike_linear import spike_linear
 
 needs_numba = pytest.mark.skipif(
@@ -257,15 +258,25 @@ def test_gradient_epilogue_rounds_like_pytorch_and_sums_columns():
     grad[1, 0] = float("nan")
     low = torch.empty(grad.shape, dtype=torch.bfloat16)
     sums = torch.zeros(grad.shape[1], dtype=torch.float64)
+    no_positions = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    no_rows = np.zeros((0, grad.shape[1]), dtype=np.float32)
     kernels.gradient_epilogue_kernel(grad.numpy(), True,
-                                     low.view(torch.int16).numpy().view(np.uint16), sums.numpy())
+                                     low.view(torch.int16).numpy().view(np.uint16), sums.numpy(),
+                                     *no_positions, True, no_rows, no_rows)
     finite = ~grad.isnan()
     assert torch.equal(low[finite].view(torch.int16), grad.to(torch.bfloat16)[finite].view(
         torch.int16))
     assert low[1, 0].isnan()
-    clean = grad[2:]
+    clean = grad[2:].contiguous()
     sums.zero_()
-    kernels.gradient_epilogue_kernel(clean.contiguous().numpy(), False,
+    spikes = (torch.rand(clean.shape[0], 23, generator=g) < 0.2).float()
+    spikes[3, 5] = 0.5  # not binary: values are read
+    indptr, indices, binary = spike_linear_module._spike_positions(kernels, spikes)
+    assert not binary
+    grad_weight_t = torch.full((23, clean.shape[1]), float("nan"))
+    kernels.gradient_epilogue_kernel(clean.numpy(), False,
                                      low[:0].view(torch.int16).numpy().view(np.uint16),
-                                     sums.numpy())
+                                     sums.numpy(), indptr.numpy(), indices.numpy(), binary,
+                                     spikes.numpy(), grad_weight_t.numpy())
     torch.testing.assert_close(sums.float(), clean.sum(0))
+    torch.testing.assert_close(grad_weight_t, spikes.t() @ clean, rtol=1e-5, atol=1e-5)

@@ -29,6 +29,7 @@ from ptssnn.snn.calibration import MembraneCalibration
 from ptssnn.snn.input_compiled import soft_saturation, standardised_layer_sum
 from ptssnn.snn.neurons import feeds_products, make_neuron
 from ptssnn.snn.norm import apply_norm, make_norm
+from ptssnn.snn.norm_plif import layer_norm_plif
 from ptssnn.snn.shift import TemporalShift
 from ptssnn.snn.spike_linear import compiled_neuron, spike_linear
 
@@ -97,8 +98,7 @@ class SpikingShiftBlock(nn.Module):
             v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Shifted spikes ``[T, B, D]`` → residual update ``[T, B, D]`` and hidden membrane."""
         current = spike_linear(self.fc1, s, compiled_neuron(self.neuron_in))
-        h, v_hidden = self.neuron_hidden(apply_norm(self.norm1, current, mask), mask=mask,
-                                         v=v, return_state=True)
+        h, v_hidden = layer_norm_plif(self.norm1, self.neuron_hidden, current, mask, v)
         update = spike_linear(self.fc2, h, compiled_neuron(self.neuron_hidden))
         return apply_norm(self.norm2, update, mask), v_hidden
 
@@ -106,7 +106,8 @@ class SpikingShiftBlock(nn.Module):
                 mask: torch.Tensor | None) -> torch.Tensor:
         """``u [T, B, D]`` (+ bias ``[B, D]`` or ``[T, B, D]``) → ``[T, B, D]``."""
         s = self.neuron_in(u, bias=bias, mask=mask)  # zero on padded frames (PLIF and GELU)
-        delta, _ = self.mlp(self.shift(s, mask, zero_padded=True), mask)
+        shifted = self.shift(s, mask, zero_padded=True, compiled=compiled_neuron(self.neuron_in))
+        delta, _ = self.mlp(shifted, mask)
         return u + delta
 
 
@@ -119,12 +120,17 @@ def layer_prior_logits(layers: int, width: float) -> torch.Tensor:
     return -0.5 * (offset / width) ** 2
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over time of ``x [T, B, D]`` counting real frames only → ``[B, D]``."""
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None,
+                 zero_padded: bool = False) -> torch.Tensor:
+    """Mean over time of ``x [T, B, D]`` counting real frames only → ``[B, D]``.
+
+    ``zero_padded``: ``x`` is already zero on padded frames (a neuron layer's output), so it
+    is summed as it is (the same sum: a pass over ``x`` and its gradient fewer)."""
     if mask is None:
         return x.mean(0)
     m = mask.to(x.dtype)
-    return (x * m[..., None]).sum(0) / m.sum(0).clamp(min=1.0)[:, None]
+    total = x.sum(0) if zero_padded else (x * m[..., None]).sum(0)
+    return total / m.sum(0).clamp(min=1.0)[:, None]
 
 
 def _spread(mean_square: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
@@ -307,11 +313,13 @@ class PTSSNN(nn.Module):
         for i, block in enumerate(self.blocks):
             u = block(u, None if bias is None else bias[..., i, :], m)
         out = self.output_neuron(u, mask=m)
-        signal = out if self.config.pooling == "spikes" else u
-        mean = _masked_mean(signal, m)
+        spikes = self.config.pooling == "spikes"  # zero on padded frames (PLIF and GELU)
+        signal = out if spikes else u
+        mean = _masked_mean(signal, m, zero_padded=spikes)
         pooled = mean if readout is None else mean + readout
         if self.config.readout == "mean_std":
-            pooled = torch.cat([pooled, _spread(_masked_mean(signal * signal, m), mean)], -1)
+            pooled = torch.cat([pooled, _spread(_masked_mean(signal * signal, m, spikes), mean)],
+                               -1)
         return self.classifier(self.dropout(pooled))
 
     # ----------------------------------------------------------------- streaming

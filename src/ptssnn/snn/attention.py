@@ -27,7 +27,8 @@ from torch.nn import functional as F
 
 from ptssnn.errors import ModelConfigError
 from ptssnn.snn.neurons import feeds_products, make_neuron
-from ptssnn.snn.norm import apply_norm, make_norm
+from ptssnn.snn.norm import make_norm
+from ptssnn.snn.norm_plif import layer_norm_plif
 from ptssnn.snn.spike_linear import spike_linear
 from ptssnn.snn.surrogate import spike_function
 
@@ -159,12 +160,13 @@ class SpikingSparseLinearAttention(nn.Module):
         """
         steps, batch, _ = x.shape
         state = state or {}
-        k, k_state = self.key_neuron(
-            apply_norm(self.key_norm, spike_linear(self.key, x, sparse), mask), mask=mask,
-            v=state.get("key"), return_state=True)
-        v, v_state = self.value_neuron(
-            apply_norm(self.value_norm, spike_linear(self.value, x, sparse), mask), mask=mask,
-            v=state.get("value"), return_state=True)
+        shared: dict = {}  # the keys and values read the same spikes: positions found once
+        k, k_state = layer_norm_plif(self.key_norm, self.key_neuron,
+                                     spike_linear(self.key, x, sparse, shared), mask,
+                                     state.get("key"))
+        v, v_state = layer_norm_plif(self.value_norm, self.value_neuron,
+                                     spike_linear(self.value, x, sparse, shared), mask,
+                                     state.get("value"))
         q = self.queries_to_spikes(queries)
         m_count, d = q.shape[0], self.dim // self.heads
         q_blocks = head_queries(q, self.heads)

@@ -187,34 +187,51 @@ class CompiledPLIF(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor | None, grad_v: torch.Tensor | None):  # type: ignore[override]
         v0, q, m, H = ctx.saved_tensors
-        params: PLIFParameters = ctx.params
         want_x, want_v0, want_w = ctx.needs_input_grad[:3]
-        grad_x = torch.empty_like(H)
-        grad_state = (torch.zeros(H.shape[1:], dtype=H.dtype) if grad_v is None
-                      else grad_v.to(H.dtype).reshape(H.shape[1:]).clone())
-        gs, mode, constant = H, 0, None  # H: a placeholder the kernel does not read
-        if grad_spikes is not None and grad_spikes.numel() and not any(grad_spikes.stride()):
-            mode, constant = 2, grad_spikes.reshape(-1)[0]  # a broadcast scalar
-        elif grad_spikes is not None and grad_spikes.dtype == torch.bfloat16:
-            gs, mode = _uint16(_as_3d(grad_spikes)), 1  # read as bfloat16 bits
-        elif grad_spikes is not None:
-            gs, mode = _as_3d(grad_spikes.to(H.dtype)), 1
-        acc = np.zeros(H.shape[2], dtype=np.float64)
-        kernels = _kernels()
-        kernels.backward_kernel(
-            gs if isinstance(gs, np.ndarray) else gs.numpy(), mode, H.numpy(),
-            v0.to(H.dtype).reshape(H.shape[1:]).numpy(),
-            m.numpy(), _params(q, params, constant),
-            float(params.alpha), kernels.SURROGATE_CODES[params.surrogate], params.decay_input,
-            not params.soft_reset, params.detach_reset, bool(want_w), grad_x.numpy(),
-            grad_state.numpy(), acc)
-        grad_w = None
-        if want_w:
-            qv = float(q)
-            grad_q = float(acc.sum()) / (qv * qv if params.decay_input else 1.0)
-            grad_w = torch.tensor(grad_q * qv * (1.0 - qv), dtype=ctx.w_dtype)
+        grad_x, grad_state, grad_w = run_backward(grad_spikes, grad_v, H, v0, q, m, ctx.params,
+                                                  bool(want_w), ctx.w_dtype)
         return (grad_x.reshape(ctx.input_shape) if want_x else None,
                 grad_state.reshape(v0.shape) if want_v0 else None, grad_w, None, None, None)
+
+
+def run_backward(grad_spikes: torch.Tensor | None, grad_v: torch.Tensor | None,
+                 H: torch.Tensor, v0: torch.Tensor, q: torch.Tensor, m: torch.Tensor,
+                 params: PLIFParameters, want_w: bool, w_dtype: torch.dtype,
+                 norm: tuple[np.ndarray, ...] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The backward kernel on a forward's saved ``H [T, B, K]``: ``(∂L/∂X [T, B, K],
+    ∂L/∂V0 [B, K], ∂L/∂w or None)``. ``norm``: the LayerNorm arrays of
+    :mod:`ptssnn.snn.norm_plif` (``x, gamma, mean, rstd, norm_constants, grad_gamma,
+    grad_beta``); ``∂L/∂X`` is then the gradient of the LayerNorm's input."""
+    grad_x = torch.empty_like(H)
+    grad_state = (torch.zeros(H.shape[1:], dtype=H.dtype) if grad_v is None
+                  else grad_v.to(H.dtype).reshape(H.shape[1:]).clone())
+    gs, mode, constant = H, 0, None  # H: a placeholder the kernel does not read
+    if grad_spikes is not None and grad_spikes.numel() and not any(grad_spikes.stride()):
+        mode, constant = 2, grad_spikes.reshape(-1)[0]  # a broadcast scalar
+    elif grad_spikes is not None and grad_spikes.dtype == torch.bfloat16:
+        gs, mode = _uint16(_as_3d(grad_spikes)), 1  # read as bfloat16 bits
+    elif grad_spikes is not None:
+        gs, mode = _as_3d(grad_spikes.to(H.dtype)), 1
+    acc = np.zeros(H.shape[2], dtype=np.float64)
+    with_norm = norm is not None
+    if norm is None:  # placeholders of the right types, not read
+        empty = np.zeros((1, 4), dtype=H.numpy().dtype)
+        norm = (H.numpy(), empty[0], empty, empty, empty[0], acc[:0], acc[:0])
+    kernels = _kernels()
+    kernels.backward_kernel(
+        gs if isinstance(gs, np.ndarray) else gs.numpy(), mode, H.numpy(),
+        v0.to(H.dtype).reshape(H.shape[1:]).numpy(),
+        m.numpy(), _params(q, params, constant),
+        float(params.alpha), kernels.SURROGATE_CODES[params.surrogate], params.decay_input,
+        not params.soft_reset, params.detach_reset, want_w, grad_x.numpy(),
+        grad_state.numpy(), acc, with_norm, *norm)
+    grad_w = None
+    if want_w:
+        qv = float(q)
+        grad_q = float(acc.sum()) / (qv * qv if params.decay_input else 1.0)
+        grad_w = torch.tensor(grad_q * qv * (1.0 - qv), dtype=w_dtype)
+    return grad_x, grad_state, grad_w
 
 
 def plif_multi_step_compiled(

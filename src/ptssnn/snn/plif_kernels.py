@@ -24,6 +24,13 @@ SURROGATE_CODES = {"sigmoid": 0, "atan": 1}
 # from vectorising any loop containing a division. No fastmath: no contraction into FMAs.
 _jit = njit(cache=True, nogil=True, error_model="numpy")
 _inline = njit(inline="always", error_model="numpy")
+# Kernels that need not match PyTorch bit for bit (LayerNorm moments and gradients, the soft
+# saturation) may reassociate sums, so that LLVM vectorises the row reductions, and contract
+# into FMAs. An exact kernel may call a ``_jit_fast`` function (not inlined by numba: it is
+# compiled with its own flags, which its instructions keep wherever LLVM puts them).
+_jit_fast = njit(cache=True, nogil=True, error_model="numpy",
+                 fastmath={"reassoc", "nsz", "contract"})
+_inline_fast = njit(inline="always", error_model="numpy", fastmath={"reassoc", "nsz", "contract"})
 
 
 @_inline
@@ -129,7 +136,8 @@ def _surrogate(z, alpha, code):
 
 @_jit
 def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
-                     decay_input, hard, detach_reset, want_w, grad_x, grad_v, acc
+                     decay_input, hard, detach_reset, want_w, grad_x, grad_v, acc,
+                     norm, x, gamma, mean, rstd, norm_constants, grad_gamma, grad_beta
                      ):  # pragma: no cover
     """Backward through time. ``grad_v [B, K]``: in ∂L/∂V[T-1], out ∂L/∂V0.
 
@@ -145,6 +153,12 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
 
     Each row ``(t, b)`` is one pass over 1-D row views (the recursion, ``∂L/∂X =
     ∂L/∂H·∂H/∂X`` and the ``∂L/∂w`` terms together), which LLVM vectorises.
+
+    ``norm``: the current was ``LayerNorm(x)`` (:func:`norm_forward_kernel`); each row's
+    ``∂L/∂X`` is then taken through the LayerNorm's backward while the row is in cache
+    (:func:`_norm_row_backward`): ``grad_x`` receives ``∂L/∂x``, and ``grad_gamma`` /
+    ``grad_beta`` accumulate the affine parameters' gradients. Otherwise those arrays are
+    not read.
     """
     q, v_reset, v_threshold = params[0], params[1], params[2]
     one, zero, decay, constant = params[3], params[4], params[5], params[6]
@@ -194,10 +208,98 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
                     # else V_reset - V[t-1].
                     dh_dq = h - v_prev if decay_input else v_reset - v_prev
                     step_sum[j] += g * dh_dq
+            if norm:
+                _norm_row_backward(gx, x[t, b], gamma, mean[t, b], rstd[t, b], norm_constants,
+                                   grad_gamma, grad_beta)
         if want_w:  # one float64 addition per neuron and step (B products summed in dtype)
             for j in range(width):
                 acc[j] += np.float64(step_sum[j])
                 step_sum[j] = zero
+
+
+# ----------------------------------------------------------------- LayerNorm → PLIF
+# A LayerNorm whose output is a PLIF layer's current (the block MLP's hidden layer, the SSLA
+# keys and values) fused into the PLIF kernels (:mod:`ptssnn.snn.norm_plif`): the normalised
+# current and its gradient never reach memory. ``norm_constants = [eps, width, 0, 1]`` in the
+# current's dtype.
+@_jit_fast
+def _row_moments(row, norm_constants):  # pragma: no cover
+    """``(mean, 1 / sqrt(var + eps))`` of one row (biased variance, as ``nn.LayerNorm``)."""
+    eps, width, zero = norm_constants[0], norm_constants[1], norm_constants[2]
+    total = zero
+    for j in range(row.shape[0]):
+        total += row[j]
+    m = total / width
+    square = zero
+    for j in range(row.shape[0]):
+        centred = row[j] - m
+        square += centred * centred
+    return m, norm_constants[3] / np.sqrt(square / width + eps)
+
+
+@_jit_fast
+def _norm_row_backward(g, row, gamma, m, rs, norm_constants, grad_gamma,
+                       grad_beta):  # pragma: no cover
+    """LayerNorm backward of one row in place: ``g`` holds ``∂L/∂y`` in, ``∂L/∂x`` out;
+    ``x̂ = (x - mean)·rstd`` recomputed from the row; ``grad_gamma += g·x̂`` and
+    ``grad_beta += g`` (float64)."""
+    width, zero = norm_constants[1], norm_constants[2]
+    sum_g = zero
+    sum_gx = zero
+    for j in range(g.shape[0]):
+        x_hat = (row[j] - m) * rs
+        gj = g[j]
+        grad_gamma[j] += gj * x_hat
+        grad_beta[j] += gj
+        scaled = gj * gamma[j]
+        sum_g += scaled
+        sum_gx += scaled * x_hat
+    sum_g /= width
+    sum_gx /= width
+    for j in range(g.shape[0]):
+        g[j] = rs * (g[j] * gamma[j] - sum_g - (row[j] - m) * rs * sum_gx)
+
+
+@_jit
+def norm_forward_kernel(x, v, mask, params, norm_constants, gamma, beta, decay_input, hard, H,
+                        S, one, zero, scratch, mean, rstd):  # pragma: no cover
+    """:func:`forward_kernel` (with the charge kept) on ``LayerNorm(x)`` over the last
+    dimension of ``x [T, B, K]``, one row at a time: the row's moments (written to ``mean``
+    and ``rstd [T, B]``), then its current ``((x - mean)·rstd)·gamma + beta`` into
+    ``scratch [K]`` (evaluated in that order, without FMAs: the PyTorch expression with
+    these moments gives the same current), then the neurons. Masked rows are not
+    normalised (their current is not read: ``H = V``, no spike)."""
+    q, v_reset, v_threshold = params[0], params[1], params[2]
+    steps, batch, width = x.shape
+    for t in range(steps):
+        for b in range(batch):
+            vr, hr, sr = v[b], H[t, b], S[t, b]
+            if not mask[t, b]:
+                mean[t, b] = norm_constants[2]
+                rstd[t, b] = norm_constants[2]
+                for j in range(width):
+                    hr[j] = vr[j]
+                    sr[j] = zero
+                continue
+            row = x[t, b]
+            m, rs = _row_moments(row, norm_constants)
+            mean[t, b], rstd[t, b] = m, rs
+            for j in range(width):
+                scratch[j] = (row[j] - m) * rs * gamma[j] + beta[j]
+            if hard:
+                for j in range(width):
+                    h = _charge(vr[j], scratch[j], q, v_reset, decay_input)
+                    fired = h >= v_threshold
+                    hr[j] = h
+                    sr[j] = one if fired else zero
+                    vr[j] = v_reset if fired else h
+            else:
+                for j in range(width):
+                    h = _charge(vr[j], scratch[j], q, v_reset, decay_input)
+                    fired = h >= v_threshold
+                    hr[j] = h
+                    sr[j] = one if fired else zero
+                    vr[j] = h - v_threshold if fired else h
 
 
 @_jit
@@ -226,11 +328,13 @@ def spike_index_kernel(bits, one, indptr, indices):  # pragma: no cover
 
 @_inline
 def _index_lane(value, one, column, indices, count):
-    """Record one lane of a word: ``(count after, 1 if the value is not 1.0)``."""
-    if value != 0:
-        indices[count] = column
-        return count + 1, value != one
-    return count, False
+    """Record one lane of a word: ``(count after, 1 if the value is a non-zero other than
+    1.0)``. Branch-free: the column is always written at ``count`` (a zero lane's entry is
+    overwritten by the next non-zero; ``count`` never passes the lanes seen, so it stays in
+    bounds), a quarter faster than a branch per lane at a few percent firing."""
+    indices[count] = column
+    non_zero = value != 0
+    return count + non_zero, non_zero and value != one
 
 
 @_jit
@@ -361,12 +465,7 @@ def sparse_weight_grad_kernel(colptr, rows_of, binary, s, grad_out,
 
 
 # ----------------------------------------------------------------- soft saturation
-# tanh(ξ·LayerNorm(x)) row by row (:mod:`ptssnn.snn.input_compiled`). Unlike the PLIF
-# kernels these need not match PyTorch bit for bit, so they may reassociate sums (LLVM then
-# vectorises the row reductions) and contract into FMAs.
-_jit_fast = njit(cache=True, nogil=True, error_model="numpy",
-                 fastmath={"reassoc", "nsz", "contract"})
-_inline_fast = njit(inline="always", error_model="numpy", fastmath={"reassoc", "nsz", "contract"})
+# tanh(ξ·LayerNorm(x)) row by row (:mod:`ptssnn.snn.input_compiled`), with ``_jit_fast``.
 
 #: Beyond this |z| the float32 tanh is ±1 (Eigen's clamp for the approximation below).
 _TANH_CLAMP = np.float32(7.90531110763549805)
@@ -452,14 +551,25 @@ def saturation_backward_kernel(grad_y, y, x, norm, mean, rstd, weight, xi, want_
 
 
 @_jit
-def gradient_epilogue_kernel(grad, to_bfloat16, low_bits, sums):  # pragma: no cover
-    """One pass over a spike-fed layer's output gradient ``grad [R, N]`` (float32): its
-    bfloat16 copy for the dense input-gradient product (``low_bits``, ``uint16``, rounded to
-    nearest even as PyTorch rounds; when ``to_bfloat16``) and, when ``sums`` is not empty,
-    its column sums (the bias gradient, float64)."""
+def gradient_epilogue_kernel(grad, to_bfloat16, low_bits, sums, indptr, indices, binary, s,
+                             grad_weight_t):  # pragma: no cover
+    """One pass over a spike-fed layer's output gradient ``grad [R, N]`` (float32), row by
+    row: its bfloat16 copy for the dense input-gradient product (``low_bits``, ``uint16``,
+    rounded to nearest even as PyTorch rounds; when ``to_bfloat16``), when ``sums`` is not
+    empty its column sums (the bias gradient, float64), and when ``grad_weight_t [K, N]`` is
+    not empty the weight gradient ``sᵀ·grad``: each spike of row ``r`` (CSR ``indptr``,
+    ``indices`` of ``s [R, K]``; binary spikes: ``s`` not read) adds the row, while it is in
+    cache, to its input's row of ``grad_weight_t`` (``K·N`` floats, which stay in L2 for
+    the head's layers; reading ``grad`` again by column cost more)."""
     rows, width = grad.shape
     bits = grad.view(np.uint32)
     with_sums = sums.shape[0] > 0
+    with_weight = grad_weight_t.shape[0] > 0
+    if with_weight:
+        for k in range(grad_weight_t.shape[0]):
+            target = grad_weight_t[k]
+            for n in range(width):
+                target[n] = 0.0
     for r in range(rows):
         if to_bfloat16:
             row, low = bits[r], low_bits[r]
@@ -469,10 +579,21 @@ def gradient_epilogue_kernel(grad, to_bfloat16, low_bits, sums):  # pragma: no c
                     >> np.uint32(16)
                 nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
                 low[n] = np.uint16(np.uint32(0x7FC0) if nan else rounded)
+        values = grad[r]
         if with_sums:
-            values = grad[r]
             for n in range(width):
                 sums[n] += values[n]
+        if with_weight:
+            for i in range(indptr[r], indptr[r + 1]):
+                k = indices[i]
+                target = grad_weight_t[k]
+                if binary:
+                    for n in range(width):
+                        target[n] += values[n]
+                else:
+                    value = s[r, k]
+                    for n in range(width):
+                        target[n] += value * values[n]
 
 
 # ----------------------------------------------------------------- input layer sum
@@ -511,3 +632,45 @@ def standardised_sum_weight_grad_kernel(x, mean, std, grad_out, partial):  # pra
                 source, g = x[b, layer, t], grad_out[t, b]
                 for d in range(width):
                     acc[d] += ((source[d] - m[d]) / s[d]) * g[d]
+
+
+# ----------------------------------------------------------------- temporal shift
+@_inline
+def _copy_or_zero(row, source, start, end, keep):
+    """``row[start:end] = source[start:end]`` when ``keep``, else zeros. The loops run over
+    slices from 0: with a run-time start numba would check every index for wraparound,
+    which keeps LLVM from turning the loop into a block copy (15× slower)."""
+    target = row[start:end]
+    if keep:
+        values = source[start:end]
+        for c in range(target.shape[0]):
+            target[c] = values[c]
+    else:
+        for c in range(target.shape[0]):
+            target[c] = 0
+
+
+@_jit
+def shift_kernel(source, mask, n_later, n_earlier, forward, premask,
+                 out):  # pragma: no cover
+    """The temporal shift of :mod:`ptssnn.snn.shift` (``forward``) or its gradient, on the
+    bit patterns of ``[T, B, C]`` tensors (unsigned integers of the element size: a pure
+    move, any float dtype). Forward: channels ``[0, n_later)`` of frame ``t`` come from
+    frame ``t - 1``, ``[n_later, n_later + n_earlier)`` from ``t + 1``, the rest from ``t``;
+    a value is kept when its output frame is real (and, with ``premask``, its source frame
+    too), else it is zero, as are the edges. Backward: each gradient goes back to the frame
+    it was read from, kept under the same condition."""
+    steps, batch, width = source.shape
+    stop = n_later + n_earlier
+    first = -1 if forward else 1  # where the first group is read from, relative to t
+    for t in range(steps):
+        for b in range(batch):
+            row = out[t, b]
+            for start, end, offset in ((0, n_later, first), (n_later, stop, -first),
+                                       (stop, width, 0)):
+                other = t + offset
+                keep = start < end and 0 <= other < steps
+                if keep:
+                    written, read = (t, other) if forward else (other, t)
+                    keep = mask[written, b] and (not premask or mask[read, b])
+                _copy_or_zero(row, source[other if keep else t, b], start, end, keep)

@@ -6,16 +6,80 @@ fraction from frame ``t + 1`` ("earlier"), the rest stay. Edges are zero-filled.
 
 Mask-aware: padded frames are zeroed before the shift (so they never leak into a real
 frame) and after it (so padded frames carry nothing).
+
+In compiled training (the blocks' neurons on the ``compiled`` backend, under autograd, on
+the CPU) the shift and its gradient are one pass each over the tensor
+(:class:`CompiledShift`), instead of slices, concatenations and mask products; the values
+are the same (a move of bit patterns; a masked value is +0).
 """
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 from torch import nn
 
 from ptssnn.errors import ModelConfigError
 
-__all__ = ["TemporalShift", "shift_channels"]
+__all__ = ["CompiledShift", "TemporalShift", "shift_channels"]
+
+_BITS = {torch.bfloat16: (torch.int16, np.uint16), torch.float16: (torch.int16, np.uint16),
+         torch.float32: (torch.int32, np.uint32), torch.float64: (torch.int64, np.uint64)}
+
+
+def _bits(t: torch.Tensor) -> np.ndarray:
+    signed, unsigned = _BITS[t.dtype]
+    return t.view(signed).numpy().view(unsigned)
+
+
+class CompiledShift(torch.autograd.Function):
+    """``apply(x [T, B, C], mask [T, B] bool, n_later, n_earlier, premask)``: the shift of
+    :class:`TemporalShift` (``premask``: ``x`` is masked before the shift too) in one pass,
+    and its gradient in one pass (:func:`~ptssnn.snn.plif_kernels.shift_kernel`)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, mask: torch.Tensor,  # type: ignore[override]
+                n_later: int, n_earlier: int, premask: bool) -> torch.Tensor:
+        from ptssnn.snn import plif_compiled
+
+        x = x.detach().contiguous()
+        mask = mask.to(torch.bool).contiguous()
+        out = torch.empty_like(x)
+        plif_compiled._kernels().shift_kernel(_bits(x), mask.numpy(), n_later, n_earlier,
+                                              True, premask, _bits(out))
+        ctx.save_for_backward(mask)
+        ctx.shifts, ctx.premask = (n_later, n_earlier), premask
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        from ptssnn.snn import plif_compiled
+
+        (mask,) = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_x = torch.empty_like(grad_out)
+        plif_compiled._kernels().shift_kernel(_bits(grad_out), mask.numpy(), *ctx.shifts,
+                                              False, ctx.premask, _bits(grad_x))
+        return grad_x, None, None, None, None
+
+
+@functools.cache
+def compiled_shift_available() -> bool:
+    """Whether the shift kernel builds and runs here (checked once per process)."""
+    from ptssnn.snn import plif_compiled
+
+    if not plif_compiled.available():
+        return False
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            x = torch.ones(3, 1, 8, requires_grad=True)
+            CompiledShift.apply(x, torch.ones(3, 1, dtype=torch.bool), 1, 1,
+                                False).sum().backward()
+    except Exception:  # numba/LLVM failures have many types; PyTorch operators are used
+        return False
+    return True
 
 
 def shift_channels(channels: int, later: float, earlier: float) -> tuple[int, int]:
@@ -52,16 +116,26 @@ class TemporalShift(nn.Module):
         self.earlier = float(earlier)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                zero_padded: bool = False) -> torch.Tensor:
+                zero_padded: bool = False, compiled: bool = False) -> torch.Tensor:
         """Shift ``x [T, B, ..., C]`` along time; ``mask [T, B]`` (True = real frame).
 
         ``zero_padded``: ``x`` is already zero on padded frames (a neuron layer's output),
-        so it is not masked again before the shift.
+        so it is not masked again before the shift. ``compiled``: the caller's neurons run
+        the ``compiled`` backend; under autograd a CPU ``[T, B, C]`` input then goes through
+        :class:`CompiledShift` (same values).
 
         Returns:
             ``[T, B, ..., C]``; padded frames are zero.
         """
         n_later, n_earlier = shift_channels(x.shape[-1], self.later, self.earlier)
+        if (compiled and torch.is_grad_enabled() and x.dim() == 3 and x.device.type == "cpu"
+                and x.dtype in _BITS and x.shape[0] > 0 and (n_later or n_earlier)
+                and not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+                and compiled_shift_available()):
+            m = (torch.ones(x.shape[:2], dtype=torch.bool) if mask is None
+                 else mask.to(torch.bool))
+            return CompiledShift.apply(x, m, n_later, n_earlier,
+                                       mask is not None and not zero_padded)
         if mask is not None:
             m = mask.to(x.dtype).reshape(*mask.shape, *([1] * (x.dim() - 2)))
             if not zero_padded:

@@ -14,7 +14,9 @@ non-zeros:
 
 The spikes' positions are found once per forward, on the values' bit patterns (CSR, 64-bit
 words at a time: at a few percent firing most words are zero), and reused by the weight
-gradient (by column). Binary spikes need no multiply, and the kernels
+gradient, which is formed in the same pass over ``∂L/∂Y`` as its bfloat16 copy and the
+bias gradient (row by row: each spike adds the row, while it is in cache, to its input's
+row of ``∂L/∂Wᵀ``). Binary spikes need no multiply, and the kernels
 (:mod:`ptssnn.snn.plif_kernels`) add their rows four at a time; results equal the dense
 product up to float rounding (not bit for bit: BLAS sums in another order). Spikes may come
 in bfloat16 (:attr:`ptssnn.snn.PLIF.autocast_spikes`): the output is then still the float32
@@ -62,7 +64,8 @@ def _spike_positions(kernels, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 class SpikeLinear(torch.autograd.Function):
-    """``apply(s [R, K], weight [N, K], bias [N] or None) -> s·weightᵀ + bias [R, N]``.
+    """``apply(s [R, K], weight [N, K], bias [N] or None, shared=None) -> s·weightᵀ + bias
+    [R, N]`` (``shared``: see :func:`spike_linear`).
 
     ``s`` in the weight's dtype, or in bfloat16 (spikes of a neuron emitting the autocast
     dtype, see :attr:`ptssnn.snn.PLIF.autocast_spikes`); the output is in the weight's dtype.
@@ -70,12 +73,17 @@ class SpikeLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, s: torch.Tensor, weight: torch.Tensor,  # type: ignore[override]
-                bias: torch.Tensor | None) -> torch.Tensor:
+                bias: torch.Tensor | None, shared: dict | None = None) -> torch.Tensor:
         kernels = plif_compiled._kernels()
         weight_t = weight.detach().t().contiguous()
         b = bias.detach() if bias is not None else weight.new_zeros(weight.shape[0])
         out = weight.new_empty(s.shape[0], weight.shape[0])
-        indptr, indices, binary = _spike_positions(kernels, s)
+        positions = None if shared is None else shared.get("positions")
+        if positions is None:
+            positions = _spike_positions(kernels, s)
+            if shared is not None:
+                shared["positions"] = positions
+        indptr, indices, binary = positions
         # Values are read (and kept for the backward) only when they are not all 1, then in
         # the weight's dtype; binary spikes are fully described by their positions.
         values = weight_t if binary else s.detach().to(weight.dtype)  # binary: never read
@@ -94,24 +102,32 @@ class SpikeLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         values, weight, indptr, indices = ctx.saved_tensors
-        want_s, want_w, want_b = ctx.needs_input_grad
+        want_s, want_w, want_b = ctx.needs_input_grad[:3]
         grad_out = grad_out.contiguous()
         kernels = plif_compiled._kernels()
         low = ctx.gemm_dtype if want_s else None
         want_bias = want_b and ctx.has_bias
-        # A float32 ∂L/∂Y is read once for both its bfloat16 copy (the dense product's
-        # operand) and the bias gradient, instead of a cast and a sum.
+        # A float32 ∂L/∂Y is read once, row by row, for its bfloat16 copy (the dense
+        # product's operand), the bias gradient and the weight gradient (each spike adds the
+        # row, while it is in cache, to its input's row of ∂L/∂Wᵀ), instead of a cast, a sum
+        # and a second pass over ∂L/∂Y by column.
         single = grad_out.dtype == torch.float32
         grad_low = (torch.empty(grad_out.shape, dtype=torch.bfloat16)
                     if single and low == torch.bfloat16 else None)
         sums = (torch.zeros(grad_out.shape[1], dtype=torch.float64)
                 if single and want_bias else None)
-        if grad_low is not None or sums is not None:
+        grad_w_t = (weight.new_empty(ctx.width, weight.shape[0]) if single and want_w
+                    else None)
+        if grad_low is not None or sums is not None or grad_w_t is not None:
+            no_rows = np.zeros((0, grad_out.shape[1]), dtype=np.float32)
             kernels.gradient_epilogue_kernel(
                 grad_out.numpy(), grad_low is not None,
                 plif_compiled._uint16(torch.empty(0, 0, dtype=torch.bfloat16)
                                       if grad_low is None else grad_low),
-                np.zeros(0) if sums is None else sums.numpy())
+                np.zeros(0) if sums is None else sums.numpy(), indptr.numpy(),
+                indices.numpy(), ctx.binary,
+                no_rows if values is None else values.numpy(),  # binary: unread
+                no_rows if grad_w_t is None else grad_w_t.numpy())
         grad_s = None
         if want_s:
             # Returned in the spikes' dtype: no cast back when they are bfloat16 themselves.
@@ -122,7 +138,7 @@ class SpikeLinear(torch.autograd.Function):
                 grad_s = operand.mm(weight.to(low))
             grad_s = grad_s.to(ctx.s_dtype)
         grad_w = None
-        if want_w:
+        if want_w and grad_w_t is None:  # float64: by column, from the positions' CSC form
             width = ctx.width
             colptr = torch.empty(width + 1, dtype=torch.int64)
             rows_of = torch.empty_like(indices)
@@ -132,11 +148,12 @@ class SpikeLinear(torch.autograd.Function):
             values_np = grad_w_t.numpy() if values is None else values.numpy()  # binary: unread
             kernels.sparse_weight_grad_kernel(colptr.numpy(), rows_of.numpy(), ctx.binary,
                                               values_np, grad_out.numpy(), grad_w_t.numpy())
+        if want_w:
             grad_w = grad_w_t.t()
         grad_b = None
         if want_bias:
             grad_b = grad_out.sum(0) if sums is None else sums.to(grad_out.dtype)
-        return grad_s, grad_w, grad_b
+        return grad_s, grad_w, grad_b, None
 
 
 def compiled_neuron(neuron: nn.Module) -> bool:
@@ -150,12 +167,16 @@ def _hooked(layer: nn.Module) -> bool:
     return bool(layer._forward_hooks or layer._forward_pre_hooks)
 
 
-def spike_linear(layer: nn.Linear, s: torch.Tensor, sparse: bool) -> torch.Tensor:
+def spike_linear(layer: nn.Linear, s: torch.Tensor, sparse: bool,
+                 shared: dict | None = None) -> torch.Tensor:
     """``layer(s)`` for a spike input ``s [..., K]``; through :class:`SpikeLinear` when
     ``sparse`` (the caller's neurons run the compiled backend), autograd is recording, no
     hook watches the layer (hooks see the plain module call), nothing traces or compiles the
     model, and the kernels run for this input (CPU float32/float64 weights, spikes in their
-    dtype or in bfloat16, numba available)."""
+    dtype or in bfloat16, numba available).
+
+    ``shared``: a dict the caller passes to every layer it feeds with this same ``s`` (the
+    SSLA's keys and values), so that the spikes' positions are found once."""
     tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
     weight = layer.weight
     spike_dtype_ok = s.dtype == weight.dtype or (s.dtype == torch.bfloat16
@@ -166,5 +187,5 @@ def spike_linear(layer: nn.Linear, s: torch.Tensor, sparse: bool) -> torch.Tenso
             and plif_compiled.usable(weight)):
         return layer(s)
     rows = s.reshape(-1, s.shape[-1]).contiguous()
-    out = SpikeLinear.apply(rows, layer.weight, layer.bias)
+    out = SpikeLinear.apply(rows, layer.weight, layer.bias, shared)
     return out.reshape(*s.shape[:-1], out.shape[-1])
