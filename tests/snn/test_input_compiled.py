@@ -187,3 +187,27 @@ def test_without_the_kernels_everything_takes_the_pytorch_form(monkeypatch):
         torch.testing.assert_close(y, torch.tanh(layer(x[:, 0])), rtol=0, atol=0)
     finally:
         input_compiled.input_kernels_available.cache_clear()
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_bfloat16_output_under_autocast_is_the_rounded_result_with_the_same_gradients(norm):
+    # Under a bfloat16 autocast the saturation writes its result in bfloat16 (what autocast
+    # would cast it to for the projection) and recomputes tanh in its backward.
+    g = torch.Generator().manual_seed(7)
+    layer = nn.LayerNorm(40) if norm else nn.Identity()
+    x = torch.randn(6, 5, 40, generator=g) * 2.0 + 0.5
+    grad_y = torch.randn(6, 5, 40, generator=g).bfloat16()
+    results = []
+    for autocast in (False, True):
+        inputs = x.clone().requires_grad_()
+        layer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = soft_saturation(inputs, layer, 1.3, compiled=True)
+        y.backward(grad_y.to(y.dtype))
+        results.append((y.detach(), inputs.grad,
+                        *((layer.weight.grad, layer.bias.grad) if norm else ())))
+    (y32, *grads32), (y16, *grads16) = results
+    assert y16.dtype == torch.bfloat16 and y32.dtype == torch.float32
+    assert torch.equal(y16, y32.bfloat16())
+    for low, full in zip(grads16, grads32, strict=True):
+        torch.testing.assert_close(low, full, rtol=1e-5, atol=1e-6)

@@ -93,44 +93,55 @@ def standardised_layer_sum(features: torch.Tensor, mean: torch.Tensor, std: torc
 
 
 class CompiledSaturation(torch.autograd.Function):
-    """``apply(x [..., D], weight [D] or None, bias [D] or None, xi, eps)``: the kernel form
-    of ``tanh(xi · layer_norm(x, weight, bias, eps))`` (``weight is None``: ``tanh(xi·x)``)."""
+    """``apply(x [..., D], weight [D] or None, bias [D] or None, xi, eps, to_bfloat16=False)``:
+    the kernel form of ``tanh(xi · layer_norm(x, weight, bias, eps))`` (``weight is None``:
+    ``tanh(xi·x)``). ``to_bfloat16``: the result is written in bfloat16 (what a bfloat16
+    autocast would cast it to, for the next product), and the backward recomputes ``tanh``
+    from ``x`` instead of keeping a float32 copy."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor | None,  # type: ignore[override]
-                bias: torch.Tensor | None, xi: float, eps: float) -> torch.Tensor:
+                bias: torch.Tensor | None, xi: float, eps: float,
+                to_bfloat16: bool = False) -> torch.Tensor:
         kernels = plif_compiled._kernels()
         rows = x.detach().reshape(-1, x.shape[-1]).contiguous()
         norm = weight is not None
-        y = torch.empty_like(rows)
+        y = rows.new_empty(0, rows.shape[1]) if to_bfloat16 else torch.empty_like(rows)
+        low = torch.empty(rows.shape if to_bfloat16 else (0, rows.shape[1]),
+                          dtype=torch.bfloat16)
         mean = rows.new_empty(rows.shape[0] if norm else 0)
         rstd = torch.empty_like(mean)
         w = weight.detach() if norm else rows.new_empty(0)
         b = bias.detach() if bias is not None else torch.zeros_like(w)
         kernels.saturation_forward_kernel(rows.numpy(), norm, w.numpy(), b.numpy(),
                                           np.float32(xi), np.float32(eps), y.numpy(),
-                                          mean.numpy(), rstd.numpy())
-        ctx.save_for_backward(rows, y, mean, rstd, w)
+                                          mean.numpy(), rstd.numpy(), to_bfloat16,
+                                          plif_compiled._uint16(low))
+        ctx.save_for_backward(rows, y, mean, rstd, w, b)
         ctx.norm, ctx.xi, ctx.has_bias = norm, xi, bias is not None
-        return y.reshape(x.shape)
+        return (low if to_bfloat16 else y).reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
-        rows, y, mean, rstd, w = ctx.saved_tensors
+        rows, y, mean, rstd, w, b = ctx.saved_tensors
         want_x, want_w, want_b = ctx.needs_input_grad[:3]
         grad_rows = grad_y.reshape(rows.shape).contiguous()
+        if grad_rows.dtype == torch.bfloat16:
+            grad_np = plif_compiled._uint16(grad_rows)  # read as bfloat16 bits
+        else:
+            grad_np = grad_rows.to(rows.dtype).numpy()
         grad_x = torch.empty_like(rows) if want_x else rows.new_empty(0, rows.shape[1])
         width = rows.shape[1]
         grad_w = torch.zeros(width if ctx.norm else 0, dtype=torch.float64)
         grad_b = torch.zeros_like(grad_w)
         scratch = rows.new_empty(width)
         plif_compiled._kernels().saturation_backward_kernel(
-            grad_rows.numpy(), y.numpy(), rows.numpy(), ctx.norm, mean.numpy(), rstd.numpy(),
-            w.numpy(), np.float32(ctx.xi), want_x, grad_x.numpy(), grad_w.numpy(),
+            grad_np, y.numpy(), rows.numpy(), ctx.norm, mean.numpy(), rstd.numpy(), w.numpy(),
+            b.numpy(), np.float32(ctx.xi), want_x, grad_x.numpy(), grad_w.numpy(),
             grad_b.numpy(), scratch.numpy())
         return (grad_x.reshape(grad_y.shape) if want_x else None,
                 grad_w.to(rows.dtype) if want_w and ctx.norm else None,
-                grad_b.to(rows.dtype) if want_b and ctx.has_bias else None, None, None)
+                grad_b.to(rows.dtype) if want_b and ctx.has_bias else None, None, None, None)
 
 
 @functools.cache
@@ -143,8 +154,11 @@ def input_kernels_available() -> bool:
         with torch.inference_mode(False), torch.enable_grad():
             x = torch.linspace(-2, 2, 6).reshape(2, 3).requires_grad_()
             weight = torch.ones(3, requires_grad=True)
-            CompiledSaturation.apply(x, weight, torch.zeros(3), 1.0, 1e-5).sum().backward()
-            CompiledSaturation.apply(x, None, None, 1.0, 1e-5).sum().backward()
+            for to_bfloat16 in (False, True):
+                CompiledSaturation.apply(x, weight, torch.zeros(3), 1.0, 1e-5,
+                                         to_bfloat16).sum().backward()
+                CompiledSaturation.apply(x, None, None, 1.0, 1e-5,
+                                         to_bfloat16).sum().backward()
             w = torch.ones(1, requires_grad=True)
             CompiledLayerSum.apply(x[None, None], torch.zeros(1, 3), torch.ones(1, 3),
                                    w).sum().backward()
@@ -166,7 +180,10 @@ def soft_saturation(x: torch.Tensor, norm: nn.Module, xi: float, compiled: bool)
                  or (layer_norm and len(norm.normalized_shape) == 1
                      and norm.weight is not None and norm.weight.dtype == torch.float32)))
     if fits and input_kernels_available():
+        # Under a bfloat16 autocast the next layer reads the result in bfloat16: written so.
+        low = (torch.is_autocast_enabled("cpu")
+               and torch.get_autocast_dtype("cpu") == torch.bfloat16)
         if layer_norm:
-            return CompiledSaturation.apply(x, norm.weight, norm.bias, float(xi), norm.eps)
-        return CompiledSaturation.apply(x, None, None, float(xi), 0.0)
+            return CompiledSaturation.apply(x, norm.weight, norm.bias, float(xi), norm.eps, low)
+        return CompiledSaturation.apply(x, None, None, float(xi), 0.0, low)
     return torch.tanh(xi * norm(x))

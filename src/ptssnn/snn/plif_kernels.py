@@ -490,15 +490,38 @@ def _tanh(z):
     return z * p / q
 
 
+@_inline_fast
+def _round_to_bfloat16(value):
+    """float32 ``value`` → bfloat16 bits (``uint16``), rounded to nearest even as PyTorch
+    rounds (NaN stays NaN)."""
+    u = np.float32(value).view(np.uint32)
+    rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    return np.uint16(np.uint32(0x7FC0) if nan else rounded)
+
+
+@_inline_fast
+def _saturate(row, j, norm, m, rs, weight, bias, xi):
+    """One saturated value ``tanh(ξ·(x̂·weight + bias))`` (``norm``) or ``tanh(ξ·x)``."""
+    if norm:
+        return _tanh(((row[j] - m) * rs * weight[j] + bias[j]) * xi)
+    return _tanh(row[j] * xi)
+
+
 @_jit_fast
-def saturation_forward_kernel(x, norm, weight, bias, xi, eps, y, mean,
-                              rstd):  # pragma: no cover
+def saturation_forward_kernel(x, norm, weight, bias, xi, eps, y, mean, rstd, to_bfloat16,
+                              y_bits):  # pragma: no cover
     """``y = tanh(ξ·(x̂·weight + bias))`` per row of ``x [R, D]`` (float32), with
     ``x̂ = (x - mean)·rstd`` the row's LayerNorm (biased variance, as ``nn.LayerNorm``);
-    writes each row's ``mean`` and ``rstd`` for the backward. ``norm=False``: ``tanh(ξ·x)``."""
+    writes each row's ``mean`` and ``rstd`` for the backward. ``norm=False``: ``tanh(ξ·x)``.
+    ``to_bfloat16``: ``y`` is written as bfloat16 bits into ``y_bits [R, D]`` (``uint16``)
+    instead (the operand of a bfloat16 product: one pass instead of a float32 ``y`` and a
+    cast), and ``y`` is not touched."""
     rows, width = x.shape
+    m = np.float32(0.0)
+    rs = np.float32(1.0)
     for r in range(rows):
-        row, out = x[r], y[r]
+        row = x[r]
         if norm:
             total = np.float32(0.0)
             for j in range(width):
@@ -510,32 +533,53 @@ def saturation_forward_kernel(x, norm, weight, bias, xi, eps, y, mean,
                 square += centred * centred
             rs = np.float32(1.0) / np.sqrt(square / np.float32(width) + eps)
             mean[r], rstd[r] = m, rs
+        if to_bfloat16:
+            bits = y_bits[r]
             for j in range(width):
-                out[j] = _tanh(((row[j] - m) * rs * weight[j] + bias[j]) * xi)
+                bits[j] = _round_to_bfloat16(_saturate(row, j, norm, m, rs, weight, bias, xi))
         else:
+            out = y[r]
             for j in range(width):
-                out[j] = _tanh(row[j] * xi)
+                out[j] = _saturate(row, j, norm, m, rs, weight, bias, xi)
 
 
 @_jit_fast
-def saturation_backward_kernel(grad_y, y, x, norm, mean, rstd, weight, xi, want_x, grad_x,
-                               grad_weight, grad_bias, scratch):  # pragma: no cover
+def saturation_backward_kernel(grad_y, y, x, norm, mean, rstd, weight, bias, xi, want_x,
+                               grad_x, grad_weight, grad_bias, scratch):  # pragma: no cover
     """Gradients of :func:`saturation_forward_kernel`: ``grad_x [R, D]`` (when ``want_x``)
     and, with ``norm``, ``grad_weight`` / ``grad_bias [D]`` accumulated in float64.
-    ``tanh' = 1 - y²``; ``x̂`` is recomputed from ``x`` and the row's moments."""
+    ``tanh' = 1 - y²``; ``x̂`` is recomputed from ``x`` and the row's moments, and ``y`` too
+    when it was not kept (``y`` empty: the forward wrote bfloat16). ``grad_y`` may be
+    bfloat16 bits (``uint16``). Each case is its own loop, so that each vectorises."""
     rows, width = x.shape
+    kept = y.shape[0] > 0
     for r in range(rows):
-        dy, out, row = grad_y[r], y[r], x[r]
+        dy, row = grad_y[r], x[r]
+        m = mean[r] if norm else np.float32(0.0)
+        rs = rstd[r] if norm else np.float32(1.0)
+        # ∂L/∂z (z = the tanh's argument over ξ) into scratch
+        if kept:
+            out = y[r]
+            for j in range(width):
+                scratch[j] = _element(dy, j) * (np.float32(1.0) - out[j] * out[j]) * xi
+        elif norm:
+            for j in range(width):
+                value = _tanh(((row[j] - m) * rs * weight[j] + bias[j]) * xi)
+                scratch[j] = _element(dy, j) * (np.float32(1.0) - value * value) * xi
+        else:
+            for j in range(width):
+                value = _tanh(row[j] * xi)
+                scratch[j] = _element(dy, j) * (np.float32(1.0) - value * value) * xi
         if not norm:
             if want_x:
+                target = grad_x[r]
                 for j in range(width):
-                    grad_x[r, j] = dy[j] * (np.float32(1.0) - out[j] * out[j]) * xi
+                    target[j] = scratch[j]
             continue
-        m, rs = mean[r], rstd[r]
         sum_g = np.float32(0.0)
         sum_gx = np.float32(0.0)
         for j in range(width):
-            dz = dy[j] * (np.float32(1.0) - out[j] * out[j]) * xi
+            dz = scratch[j]
             x_hat = (row[j] - m) * rs
             grad_weight[j] += dz * x_hat
             grad_bias[j] += dz
@@ -546,8 +590,9 @@ def saturation_backward_kernel(grad_y, y, x, norm, mean, rstd, weight, xi, want_
         if want_x:
             sum_g /= np.float32(width)
             sum_gx /= np.float32(width)
+            target = grad_x[r]
             for j in range(width):
-                grad_x[r, j] = rs * (scratch[j] - sum_g - (row[j] - m) * rs * sum_gx)
+                target[j] = rs * (scratch[j] - sum_g - (row[j] - m) * rs * sum_gx)
 
 
 @_jit
