@@ -207,9 +207,12 @@ def make_training_step(batch: int, frames: int, input_dim: int, variant: str):
 # (its dense input gradient) count as matmul.
 _INCLUSIVE = {
     "PLIF": ("CompiledPLIF", "CompiledPLIFBackward", "FusedPLIF", "FusedPLIFBackward"),
+    "LayerNorm + PLIF kernels (block MLP hidden layer, SSLA keys and values)": (
+        "CompiledNormPLIF", "CompiledNormPLIFBackward"),
     "input kernels (standardise + layer sum, saturation LayerNorm + tanh)": (
         "CompiledLayerSum", "CompiledLayerSumBackward", "CompiledSaturation",
         "CompiledSaturationBackward"),
+    "temporal shift kernel": ("CompiledShift", "CompiledShiftBackward"),
 }
 _GROUPS = {
     "matmul (Linear, SSLA products)": ("aten::mm", "aten::addmm", "aten::bmm"),

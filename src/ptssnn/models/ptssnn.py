@@ -265,14 +265,7 @@ class PTSSNN(nn.Module):
         """``[T, B, D_in]`` → input currents ``[T, B, D]``."""
         if self.saturation is not None:
             x = self.saturation(x, compiled=compiled_neuron(self.output_neuron))
-        current = self.projection(x)
-        if current.dtype != self.projection.weight.dtype:
-            # A mixed-precision product (autocast): the input currents u0 feed the neurons
-            # (which integrate in the parameters' precision) and the residual stream, so
-            # they are normalised and kept in that precision: one cast here instead of one
-            # per consumer, forward and backward.
-            current = current.to(self.projection.weight.dtype)
-        return apply_norm(self.projection_norm, current, mask)
+        return apply_norm(self.projection_norm, self.projection(x), mask)
 
     def _prepare(self, features: torch.Tensor, mask: torch.Tensor | None
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:

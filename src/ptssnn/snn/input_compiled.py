@@ -15,8 +15,10 @@ as many passes over the ``[T, B, D_in]`` input in each direction; its CPU ``tanh
 :func:`~ptssnn.snn.plif_kernels.saturation_forward_kernel` and its backward do it row by row
 in one pass, with the row's LayerNorm moments kept for the backward and ``tanh`` as Eigen's
 rational approximation (float32, within a few ulp of ``torch.tanh``; the tests bound the
-difference). The results equal the PyTorch form up to
-float rounding, not bit for bit.
+difference). Under a bfloat16 autocast (``TrainConfig.precision = "bf16"``) it writes its
+result in bfloat16, rounded as autocast would round it for the projection, and its backward
+recomputes ``tanh`` instead of reading a float32 copy. The results equal the PyTorch form up
+to float rounding, not bit for bit.
 
 These kernels run where the sparse spike kernels do: under autograd, on the CPU, in float32,
 for models whose neurons run the ``compiled`` backend, with nothing tracing the model; every
