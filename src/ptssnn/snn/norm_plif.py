@@ -77,6 +77,7 @@ class CompiledNormPLIF(torch.autograd.Function):
         H = torch.empty_like(x3)
         mean = x3.new_empty(steps, batch)
         rstd = torch.empty_like(mean)
+        ctx.norm_dtype = gamma.dtype  # the affine parameters' gradients are returned in it
         gamma = gamma.detach().to(x.dtype).contiguous()
         beta = beta.detach().to(x.dtype).contiguous()
         plif_compiled._kernels().norm_forward_kernel(
@@ -85,7 +86,7 @@ class CompiledNormPLIF(torch.autograd.Function):
             out, one, zero, x3.new_empty(width).numpy(), mean.numpy(), rstd.numpy())
         ctx.save_for_backward(x3, v0, q, m, H, gamma, mean, rstd)
         ctx.params, ctx.eps, ctx.w_dtype = params, eps, w.dtype
-        ctx.input_shape, ctx.norm_dtype = x.shape, beta.dtype
+        ctx.input_shape = x.shape
         return spikes.reshape(x.shape), v.reshape(v0.shape)
 
     @staticmethod
