@@ -166,6 +166,12 @@ def test_under_bfloat16_autocast_the_input_gradient_is_a_bfloat16_product():
     assert "SpikeLinear" in str(out.grad_fn.next_functions)
     assert out.dtype == torch.float32 and dense.dtype == torch.bfloat16
     torch.testing.assert_close(out, dense.float(), rtol=2e-2, atol=2e-2)
+    # The forward is the bfloat16 product accumulated (and kept) in float32: the sum of the
+    # bfloat16-rounded weights, not of the float32 ones.
+    low = s.detach() @ layer.weight.detach().bfloat16().float().t() + layer.bias.detach()
+    torch.testing.assert_close(out.detach(), low, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(out.detach(), F.linear(s, layer.weight, layer.bias).detach(),
+                              rtol=0, atol=1e-6)
     params = [s, *layer.parameters()]
     got, ref = _grads(out, params), _grads(dense.float(), params)
     assert got[0].dtype == torch.float32

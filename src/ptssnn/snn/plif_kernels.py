@@ -383,26 +383,29 @@ def spike_index_words_kernel(words, lanes, one, indptr, indices):  # pragma: no 
 def _add_rows(row, source, selected, start, end):
     """``row += Σ source[selected[i]]`` for ``i`` in ``[start, end)``, four rows at a time
     (``(r0 + r1) + (r2 + r3)``): one pass over ``row`` per four rows, which is what bounds
-    the spike-fed kernels."""
+    the spike-fed kernels. ``source`` may hold bfloat16 bits (``uint16``): half the bytes
+    to bring in from L2, each value widened to float32 exactly."""
     n_out = row.shape[0]
     i = start
     while i + 4 <= end:
         r0, r1 = source[selected[i]], source[selected[i + 1]]
         r2, r3 = source[selected[i + 2]], source[selected[i + 3]]
         for n in range(n_out):
-            row[n] += (r0[n] + r1[n]) + (r2[n] + r3[n])
+            row[n] += (_element(r0, n) + _element(r1, n)) + (_element(r2, n) + _element(r3, n))
         i += 4
     while i < end:
         r0 = source[selected[i]]
         for n in range(n_out):
-            row[n] += r0[n]
+            row[n] += _element(r0, n)
         i += 1
 
 
 @_jit
 def sparse_matmul_kernel(indptr, indices, binary, s, weight_t, bias, out):  # pragma: no cover
     """``out = s @ weight_t + bias`` for a sparse ``s [R, K]`` (spikes; CSR ``indptr``,
-    ``indices``), ``weight_t [K, N]``.
+    ``indices``), ``weight_t [K, N]`` (float, or bfloat16 bits as ``uint16`` for binary
+    spikes under a bfloat16 autocast: the sum of the bfloat16 weights in float32, what a
+    bfloat16 product with float32 accumulation computes).
 
     Work is proportional to the non-zeros of ``s``: each adds one row of ``weight_t`` (in L2)
     into the output row (in L1). Binary spikes need no multiply (``s`` is not read) and their
@@ -420,7 +423,7 @@ def sparse_matmul_kernel(indptr, indices, binary, s, weight_t, bias, out):  # pr
                 k = indices[i]
                 value, w0 = s[r, k], weight_t[k]
                 for n in range(n_out):
-                    row[n] += value * w0[n]
+                    row[n] += value * _element(w0, n)
 
 
 @_jit

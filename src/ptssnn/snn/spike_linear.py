@@ -19,8 +19,11 @@ bias gradient (row by row: each spike adds the row, while it is in cache, to its
 row of ``∂L/∂Wᵀ``). Binary spikes need no multiply, and the kernels
 (:mod:`ptssnn.snn.plif_kernels`) add their rows four at a time; results equal the dense
 product up to float rounding (not bit for bit: BLAS sums in another order). Spikes may come
-in bfloat16 (:attr:`ptssnn.snn.PLIF.autocast_spikes`): the output is then still the float32
-product, and the input gradient is handed back in bfloat16, without a cast. The kernels run
+in bfloat16 (:attr:`ptssnn.snn.PLIF.autocast_spikes`), and the input gradient is then handed
+back in bfloat16, without a cast. Under a bfloat16 autocast the forward adds the
+bfloat16-rounded weights in float32 (what autocast's product computes: bfloat16 inputs,
+float32 accumulation, but the result is kept in float32), otherwise the float32 weights.
+The kernels run
 only where they pay and cannot change what a trained head computes later: under autograd on
 the CPU, for layers whose spiking neurons use the ``compiled`` backend and that no forward
 hook watches. Otherwise (evaluation, inference, tracing, export, the energy report's hooks)
@@ -75,7 +78,6 @@ class SpikeLinear(torch.autograd.Function):
     def forward(ctx, s: torch.Tensor, weight: torch.Tensor,  # type: ignore[override]
                 bias: torch.Tensor | None, shared: dict | None = None) -> torch.Tensor:
         kernels = plif_compiled._kernels()
-        weight_t = weight.detach().t().contiguous()
         b = bias.detach() if bias is not None else weight.new_zeros(weight.shape[0])
         out = weight.new_empty(s.shape[0], weight.shape[0])
         positions = None if shared is None else shared.get("positions")
@@ -84,19 +86,25 @@ class SpikeLinear(torch.autograd.Function):
             if shared is not None:
                 shared["positions"] = positions
         indptr, indices, binary = positions
+        # Under mixed precision (TrainConfig.precision) the products run in the autocast
+        # dtype, as nn.Linear's would: the dense input gradient in the backward, and here,
+        # for binary spikes, the sum of the bfloat16-rounded weights in float32 (bfloat16
+        # inputs, float32 accumulation; half the bytes to bring in per spike).
+        ctx.gemm_dtype = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
+                          else None)
+        low_weights = binary and ctx.gemm_dtype == torch.bfloat16
+        weight_t = weight.detach().t().to(torch.bfloat16 if low_weights else weight.dtype)
+        weight_t = weight_t.contiguous()
+        weight_np = plif_compiled._uint16(weight_t) if low_weights else weight_t.numpy()
         # Values are read (and kept for the backward) only when they are not all 1, then in
         # the weight's dtype; binary spikes are fully described by their positions.
-        values = weight_t if binary else s.detach().to(weight.dtype)  # binary: never read
+        values = out if binary else s.detach().to(weight.dtype)  # binary: never read
         kernels.sparse_matmul_kernel(indptr.numpy(), indices.numpy(), binary, values.numpy(),
-                                     weight_t.numpy(), b.numpy(), out.numpy())
+                                     weight_np, b.numpy(), out.numpy())
         ctx.save_for_backward(None if binary else values, weight, indptr, indices)
         ctx.binary, ctx.width = binary, s.shape[1]
         ctx.has_bias = bias is not None
         ctx.s_dtype = s.dtype
-        # Under mixed precision (TrainConfig.precision) the dense input gradient runs in the
-        # autocast dtype, as nn.Linear's backward would; the sparse kernels stay float32.
-        ctx.gemm_dtype = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
-                          else None)
         return out
 
     @staticmethod
