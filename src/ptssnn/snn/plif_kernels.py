@@ -157,14 +157,18 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
     ``norm``: the current was ``LayerNorm(x)`` (:func:`norm_forward_kernel`); each row's
     ``∂L/∂X`` is then taken through the LayerNorm's backward while the row is in cache
     (:func:`_norm_row_backward`): ``grad_x`` receives ``∂L/∂x``, and ``grad_gamma`` /
-    ``grad_beta`` accumulate the affine parameters' gradients. Otherwise those arrays are
-    not read.
+    ``grad_beta`` (float64) accumulate the affine parameters' gradients (each step's batch
+    summed in the input's dtype first, as for ``w``). Otherwise those arrays are not read.
     """
     q, v_reset, v_threshold = params[0], params[1], params[2]
     one, zero, decay, constant = params[3], params[4], params[5], params[6]
     alpha32, threshold32 = np.float32(alpha), np.float32(v_threshold)
     steps, batch, width = H.shape
     step_sum = np.zeros(width, dtype=H.dtype)
+    # The LayerNorm's affine gradients: each step's batch summed in dtype, then float64.
+    norm_width = width if norm else 0
+    step_gamma = np.zeros(norm_width, dtype=H.dtype)
+    step_beta = np.zeros(norm_width, dtype=H.dtype)
     for t in range(steps - 1, -1, -1):
         for b in range(batch):
             gx = grad_x[t, b]
@@ -210,7 +214,13 @@ def backward_kernel(grad_spikes, spikes_mode, H, v0, mask, params, alpha, code,
                     step_sum[j] += g * dh_dq
             if norm:
                 _norm_row_backward(gx, x[t, b], gamma, mean[t, b], rstd[t, b], norm_constants,
-                                   grad_gamma, grad_beta)
+                                   step_gamma, step_beta)
+        if norm:
+            for j in range(width):
+                grad_gamma[j] += np.float64(step_gamma[j])
+                grad_beta[j] += np.float64(step_beta[j])
+                step_gamma[j] = zero
+                step_beta[j] = zero
         if want_w:  # one float64 addition per neuron and step (B products summed in dtype)
             for j in range(width):
                 acc[j] += np.float64(step_sum[j])
@@ -242,7 +252,7 @@ def _norm_row_backward(g, row, gamma, m, rs, norm_constants, grad_gamma,
                        grad_beta):  # pragma: no cover
     """LayerNorm backward of one row in place: ``g`` holds ``∂L/∂y`` in, ``∂L/∂x`` out;
     ``x̂ = (x - mean)·rstd`` recomputed from the row; ``grad_gamma += g·x̂`` and
-    ``grad_beta += g`` (float64)."""
+    ``grad_beta += g`` (the caller's per-step sums, in the row's dtype)."""
     width, zero = norm_constants[1], norm_constants[2]
     sum_g = zero
     sum_gx = zero
