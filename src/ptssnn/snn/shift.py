@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ptssnn.errors import ModelConfigError
+from ptssnn.snn import plif_compiled
 
 __all__ = ["CompiledShift", "TemporalShift", "shift_channels"]
 
@@ -42,8 +43,6 @@ class CompiledShift(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, mask: torch.Tensor,  # type: ignore[override]
                 n_later: int, n_earlier: int, premask: bool) -> torch.Tensor:
-        from ptssnn.snn import plif_compiled
-
         x = x.detach().contiguous()
         mask = mask.to(torch.bool).contiguous()
         out = torch.empty_like(x)
@@ -55,8 +54,6 @@ class CompiledShift(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        from ptssnn.snn import plif_compiled
-
         (mask,) = ctx.saved_tensors
         grad_out = grad_out.contiguous()
         grad_x = torch.empty_like(grad_out)
@@ -68,8 +65,6 @@ class CompiledShift(torch.autograd.Function):
 @functools.cache
 def compiled_shift_available() -> bool:
     """Whether the shift kernel builds and runs here (checked once per process)."""
-    from ptssnn.snn import plif_compiled
-
     if not plif_compiled.available():
         return False
     try:
