@@ -118,7 +118,7 @@ class CompiledSaturation(torch.autograd.Function):
         kernels.saturation_forward_kernel(rows.numpy(), norm, w.numpy(), b.numpy(),
                                           np.float32(xi), np.float32(eps), y.numpy(),
                                           mean.numpy(), rstd.numpy(), to_bfloat16,
-                                          plif_compiled._uint16(low))
+                                          plif_compiled.bits(low))
         ctx.save_for_backward(rows, y, mean, rstd, w, b)
         ctx.norm, ctx.xi, ctx.has_bias = norm, xi, bias is not None
         return (low if to_bfloat16 else y).reshape(x.shape)
@@ -129,7 +129,7 @@ class CompiledSaturation(torch.autograd.Function):
         want_x, want_w, want_b = ctx.needs_input_grad[:3]
         grad_rows = grad_y.reshape(rows.shape).contiguous()
         if grad_rows.dtype == torch.bfloat16:
-            grad_np = plif_compiled._uint16(grad_rows)  # read as bfloat16 bits
+            grad_np = plif_compiled.bits(grad_rows)  # read as bfloat16 bits
         else:
             grad_np = grad_rows.to(rows.dtype).numpy()
         grad_x = torch.empty_like(rows) if want_x else rows.new_empty(0, rows.shape[1])

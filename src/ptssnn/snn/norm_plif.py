@@ -33,15 +33,7 @@ from torch import nn
 from ptssnn.snn import plif_compiled
 from ptssnn.snn.norm import apply_norm
 from ptssnn.snn.plif import PLIF
-from ptssnn.snn.plif_compiled import (
-    _BFLOAT16_ONE,
-    _BFLOAT16_ZERO,
-    _as_3d,
-    _mask_2d,
-    _params,
-    _uint16,
-    run_backward,
-)
+from ptssnn.snn.plif_compiled import _as_3d, _mask_2d, _params, _spike_buffer, run_backward
 from ptssnn.snn.plif_parameters import PLIFParameters
 
 __all__ = ["CompiledNormPLIF", "layer_norm_plif", "norm_plif_available"]
@@ -68,12 +60,7 @@ class CompiledNormPLIF(torch.autograd.Function):
         m = _mask_2d(mask, x)
         v = v0.detach().to(x.dtype).reshape(batch, width).clone()
         constants = _params(q, params)
-        if spike_dtype == torch.bfloat16:
-            spikes = torch.empty(x3.shape, dtype=torch.bfloat16)
-            out, one, zero = _uint16(spikes), _BFLOAT16_ONE, _BFLOAT16_ZERO
-        else:
-            spikes = torch.empty_like(x3)
-            out, one, zero = spikes.numpy(), constants[3], constants[4]
+        spikes, out, one, zero = _spike_buffer(x3, spike_dtype, constants)
         H = torch.empty_like(x3)
         mean = x3.new_empty(steps, batch)
         rstd = torch.empty_like(mean)

@@ -131,6 +131,17 @@ def _mask_2d(mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
 _BFLOAT16_ONE, _BFLOAT16_ZERO = np.uint16(0x3F80), np.uint16(0)
 
 
+def _spike_buffer(x3: torch.Tensor, spike_dtype: torch.dtype | None, constants: np.ndarray
+                  ) -> tuple[torch.Tensor, np.ndarray, object, object]:
+    """``(spikes, the array the kernel writes, its 1, its 0)``: spikes shaped like ``x3`` in
+    ``spike_dtype`` (bfloat16: written as bits into a ``uint16`` view) or in ``x3``'s dtype."""
+    if spike_dtype == torch.bfloat16:
+        spikes = torch.empty(x3.shape, dtype=torch.bfloat16)
+        return spikes, bits(spikes), _BFLOAT16_ONE, _BFLOAT16_ZERO
+    spikes = torch.empty_like(x3)
+    return spikes, spikes.numpy(), constants[3], constants[4]
+
+
 def _forward(x: torch.Tensor, v0: torch.Tensor, q: torch.Tensor, mask: torch.Tensor,
              params: PLIFParameters, keep: bool, spike_dtype: torch.dtype | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -139,12 +150,7 @@ def _forward(x: torch.Tensor, v0: torch.Tensor, q: torch.Tensor, mask: torch.Ten
     x3 = _as_3d(x)
     v = v0.to(x.dtype).reshape(x3.shape[1:]).clone()
     constants = _params(q, params)
-    if spike_dtype == torch.bfloat16:
-        spikes = torch.empty(x3.shape, dtype=torch.bfloat16)
-        out, one, zero = _uint16(spikes), _BFLOAT16_ONE, _BFLOAT16_ZERO
-    else:
-        spikes = torch.empty_like(x3)
-        out, one, zero = spikes.numpy(), constants[3], constants[4]
+    spikes, out, one, zero = _spike_buffer(x3, spike_dtype, constants)
     H = torch.empty_like(x3) if keep else x3.new_empty(1, 1, 1)
     _kernels().forward_kernel(x3.detach().numpy(), v.numpy(), mask.numpy(), constants,
                               params.decay_input, not params.soft_reset, keep, H.numpy(), out,
@@ -152,9 +158,16 @@ def _forward(x: torch.Tensor, v0: torch.Tensor, q: torch.Tensor, mask: torch.Ten
     return spikes.reshape(x.shape), H, v.reshape(v0.shape)
 
 
-def _uint16(t: torch.Tensor) -> np.ndarray:
-    """A ``uint16`` numpy view of a contiguous bfloat16 tensor's bits."""
-    return t.view(torch.int16).numpy().view(np.uint16)
+#: Per float dtype: the signed integer dtype of its width (torch), and the unsigned one (numpy).
+BIT_DTYPES = {torch.bfloat16: (torch.int16, np.uint16), torch.float16: (torch.int16, np.uint16),
+              torch.float32: (torch.int32, np.uint32), torch.float64: (torch.int64, np.uint64)}
+
+
+def bits(t: torch.Tensor) -> np.ndarray:
+    """An unsigned-integer numpy view of a contiguous float tensor's bit patterns (what the
+    kernels read and write for bfloat16, and where they only move or test bits)."""
+    signed, unsigned = BIT_DTYPES[t.dtype]
+    return t.view(signed).numpy().view(unsigned)
 
 
 class CompiledPLIF(torch.autograd.Function):
@@ -210,7 +223,7 @@ def run_backward(grad_spikes: torch.Tensor | None, grad_v: torch.Tensor | None,
     if grad_spikes is not None and grad_spikes.numel() and not any(grad_spikes.stride()):
         mode, constant = 2, grad_spikes.reshape(-1)[0]  # a broadcast scalar
     elif grad_spikes is not None and grad_spikes.dtype == torch.bfloat16:
-        gs, mode = _uint16(_as_3d(grad_spikes)), 1  # read as bfloat16 bits
+        gs, mode = bits(_as_3d(grad_spikes)), 1  # read as bfloat16 bits
     elif grad_spikes is not None:
         gs, mode = _as_3d(grad_spikes.to(H.dtype)), 1
     acc = np.zeros(H.shape[2], dtype=np.float64)

@@ -85,6 +85,15 @@ def _bfloat16_value(bits):
     return np.uint32(np.uint32(bits) << np.uint32(16)).view(np.float32)
 
 
+@_inline
+def _bfloat16_bits(u):
+    """float32 bits ``u`` (``uint32``) → bfloat16 bits (``uint16``), rounded to nearest even
+    as PyTorch rounds (NaN stays NaN)."""
+    rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    return np.uint16(np.uint32(0x7FC0) if nan else rounded)
+
+
 def _element(values, j):  # pragma: no cover - replaced by the overload in compiled code
     """``values[j]`` as a float: bfloat16 bits (``uint16``) are decoded."""
     raise NotImplementedError
@@ -503,14 +512,6 @@ def _tanh(z):
     return z * p / q
 
 
-@_inline_fast
-def _round_to_bfloat16(value):
-    """float32 ``value`` → bfloat16 bits (``uint16``), rounded to nearest even as PyTorch
-    rounds (NaN stays NaN)."""
-    u = np.float32(value).view(np.uint32)
-    rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-    nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
-    return np.uint16(np.uint32(0x7FC0) if nan else rounded)
 
 
 @_inline_fast
@@ -549,7 +550,8 @@ def saturation_forward_kernel(x, norm, weight, bias, xi, eps, y, mean, rstd, to_
         if to_bfloat16:
             bits = y_bits[r]
             for j in range(width):
-                bits[j] = _round_to_bfloat16(_saturate(row, j, norm, m, rs, weight, bias, xi))
+                value = np.float32(_saturate(row, j, norm, m, rs, weight, bias, xi))
+                bits[j] = _bfloat16_bits(value.view(np.uint32))
         else:
             out = y[r]
             for j in range(width):
@@ -632,11 +634,7 @@ def gradient_epilogue_kernel(grad, to_bfloat16, low_bits, sums, indptr, indices,
         if to_bfloat16:
             row, low = bits[r], low_bits[r]
             for n in range(width):
-                u = row[n]
-                rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) \
-                    >> np.uint32(16)
-                nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
-                low[n] = np.uint16(np.uint32(0x7FC0) if nan else rounded)
+                low[n] = _bfloat16_bits(row[n])
         values = grad[r]
         if with_sums:
             for n in range(width):

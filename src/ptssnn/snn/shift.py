@@ -17,23 +17,14 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 from torch import nn
 
 from ptssnn.errors import ModelConfigError
 from ptssnn.snn import plif_compiled
+from ptssnn.snn.plif_compiled import BIT_DTYPES, bits
 
 __all__ = ["CompiledShift", "TemporalShift", "shift_channels"]
-
-_BITS = {torch.bfloat16: (torch.int16, np.uint16), torch.float16: (torch.int16, np.uint16),
-         torch.float32: (torch.int32, np.uint32), torch.float64: (torch.int64, np.uint64)}
-
-
-def _bits(t: torch.Tensor) -> np.ndarray:
-    signed, unsigned = _BITS[t.dtype]
-    return t.view(signed).numpy().view(unsigned)
-
 
 class CompiledShift(torch.autograd.Function):
     """``apply(x [T, B, C], mask [T, B] bool, n_later, n_earlier, premask)``: the shift of
@@ -46,8 +37,8 @@ class CompiledShift(torch.autograd.Function):
         x = x.detach().contiguous()
         mask = mask.to(torch.bool).contiguous()
         out = torch.empty_like(x)
-        plif_compiled._kernels().shift_kernel(_bits(x), mask.numpy(), n_later, n_earlier,
-                                              True, premask, _bits(out))
+        plif_compiled._kernels().shift_kernel(bits(x), mask.numpy(), n_later, n_earlier,
+                                              True, premask, bits(out))
         ctx.save_for_backward(mask)
         ctx.shifts, ctx.premask = (n_later, n_earlier), premask
         return out
@@ -57,8 +48,8 @@ class CompiledShift(torch.autograd.Function):
         (mask,) = ctx.saved_tensors
         grad_out = grad_out.contiguous()
         grad_x = torch.empty_like(grad_out)
-        plif_compiled._kernels().shift_kernel(_bits(grad_out), mask.numpy(), *ctx.shifts,
-                                              False, ctx.premask, _bits(grad_x))
+        plif_compiled._kernels().shift_kernel(bits(grad_out), mask.numpy(), *ctx.shifts,
+                                              False, ctx.premask, bits(grad_x))
         return grad_x, None, None, None, None
 
 
@@ -124,7 +115,7 @@ class TemporalShift(nn.Module):
         """
         n_later, n_earlier = shift_channels(x.shape[-1], self.later, self.earlier)
         if (compiled and torch.is_grad_enabled() and x.dim() == 3 and x.device.type == "cpu"
-                and x.dtype in _BITS and x.shape[0] > 0 and (n_later or n_earlier)
+                and x.dtype in BIT_DTYPES and x.shape[0] > 0 and (n_later or n_earlier)
                 and not (torch.jit.is_tracing() or torch.compiler.is_compiling())
                 and compiled_shift_available()):
             m = (torch.ones(x.shape[:2], dtype=torch.bool) if mask is None

@@ -44,8 +44,6 @@ __all__ = ["SpikeLinear", "compiled_neuron", "spike_linear"]
 #: Bit patterns of 1.0 per dtype, and how many values of it a 64-bit word holds.
 _ONE_BITS = {torch.float32: (0x3F800000, 2), torch.bfloat16: (0x3F80, 4),
              torch.float64: (0x3FF0000000000000, 1)}
-_BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float64: torch.int64}
-_UNSIGNED = {torch.int16: np.uint16, torch.int32: np.uint32, torch.int64: np.uint64}
 
 
 def _spike_positions(kernels, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -56,7 +54,7 @@ def _spike_positions(kernels, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     one, lanes = _ONE_BITS[s.dtype]
     indptr = torch.empty(rows + 1, dtype=torch.int64)
     room = torch.empty(rows * width, dtype=torch.int32)
-    bits = s.detach().view(_BITS[s.dtype]).numpy().view(_UNSIGNED[_BITS[s.dtype]])
+    bits = plif_compiled.bits(s.detach())
     if lanes > 1 and width % lanes == 0:
         count, binary = kernels.spike_index_words_kernel(
             bits.view(np.uint64), lanes, np.uint64(one), indptr.numpy(), room.numpy())
@@ -95,7 +93,7 @@ class SpikeLinear(torch.autograd.Function):
         low_weights = binary and ctx.gemm_dtype == torch.bfloat16
         weight_t = weight.detach().t().to(torch.bfloat16 if low_weights else weight.dtype)
         weight_t = weight_t.contiguous()
-        weight_np = plif_compiled._uint16(weight_t) if low_weights else weight_t.numpy()
+        weight_np = plif_compiled.bits(weight_t) if low_weights else weight_t.numpy()
         # Values are read (and kept for the backward) only when they are not all 1, then in
         # the weight's dtype; binary spikes are fully described by their positions.
         values = out if binary else s.detach().to(weight.dtype)  # binary: never read
@@ -130,7 +128,7 @@ class SpikeLinear(torch.autograd.Function):
             no_rows = np.zeros((0, grad_out.shape[1]), dtype=np.float32)
             kernels.gradient_epilogue_kernel(
                 grad_out.numpy(), grad_low is not None,
-                plif_compiled._uint16(torch.empty(0, 0, dtype=torch.bfloat16)
+                plif_compiled.bits(torch.empty(0, 0, dtype=torch.bfloat16)
                                       if grad_low is None else grad_low),
                 np.zeros(0) if sums is None else sums.numpy(), indptr.numpy(),
                 indices.numpy(), ctx.binary,
