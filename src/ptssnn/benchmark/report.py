@@ -125,6 +125,7 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
     if links:
         lines.append("")
         lines.append("Plots: " + " · ".join(links))
+    lines += left_out_list(entry.get("problems", []))
     lines.append("")
     return "\n".join(lines)
 
@@ -200,6 +201,20 @@ def multi_corpus_note(corpora: dict[str, Any]) -> list[str]:
         "and every metric below is over those classes.",
         "",
     ]
+
+
+def left_out_list(problems: list[str], shown: int = 50) -> list[str]:
+    """The files of a corpus that no head saw, with the reason for each (``path: reason``)."""
+    if not problems:
+        return []
+    lines = ["", f"Files left out ({len(problems)}; the scan or the backbone could not use "
+                 "them, no head saw them):", ""]
+    for problem in problems[:shown]:
+        path, _, reason = problem.partition(": ")
+        lines.append(f"- `{path}`: {reason}" if reason else f"- `{path}`")
+    if len(problems) > shown:
+        lines.append(f"- and {len(problems) - shown} more (`problems` in results.json)")
+    return lines
 
 
 def enrolment_table(entry: dict[str, Any]) -> list[str]:

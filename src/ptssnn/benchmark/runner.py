@@ -115,6 +115,8 @@ def run_benchmark(
             f"{settings.backbone}")
         task, feature_set, feature_seconds = extract_corpus_features(
             task, backbone, settings.cache, progress=show_progress)
+        if task.problems:
+            say(left_out_line(task.name, task.problems))
         prepared.append((task, feature_set, feature_seconds))
 
     # Progress units: one per epoch (twice the epochs with the refit), one per probe fold.
@@ -227,6 +229,15 @@ def _corpus_entry(task: CorpusTask, table: LabelledFeatures, backbone: Any,
         "timings": {"features_s": feature_seconds, "load_s": load_seconds},
         "models": {},
     }
+
+
+def left_out_line(corpus: str, problems: Sequence[str], shown: int = 3) -> str:
+    """One console line on the files of a corpus that no head sees (unreadable, mislabelled,
+    too short, failed in the backbone), so that a user knows before the results come."""
+    listed = "; ".join(problems[:shown])
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return (f"  {corpus}: {len(problems)} file(s) left out: {listed}{more} "
+            "(all in report.md and results.json)")
 
 
 def run_probe_folds(

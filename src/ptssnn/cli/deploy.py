@@ -261,6 +261,13 @@ def _train_report(summary: dict[str, Any], out: Path) -> str:
     elif refit:
         lines.append("  (no unseen-speaker score of the written model: hold speakers out with "
                      "--exclude-speakers to get one)")
+    left_out = [line for corpus in summary.get("corpora", {}).values()
+                for line in corpus.get("left_out", [])] + list(summary.get("failed_utterances", []))
+    if left_out:
+        shown = "; ".join(left_out[:3]) + (f"; and {len(left_out) - 3} more"
+                                           if len(left_out) > 3 else "")
+        lines.append(f"  {len(left_out)} file(s) left out: {shown} (all in "
+                     f"{out / 'training_summary.json'})")
     return "\n".join(lines)
 
 

@@ -256,6 +256,7 @@ def _speaker_splits(corpora: Sequence[str], data_root: Path, excluded: set[str],
         splits.per_corpus[corpus] = {
             "utterances": len(utts),
             "problems": len(scan.problems),
+            "left_out": [f"{p.path}: {p.reason}" for p in scan.problems],
             "train_speakers": sorted({by_id[i].speaker for i in c_train}),
             "validation_speakers": sorted({by_id[i].speaker for i in c_val}),
             "held_out_speakers": sorted({by_id[i].speaker for i in c_test}),

@@ -1,0 +1,69 @@
+"""Files a corpus scan or the backbone cannot use are named where the user looks: on the
+console of ``ptssnn benchmark`` and ``ptssnn train``, in report.md and in the summaries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from corpora.synthetic_trees import build_emodb_tree
+from ptssnn.cli import app
+from ptssnn.cli.deploy import _train_report
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def emodb_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An EmoDB-layout tree with four unusable files (bad name, unknown label, too short,
+    not audio) beside 34 good ones."""
+    root = tmp_path_factory.mktemp("left-out")
+    build_emodb_tree(root / "emodb")
+    return root
+
+
+UNUSABLE = ("03_a01_Wa.wav", "03a01Xa.wav", "08a04Wa.wav", "08a05Wa.wav")
+
+
+def test_benchmark_names_the_files_it_left_out(emodb_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["benchmark", "emodb", "--data-root", str(emodb_root),
+                                 "--backbone", "fbank", "--models", "probe", "--seeds", "1",
+                                 "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "emodb: 4 file(s) left out:" in result.output
+    assert "and 1 more (all in report.md and results.json)" in result.output
+    report = (out / "report.md").read_text()
+    assert "Files left out (4;" in report
+    for name in UNUSABLE:
+        assert name in report
+    assert "cannot be decoded as audio" in report and "shorter than the minimum" in report
+    problems = json.loads((out / "results.json").read_text())["corpora"]["emodb"]["problems"]
+    assert sorted(Path(p.split(": ")[0]).name for p in problems) == sorted(UNUSABLE)
+
+
+def test_train_names_the_files_it_left_out(emodb_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["train", "emodb", "--data-root", str(emodb_root),
+                                 "--backbone", "fbank", "--epochs", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert "4 file(s) left out:" in text and "and 1 more" in text
+    summary = json.loads((out / "training_summary.json").read_text())
+    left_out = summary["corpora"]["emodb"]["left_out"]
+    assert sorted(Path(p.split(": ")[0]).name for p in left_out) == sorted(UNUSABLE)
+
+
+def test_train_report_counts_scan_and_feature_failures_together() -> None:
+    summary = {"num_train": 10, "num_validation": 4, "labels": ["a", "b"], "num_held_out": 0,
+               "validation": {"ua": 0.5}, "fit": {}, "held_out": None,
+               "corpora": {"x": {"left_out": ["/d/a.wav: too short"]}},
+               "failed_utterances": ["x-b: backbone failed"]}
+    text = _train_report(summary, Path("m"))
+    assert "2 file(s) left out: /d/a.wav: too short; x-b: backbone failed" in text
+    assert "more" not in text  # two files: both are named
+    assert "left out" not in _train_report({**summary, "corpora": {}, "failed_utterances": []},
+                                           Path("m"))
