@@ -163,6 +163,9 @@ def train_recognizer(
         f"on {len(split.validation)}; layers {config.layers}, frames pooled by "
         f"{config.frame_pool}; up to {config.max_epochs} epochs"
     )
+    warning = _validation_warning(table.subset(split.validation))
+    if warning:
+        say(warning)
     # As the benchmark's heads: the backbone's head defaults, the seed in the model's
     # initialisation, then the caller's options.
     head = HeadSpec(preset, {**head_defaults(backbone), "seed": seed, **(model_overrides or {})})
@@ -306,6 +309,20 @@ def _load_features(splits: _Splits, corpora: Sequence[str], backbone: str,
     split = _Split("deploy", tuple(splits.train), tuple(splits.validation),
                    tuple(splits.test or splits.validation))
     return table, split, encoder, failed
+
+
+def _validation_warning(validation: LabelledFeatures) -> str | None:
+    """A line for a validation split too small to choose the epoch count on: fewer than two
+    clips per class, or a class it does not hold (a small corpus with one small speaker)."""
+    counts = validation.class_counts().tolist()
+    missing = [name for name, count in zip(validation.label_names, counts, strict=True)
+               if count == 0]
+    if not missing and len(validation) >= 2 * len(counts):
+        return None
+    lacking = f"; no clip of {', '.join(missing)}" if missing else ""
+    return (f"warning: the validation speakers hold only {len(validation)} utterance(s) of "
+            f"the {len(counts)} classes{lacking}: scores and choices made on them are noise. "
+            "Name larger ones with --validation-speakers.")
 
 
 def _deployment_config(seed: int, layers: str | None, epochs: int | None,

@@ -1,5 +1,6 @@
-"""Files a corpus scan or the backbone cannot use are named where the user looks: on the
-console of ``ptssnn benchmark`` and ``ptssnn train``, in report.md and in the summaries."""
+"""What ``ptssnn train`` and ``ptssnn benchmark`` tell the user about their data: the files
+a corpus scan or the backbone cannot use (on the console, in report.md and in the
+summaries), and a validation split too small to choose on."""
 
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ def test_train_names_the_files_it_left_out(emodb_root: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # the console wraps long lines
     assert "4 file(s) left out:" in text and "and 1 more" in text
+    # This tree's only small speaker (2 clips, one of a class no other speaker has) is
+    # carved for validation: the user is told, and how to choose another.
+    assert "validation speakers hold only 1 utterance(s) of the 4 classes" in text
+    assert "--validation-speakers" in text
     summary = json.loads((out / "training_summary.json").read_text())
     left_out = summary["corpora"]["emodb"]["left_out"]
     assert sorted(Path(p.split(": ")[0]).name for p in left_out) == sorted(UNUSABLE)
@@ -67,3 +72,19 @@ def test_train_report_counts_scan_and_feature_failures_together() -> None:
     assert "more" not in text  # two files: both are named
     assert "left out" not in _train_report({**summary, "corpora": {}, "failed_utterances": []},
                                            Path("m"))
+
+
+def test_validation_warning_only_for_a_split_too_small_to_choose_on() -> None:
+    import torch
+
+    from ptssnn.features.table import LabelledFeatures
+    from ptssnn.training.deployment import _validation_warning
+
+    def table(labels: list[int]) -> LabelledFeatures:
+        return LabelledFeatures(tuple(f"u{i}" for i in range(len(labels))),
+                                tuple(torch.zeros(3, 4) for _ in labels),
+                                torch.tensor(labels), ("a", "b", "c"))
+
+    assert _validation_warning(table([0, 0, 1, 1, 2, 2])) is None
+    assert "no clip of c" in _validation_warning(table([0, 0, 1, 1, 1, 1]))
+    assert "only 5 utterance(s) of the 3 classes" in _validation_warning(table([0, 0, 1, 2, 2]))
