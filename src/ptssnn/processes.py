@@ -25,6 +25,19 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # malloc.h (glibc)
 
 
+def available_memory(meminfo: str = "/proc/meminfo") -> int | None:
+    """Bytes that can still be allocated without swapping (Linux ``MemAvailable``), or
+    ``None`` where the kernel does not say (other systems)."""
+    try:
+        with open(meminfo) as lines:
+            for line in lines:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def retain_freed_memory() -> bool:
     """Keep freed memory in this process for reuse instead of handing it back to the OS.
 

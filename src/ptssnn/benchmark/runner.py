@@ -32,7 +32,7 @@ from ptssnn.benchmark.corpus import (
 from ptssnn.benchmark.manifest import check_or_record, run_settings
 from ptssnn.benchmark.multicorpus import added_summary, joint_views, with_partners
 from ptssnn.benchmark.progress import RunProgress
-from ptssnn.benchmark.scheduling import CorpusRun, FoldUnit, run_units
+from ptssnn.benchmark.scheduling import CorpusRun, FoldUnit, memory_capped_jobs, run_units
 from ptssnn.benchmark.settings import (
     PROBE,
     BenchmarkSettings,
@@ -45,7 +45,7 @@ from ptssnn.benchmark.settings import (
 from ptssnn.benchmark.summaries import summarise_model
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.models.factory import HeadSpec
-from ptssnn.processes import retain_freed_memory
+from ptssnn.processes import available_memory, retain_freed_memory
 from ptssnn.training.config import TrainConfig
 from ptssnn.training.crossval import (
     PROBE_HEAD,
@@ -305,7 +305,15 @@ def run_corpus_heads(
         progress.advance(max(0, units_per_fold[unit.model] - trained))
         done[unit] = result
 
-    jobs = max(1, min(settings.jobs or os.cpu_count() or 1, len(units)))
+    wanted = max(1, min(settings.jobs or os.cpu_count() or 1, len(units)))
+    table_bytes = sum(f.numel() * f.element_size() for f in views.table.features)
+    free = available_memory()
+    jobs = memory_capped_jobs(wanted, table_bytes, free)
+    if jobs < wanted and free is not None:
+        progress.print(
+            f"{task.name}: its features take {table_bytes / 1e9:.1f} GB in each worker process; "
+            f"{jobs} process(es) instead of {wanted} fit in the {free / 1e9:.1f} GB of free "
+            "memory")
     progress.describe(f"{task.name}: {len(neural)} heads × {settings.seeds} seed(s) × "
                       f"{len(task.folds)} folds on {jobs} process(es)")
     run_units(CorpusRun(task, settings, out, tuple(partners)), views, feature_set, units,

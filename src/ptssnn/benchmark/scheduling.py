@@ -140,6 +140,32 @@ def _worker_main(run: CorpusRun, feature_set: Any, rankings: dict, units: Any, e
         events.put(("done", unit, (result, trained)))
 
 
+#: What a worker holds beside its copy of the features: interpreter, torch, kernels, heads.
+WORKER_BASE_BYTES = 400 * 2**20
+#: A worker's feature memory per byte of the corpus table: the table, plus the pooled views
+#: and statistics the heads read (measured: 1.7 GiB per worker for CASIA's 0.95 GB table).
+WORKER_TABLE_FACTOR = 1.5
+
+
+def memory_capped_jobs(jobs: int, table_bytes: int, available: int | None) -> int:
+    """``jobs``, or fewer so that every worker's own copy of the features fits in memory.
+
+    Each worker reads the corpus table into its own memory; a large corpus (IEMOCAP: about
+    9 GB of whisper-base features at 50 Hz) times two workers can exceed the machine. Below
+    two workers the folds train in this process, which holds its table already.
+
+    Args:
+        jobs: Processes asked for.
+        table_bytes: The corpus table's size in this process (every table a worker loads).
+        available: Free memory in bytes (:func:`ptssnn.processes.available_memory`);
+            ``None`` (unknown): no cap.
+    """
+    if jobs <= 1 or available is None:
+        return jobs
+    per_worker = WORKER_BASE_BYTES + WORKER_TABLE_FACTOR * table_bytes
+    return max(1, min(jobs, int(0.9 * available // per_worker)))
+
+
 class WorkerPool:
     """``jobs`` spawned processes running ``target(*args, units, events)`` (``target`` as
     ``"module:function"``; each child is tied to this process first, see

@@ -1,0 +1,53 @@
+"""Worker processes are capped by free memory: each holds its own copy of the features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from corpora.synthetic_trees import build_emodb_tree
+from ptssnn.benchmark.scheduling import WORKER_BASE_BYTES, memory_capped_jobs
+from ptssnn.cli import app
+from ptssnn.processes import available_memory
+
+GB = 10**9
+
+
+def test_memory_capped_jobs() -> None:
+    # CASIA's table (0.95 GB) on a 24 GB machine: no cap.
+    assert memory_capped_jobs(2, int(0.95 * GB), 24 * GB) == 2
+    # IEMOCAP's (about 9 GB): one worker's copy fits, two do not -> train in this process.
+    assert memory_capped_jobs(2, 9 * GB, 24 * GB) == 1
+    assert memory_capped_jobs(8, 2 * GB, 12 * GB) == 3
+    # Never below one, never above the request; unknown free memory or one job: as asked.
+    assert memory_capped_jobs(4, 100 * GB, 1 * GB) == 1
+    assert memory_capped_jobs(2, 1, 10**15) == 2
+    assert memory_capped_jobs(4, 9 * GB, None) == 4
+    assert memory_capped_jobs(1, 9 * GB, WORKER_BASE_BYTES) == 1
+
+
+def test_available_memory_reads_meminfo(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n")
+    assert available_memory(str(meminfo)) == 20000000 * 1024
+    meminfo.write_text("MemTotal:       24000000 kB\n")
+    assert available_memory(str(meminfo)) is None
+    assert available_memory(str(tmp_path / "missing")) is None
+    if Path("/proc/meminfo").exists():
+        assert (available_memory() or 0) > 0
+
+
+def test_benchmark_runs_in_fewer_processes_when_memory_is_short(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build_emodb_tree(tmp_path / "data" / "emodb")
+    monkeypatch.setattr("ptssnn.benchmark.runner.available_memory", lambda: 100 * 2**20)
+    result = CliRunner().invoke(app, [
+        "benchmark", "emodb", "--data-root", str(tmp_path / "data"), "--backbone", "fbank",
+        "--models", "pts-snn", "--seeds", "1", "--epochs", "1", "--jobs", "2",
+        "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "1 process(es) instead of 2 fit in the 0.1 GB of free memory" in text
+    assert (tmp_path / "run" / "report.md").exists()
