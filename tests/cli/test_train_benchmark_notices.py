@@ -53,9 +53,12 @@ def test_train_names_the_files_it_left_out(emodb_root: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # the console wraps long lines
     assert "4 file(s) left out:" in text and "and 1 more" in text
-    # This tree's only small speaker (2 clips, one of a class no other speaker has) is
-    # carved for validation: the user is told, and how to choose another.
-    assert "validation speakers hold only 1 utterance(s) of the 4 classes" in text
+    # The validation side is the fold's that holds the most classes: one 8-clip speaker, not
+    # the 2-clip one most folds carve. It still lacks the class only that small speaker
+    # recorded: the user is told, and how to choose others.
+    assert "validating on 8" in text
+    assert "validation speakers hold only 8 utterance(s) of the 5 classes; no clip of happy" \
+        in text
     assert "--validation-speakers" in text
     summary = json.loads((out / "training_summary.json").read_text())
     left_out = summary["corpora"]["emodb"]["left_out"]

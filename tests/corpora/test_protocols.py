@@ -299,3 +299,20 @@ def test_emobox_needs_emobox_ids():
     missing_fold = [u for u in full_corpus("casia") if u.speaker != "wangzhe"]
     with pytest.raises(ProtocolError, match="fold 1"):
         make_folds("casia", missing_fold, "emobox")
+
+
+def test_validation_speakers_cover_the_classes_where_speakers_recorded_few():
+    # URDU's speakers mostly recorded one emotion each: the first speakers drawn held one or
+    # two classes on some folds (UA over them selects nothing); speakers that bring a
+    # missing class are added within the same size bound.
+    utterances = full_corpus("urdu")
+    labels = {u.id: u.label for u in utterances}
+    for fold in make_folds("urdu", utterances):
+        side = len(fold.train) + len(fold.validation)
+        assert fold.validation_policy == "speakers"
+        assert len({labels[i] for i in fold.validation}) >= 3, fold.name
+        assert len(fold.validation) <= 2 * 0.1 * side, fold.name
+    # Corpora whose speakers recorded every class keep one whole speaker (CASIA LOSO).
+    casia = full_corpus("casia")
+    for fold in make_folds("casia", casia):
+        assert len({u.speaker for u in casia if u.id in set(fold.validation)}) == 1

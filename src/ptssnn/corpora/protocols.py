@@ -17,7 +17,9 @@ Validation (``validation=``):
 - ``"speakers"`` (default): whole training speakers are held out, in a seeded random order,
   until they hold at least ``validation_fraction`` of the training side, skipping speakers
   that would push it past twice that share (at least one speaker, never the last one: with
-  few large speakers, e.g. CASIA LOSO, that is one whole speaker). This keeps train,
+  few large speakers, e.g. CASIA LOSO, that is one whole speaker). Where those speakers lack
+  a class of the training side, speakers that bring one are added, within the same bound
+  (URDU, whose speakers mostly recorded one emotion each). This keeps train,
   validation and test speaker-disjoint (IEMOCAP: one speaker of a training session).
   Fallback, recorded in ``Fold.validation_policy``: when the fold is not speaker-independent
   (EmoBox EmoDB and URDU put the same speakers in train and test) or its train side has
@@ -260,6 +262,22 @@ def _carve_validation(
                 held += counts[speaker]
         if not chosen:  # every speaker is big (LOSO on 4 speakers): take the smallest
             chosen.add(min(order, key=lambda s: counts[s]))
+            held = counts[next(iter(chosen))]
+        # Speakers who each recorded few classes (URDU: most recorded one emotion) can leave
+        # the validation side without some class, and UA over one or two classes selects
+        # nothing: add speakers that bring a missing class, within the same size bound.
+        labels: dict[str, set[str]] = defaultdict(set)
+        for utterance in pool:
+            labels[utterance.speaker].add(utterance.label)
+        missing = set().union(*labels.values()) - set().union(*(labels[s] for s in chosen))
+        for speaker in order:
+            if not missing or len(chosen) == len(speakers) - 1:
+                break
+            if (speaker not in chosen and labels[speaker] & missing
+                    and held + counts[speaker] <= 2 * target):
+                chosen.add(speaker)
+                held += counts[speaker]
+                missing -= labels[speaker]
         train = [u.id for u in pool if u.speaker not in chosen]
         return train, [u.id for u in pool if u.speaker in chosen], "speakers"
     by_label: dict[str, list[str]] = defaultdict(list)

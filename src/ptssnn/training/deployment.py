@@ -93,11 +93,15 @@ def _choose_validation(
         test_speakers = {by_id[i].speaker for i in fold.test}
         if corpus_excluded and test_speakers == corpus_excluded:
             return set(fold.validation), f"fold {fold.name} of the default protocol"
-    for fold in folds:
-        val_speakers = {by_id[i].speaker for i in fold.validation}
-        if fold.validation and not val_speakers & excluded:
-            return set(fold.validation), f"validation of fold {fold.name}"
-    raise PtssnnError(f"cannot carve validation speakers from {corpus}: give --validation-speakers")
+    candidates = [fold for fold in folds if fold.validation
+                  and not {by_id[i].speaker for i in fold.validation} & excluded]
+    if not candidates:
+        raise PtssnnError(
+            f"cannot carve validation speakers from {corpus}: give --validation-speakers")
+    # The first fold whose validation side holds the most classes: a corpus with one small
+    # speaker would otherwise validate on a handful of clips of one or two classes.
+    fold = max(candidates, key=lambda f: len({by_id[i].label for i in f.validation}))
+    return set(fold.validation), f"validation of fold {fold.name}"
 
 
 def train_recognizer(
