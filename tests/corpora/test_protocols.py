@@ -316,3 +316,25 @@ def test_validation_speakers_cover_the_classes_where_speakers_recorded_few():
     casia = full_corpus("casia")
     for fold in make_folds("casia", casia):
         assert len({u.speaker for u in casia if u.id in set(fold.validation)}) == 1
+
+
+def test_a_class_held_by_one_training_speaker_stays_on_the_training_side():
+    import numpy as np
+
+    from ptssnn.corpora.protocols import _carve_validation
+
+    def utt(speaker: str, label: str, k: int) -> Utterance:
+        return Utterance(id=f"x-{speaker}-{label}-{k}", corpus="urdu", path=Path("a.wav"),
+                         speaker=speaker, raw_label=label, label=label, duration=2.0)
+
+    # Nine one-class speakers of 'angry' or 'happy', and one speaker alone holding 'sad'.
+    pool = [utt(f"s{i}", "angry" if i % 2 else "happy", k) for i in range(9) for k in range(4)]
+    pool += [utt("lonely", "sad", k) for k in range(4)]
+    for seed in range(20):
+        train, validation, policy = _carve_validation(
+            pool, set(), policy="speakers", fraction=0.1, rng=np.random.default_rng(seed))
+        assert policy == "speakers"
+        train_labels = {u.label for u in pool if u.id in set(train)}
+        assert train_labels == {"angry", "happy", "sad"}, seed
+        held = {u.label for u in pool if u.id in set(validation)}
+        assert held >= {"angry", "happy"} or len(validation) > 2 * 0.1 * len(pool) - 4, seed

@@ -19,7 +19,8 @@ Validation (``validation=``):
   that would push it past twice that share (at least one speaker, never the last one: with
   few large speakers, e.g. CASIA LOSO, that is one whole speaker). Where those speakers lack
   a class of the training side, speakers that bring one are added, within the same bound
-  (URDU, whose speakers mostly recorded one emotion each). This keeps train,
+  (URDU, whose speakers mostly recorded one emotion each); a speaker who alone holds a class
+  of the training side is never drawn. This keeps train,
   validation and test speaker-disjoint (IEMOCAP: one speaker of a training session).
   Fallback, recorded in ``Fold.validation_policy``: when the fold is not speaker-independent
   (EmoBox EmoDB and URDU put the same speakers in train and test) or its train side has
@@ -251,13 +252,22 @@ def _carve_validation(
             counts[utterance.speaker] += 1
         target = fraction * len(pool)
         order = [speakers[i] for i in rng.permutation(len(speakers))]
+        labels: dict[str, set[str]] = defaultdict(set)
+        for utterance in pool:
+            labels[utterance.speaker].add(utterance.label)
+
+        def keeps_classes(held_out: set[str]) -> bool:
+            # A speaker who alone holds a class of the pool stays on the training side.
+            left = (labels[s] for s in speakers if s not in held_out)
+            return set().union(*left) == set().union(*labels.values())
+
         chosen: set[str] = set()
         held = 0
         for speaker in order:
             if held >= target or len(chosen) == len(speakers) - 1:
                 break
             # Skip speakers that would overshoot badly (URDU: one speaker holds 20%).
-            if held + counts[speaker] <= 2 * target:
+            if held + counts[speaker] <= 2 * target and keeps_classes(chosen | {speaker}):
                 chosen.add(speaker)
                 held += counts[speaker]
         if not chosen:  # every speaker is big (LOSO on 4 speakers): take the smallest
@@ -266,15 +276,13 @@ def _carve_validation(
         # Speakers who each recorded few classes (URDU: most recorded one emotion) can leave
         # the validation side without some class, and UA over one or two classes selects
         # nothing: add speakers that bring a missing class, within the same size bound.
-        labels: dict[str, set[str]] = defaultdict(set)
-        for utterance in pool:
-            labels[utterance.speaker].add(utterance.label)
         missing = set().union(*labels.values()) - set().union(*(labels[s] for s in chosen))
         for speaker in order:
             if not missing or len(chosen) == len(speakers) - 1:
                 break
             if (speaker not in chosen and labels[speaker] & missing
-                    and held + counts[speaker] <= 2 * target):
+                    and held + counts[speaker] <= 2 * target
+                    and keeps_classes(chosen | {speaker})):
                 chosen.add(speaker)
                 held += counts[speaker]
                 missing -= labels[speaker]
