@@ -43,6 +43,7 @@ from ptssnn.benchmark.settings import (
     validation_policy,
 )
 from ptssnn.benchmark.summaries import summarise_model
+from ptssnn.corpora.records import left_out_summary
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.models.factory import HeadSpec
 from ptssnn.processes import available_memory, retain_freed_memory
@@ -115,8 +116,9 @@ def run_benchmark(
             f"{settings.backbone}")
         task, feature_set, feature_seconds = extract_corpus_features(
             task, backbone, settings.cache, progress=show_progress)
-        if task.problems:
-            say(left_out_line(task.name, task.problems))
+        if task.problems:  # unreadable, mislabelled, too short, failed in the backbone
+            say(f"  {task.name}: {left_out_summary(task.problems)} "
+                "(all in report.md and results.json)")
         prepared.append((task, feature_set, feature_seconds))
 
     # Progress units: one per epoch (twice the epochs with the refit), one per probe fold.
@@ -229,15 +231,6 @@ def _corpus_entry(task: CorpusTask, table: LabelledFeatures, backbone: Any,
         "timings": {"features_s": feature_seconds, "load_s": load_seconds},
         "models": {},
     }
-
-
-def left_out_line(corpus: str, problems: Sequence[str], shown: int = 3) -> str:
-    """One console line on the files of a corpus that no head sees (unreadable, mislabelled,
-    too short, failed in the backbone), so that a user knows before the results come."""
-    listed = "; ".join(problems[:shown])
-    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
-    return (f"  {corpus}: {len(problems)} file(s) left out: {listed}{more} "
-            "(all in report.md and results.json)")
 
 
 def run_probe_folds(

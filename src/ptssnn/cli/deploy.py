@@ -264,10 +264,9 @@ def _train_report(summary: dict[str, Any], out: Path) -> str:
     left_out = [line for corpus in summary.get("corpora", {}).values()
                 for line in corpus.get("left_out", [])] + list(summary.get("failed_utterances", []))
     if left_out:
-        shown = "; ".join(left_out[:3]) + (f"; and {len(left_out) - 3} more"
-                                           if len(left_out) > 3 else "")
-        lines.append(f"  {len(left_out)} file(s) left out: {shown} (all in "
-                     f"{out / 'training_summary.json'})")
+        from ptssnn.corpora.records import left_out_summary
+
+        lines.append(f"  {left_out_summary(left_out)} (all in {out / 'training_summary.json'})")
     return "\n".join(lines)
 
 

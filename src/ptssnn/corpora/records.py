@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,13 @@ class Problem:
     def to_dict(self) -> dict[str, str]:
         """JSON-ready dict."""
         return {"path": str(self.path), "reason": self.reason}
+
+
+def left_out_summary(problems: Sequence[str], shown: int = 3) -> str:
+    """``"N file(s) left out: a; b; c; and K more"`` for ``path: reason`` lines of files no
+    head sees (what ``train`` and ``benchmark`` print before they go on)."""
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f"{len(problems)} file(s) left out: {'; '.join(problems[:shown])}{more}"
 
 
 @dataclass
