@@ -176,3 +176,22 @@ def test_bfloat16_spikes_equal_float32_spikes_and_gradients(soft_reset):
         results[spike_dtype] = (spikes.float(), v, *grads)
     for a, b in zip(results[None], results[torch.bfloat16], strict=True):
         assert torch.equal(a, b)
+
+
+def test_kernels_run_is_the_one_probe_of_every_kernel_family(monkeypatch):
+    calls = []
+
+    def trial() -> None:  # a backward pass, as the probes run, even under inference mode
+        calls.append(1)
+        x = torch.ones(3, requires_grad=True)
+        (x * 2).sum().backward()
+
+    with torch.inference_mode():
+        assert plif_compiled.kernels_run(trial) and calls == [1]
+
+    def broken() -> None:
+        raise RuntimeError("LLVM could not lower the kernel")
+
+    assert not plif_compiled.kernels_run(broken)
+    monkeypatch.setattr(plif_compiled, "available", lambda: False)
+    assert not plif_compiled.kernels_run(trial) and calls == [1]  # not even tried

@@ -150,23 +150,18 @@ class CompiledSaturation(torch.autograd.Function):
 def input_kernels_available() -> bool:
     """Whether the input kernels build and run here (checked once per process on a tiny
     input; numba compiles them, or loads them from its on-disk cache)."""
-    if not plif_compiled.available():
-        return False
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            x = torch.linspace(-2, 2, 6).reshape(2, 3).requires_grad_()
-            weight = torch.ones(3, requires_grad=True)
-            for to_bfloat16 in (False, True):
-                CompiledSaturation.apply(x, weight, torch.zeros(3), 1.0, 1e-5,
-                                         to_bfloat16).sum().backward()
-                CompiledSaturation.apply(x, None, None, 1.0, 1e-5,
-                                         to_bfloat16).sum().backward()
-            w = torch.ones(1, requires_grad=True)
-            CompiledLayerSum.apply(x[None, None], torch.zeros(1, 3), torch.ones(1, 3),
-                                   w).sum().backward()
-    except Exception:  # numba/LLVM failures have many types; the PyTorch form is used
-        return False
-    return True
+    def trial() -> None:
+        x = torch.linspace(-2, 2, 6).reshape(2, 3).requires_grad_()
+        weight = torch.ones(3, requires_grad=True)
+        for to_bfloat16 in (False, True):
+            CompiledSaturation.apply(x, weight, torch.zeros(3), 1.0, 1e-5,
+                                     to_bfloat16).sum().backward()
+            CompiledSaturation.apply(x, None, None, 1.0, 1e-5, to_bfloat16).sum().backward()
+        w = torch.ones(1, requires_grad=True)
+        CompiledLayerSum.apply(x[None, None], torch.zeros(1, 3), torch.ones(1, 3),
+                               w).sum().backward()
+
+    return plif_compiled.kernels_run(trial)  # False: the PyTorch form is used
 
 
 def soft_saturation(x: torch.Tensor, norm: nn.Module, xi: float, compiled: bool) -> torch.Tensor:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -79,6 +80,20 @@ def unavailable_reason() -> str | None:
 def available() -> bool:
     """Whether the compiled kernels run here (numba importable and the kernels build)."""
     return unavailable_reason() is None
+
+
+def kernels_run(trial: Callable[[], object]) -> bool:
+    """Whether ``trial`` (a forward and backward of some kernels on a tiny input) runs here:
+    the kernels build (numba compiles them, or loads its on-disk cache) and run. Callers
+    cache the answer once per process and fall back to PyTorch operators on ``False``."""
+    if not available():
+        return False
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            trial()
+    except Exception:  # numba/LLVM failures have many types
+        return False
+    return True
 
 
 def supports(x: torch.Tensor) -> bool:

@@ -56,16 +56,11 @@ class CompiledShift(torch.autograd.Function):
 @functools.cache
 def compiled_shift_available() -> bool:
     """Whether the shift kernel builds and runs here (checked once per process)."""
-    if not plif_compiled.available():
-        return False
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            x = torch.ones(3, 1, 8, requires_grad=True)
-            CompiledShift.apply(x, torch.ones(3, 1, dtype=torch.bool), 1, 1,
-                                False).sum().backward()
-    except Exception:  # numba/LLVM failures have many types; PyTorch operators are used
-        return False
-    return True
+    def trial() -> None:
+        x = torch.ones(3, 1, 8, requires_grad=True)
+        CompiledShift.apply(x, torch.ones(3, 1, dtype=torch.bool), 1, 1, False).sum().backward()
+
+    return plif_compiled.kernels_run(trial)  # False: PyTorch operators are used
 
 
 def shift_channels(channels: int, later: float, earlier: float) -> tuple[int, int]:
