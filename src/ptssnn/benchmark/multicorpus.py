@@ -41,35 +41,45 @@ def with_partners(task: CorpusTask, partners: Sequence[CorpusTask]) -> CorpusTas
 
 
 def joint_views(task: CorpusTask, table: LabelledFeatures,
-                partners: Sequence[tuple[CorpusTask, LabelledFeatures]]) -> LayerViews:
+                partners: Sequence[tuple[CorpusTask, LabelledFeatures]],
+                copies: Sequence[tuple[LabelledFeatures, dict[str, str]]] = ()) -> LayerViews:
     """The table the heads of ``task`` train on: its own, joined with the partners' (ids and
-    speakers prefixed), over the union of their classes, scored over the task's classes.
+    speakers prefixed), over the union of their classes, scored over the task's classes;
+    and with the task's speed-perturbed ``copies`` (:func:`ptssnn.benchmark.augmentation.
+    copy_tables`: tables and their ids' speakers, the originals' speakers).
 
-    Without partners, the task's own views (what a single-corpus run uses).
+    Without partners or copies, the task's own views (what a single-corpus run uses).
     """
     from ptssnn.corpora import union_labels
     from ptssnn.evaluation.crosscorpus import joint_table
 
     speakers = speakers_of(task)
-    if not partners:
+    if not partners and not copies:
         return LayerViews(table, speakers=speakers)
-    labels = union_labels(task.label_names, *(p.label_names for p, _ in partners))
+    labels = (union_labels(task.label_names, *(p.label_names for p, _ in partners))
+              if partners else task.label_names)
     renamed = [dataclasses.replace(t, ids=tuple(partner_id(p.name, i) for i in t.ids))
                for p, t in partners]
     speakers.update({partner_id(p.name, u.id): f"{p.name}/{u.speaker}"
                      for p, _ in partners for u in p.utterances})
-    return LayerViews(joint_table([table, *renamed], labels), speakers=speakers,
-                      labels=task.label_names)
+    for _, copy_speakers in copies:
+        speakers.update(copy_speakers)
+    tables = [table, *renamed, *(copy_table for copy_table, _ in copies)]
+    return LayerViews(joint_table(tables, labels), speakers=speakers, labels=task.label_names)
 
 
 def load_views(task: CorpusTask, feature_set: Any,
-               partners: Sequence[tuple[CorpusTask, Any]] = ()) -> LayerViews:
-    """:func:`joint_views` from cached features (``partners``: ``(task, feature set)``), for a
-    worker process that holds no table yet."""
+               partners: Sequence[tuple[CorpusTask, Any]] = (),
+               copies: Sequence[tuple[float, Any]] = ()) -> LayerViews:
+    """:func:`joint_views` from cached features (``partners``: ``(task, feature set)``;
+    ``copies``: ``(speed factor, feature set)``), for a worker process that holds no table
+    yet."""
+    from ptssnn.benchmark.augmentation import copy_tables
+
     table = LabelledFeatures.from_feature_set(feature_set, task.utterances, task.label_names)
     loaded = [(p, LabelledFeatures.from_feature_set(fs, p.utterances, p.label_names))
               for p, fs in partners]
-    return joint_views(task, table, loaded)
+    return joint_views(task, table, loaded, copy_tables(task, copies))
 
 
 def added_summary(partners: Sequence[CorpusTask], labels: Sequence[str]) -> dict[str, Any]:

@@ -77,6 +77,15 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
             + f" ({extra['utterances']} utterances, {extra['speakers']} speakers; classes "
             f"learned: {', '.join(extra['labels'])}); scored over {corpus}'s own classes.")
         lines.append("")
+    copies = entry.get("speed_perturb")
+    if copies:
+        made = ", ".join(f"×{factor} {count}" for factor, count in copies["copies"].items())
+        failed = sum(copies.get("failed", {}).values())
+        lines.append(
+            f"Speed perturbation: copies of the training clips ({made}"
+            + (f"; {failed} could not be made" if failed else "") + ") joined each fold's "
+            "training split; validation and test clips were not perturbed.")
+        lines.append("")
     lines.append("| model | WA % | UA % | macro-F1 % | weighted-F1 % | params | head energy "
                  "mJ/sample | firing rate % | silent % | saturated % | silent / saturated % "
                  "without calibration | layers | features | best epoch |")

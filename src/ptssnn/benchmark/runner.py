@@ -24,6 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ptssnn.benchmark.augmentation import (
+    copies_summary,
+    copy_tables,
+    extract_copies,
+    with_copies,
+)
 from ptssnn.benchmark.corpus import (
     CorpusTask,
     backbone_energy,
@@ -119,13 +125,21 @@ def run_benchmark(
         if task.problems:  # unreadable, mislabelled, too short, failed in the backbone
             say(f"  {task.name}: {left_out_summary(task.problems)} "
                 "(all in report.md and results.json)")
-        prepared.append((task, feature_set, feature_seconds))
+        copies = []
+        if settings.speed_perturb:
+            say(f"  {task.name}: speed-perturbed copies ×"
+                f"{', ×'.join(f'{f:g}' for f in settings.speed_perturb)} of the training clips")
+            started_copies = time.perf_counter()
+            copies = extract_copies(task, backbone, settings.cache, settings.speed_perturb,
+                                    progress=show_progress)
+            feature_seconds += time.perf_counter() - started_copies
+        prepared.append((task, feature_set, feature_seconds, copies))
 
     # Progress units: one per epoch (twice the epochs with the refit), one per probe fold.
     epochs = settings.train.max_epochs * (2 if settings.train.refit else 1)
     units_per_fold = {m: (epochs if m != PROBE else 1) for m in models}
     total = sum(units_per_fold[m] * len(t.folds) * settings.seeds
-                for t, _, _ in prepared for m in models)
+                for t, _, _, _ in prepared for m in models)
     pairs = ([(a, b) for a in range(len(prepared)) for b in range(len(prepared)) if a != b]
              if settings.cross_corpus else [])
     total += sum(units_per_fold[m] * settings.seeds for m in models) * len(pairs)
@@ -136,26 +150,29 @@ def run_benchmark(
     with RunProgress(total, show_progress) as progress:
         say = log or progress.print
         if settings.multi_corpus:
-            for task, feature_set, _ in prepared:
+            for task, feature_set, _, _ in prepared:
                 progress.describe(f"{task.name}: loading features")
                 tables[task.name] = _load_table(task, feature_set)
-        for task, feature_set, feature_seconds in prepared:
+        for task, feature_set, feature_seconds, copies in prepared:
             if task.name not in tables:
                 progress.describe(f"{task.name}: loading features")
             table, load_seconds = tables.get(task.name) or _load_table(task, feature_set)
-            partners = ([(t, fs) for t, fs, _ in prepared if t.name != task.name]
+            partners = ([(t, fs) for t, fs, _, _ in prepared if t.name != task.name]
                         if settings.multi_corpus else [])
-            views = joint_views(task, table, [(t, tables[t.name][0]) for t, _ in partners])
+            views = joint_views(task, table, [(t, tables[t.name][0]) for t, _ in partners],
+                                copy_tables(task, copies))
             corpus_entry = _corpus_entry(task, table, backbone, feature_seconds,
                                          load_seconds)
             if settings.multi_corpus:
                 corpus_entry["multi_corpus"] = added_summary([t for t, _ in partners],
                                                              views.table.label_names)
+            if copies:
+                corpus_entry["speed_perturb"] = copies_summary(task, copies)
             results["corpora"][task.name] = corpus_entry
             corpus_started = time.perf_counter()
-            runs = run_corpus_heads(with_partners(task, [t for t, _ in partners]), feature_set,
-                                    views, models, settings, progress, units_per_fold, out,
-                                    partners=partners)
+            trained_on = with_copies(with_partners(task, [t for t, _ in partners]), copies)
+            runs = run_corpus_heads(trained_on, feature_set, views, models, settings, progress,
+                                    units_per_fold, out, partners=partners, copies=copies)
             for model in models:
                 entry = summarise_model(runs[model])
                 entry["runs"] = {str(seed): run.to_dict() for seed, run in runs[model].items()}
@@ -264,6 +281,7 @@ def run_corpus_heads(
     units_per_fold: dict[str, int],
     out: Path,
     partners: Sequence[tuple[CorpusTask, Any]] = (),
+    copies: Sequence[tuple[float, Any]] = (),
 ) -> dict[str, dict[int, CrossValResult]]:
     """Every head × seed × fold of one corpus; neural units spread over worker processes.
 
@@ -271,7 +289,8 @@ def run_corpus_heads(
     then each (head, seed, fold) is one unit for ``settings.jobs`` processes
     (:func:`~ptssnn.benchmark.scheduling.run_units`). Under ``--multi-corpus``, ``task``'s
     training splits name the ``partners``' utterances (``(task, feature set)``) and ``views``
-    holds them too; every head, the probe included, trains on the same ids.
+    holds them too; every head, the probe included, trains on the same ids. Under
+    ``--speed-perturb`` the same holds for the task's ``copies`` (``(factor, feature set)``).
     """
     runs: dict[str, dict[int, CrossValResult]] = {m: {} for m in models}
     neural = [m for m in models if m != PROBE]
@@ -309,7 +328,8 @@ def run_corpus_heads(
             "memory")
     progress.describe(f"{task.name}: {len(neural)} heads × {settings.seeds} seed(s) × "
                       f"{len(task.folds)} folds on {jobs} process(es)")
-    run_units(CorpusRun(task, settings, out, tuple(partners)), views, feature_set, units,
+    run_units(CorpusRun(task, settings, out, tuple(partners), tuple(copies)), views,
+              feature_set, units,
               jobs=jobs,
               on_epoch=lambda _model: progress.advance(1), on_done=settle)
     for model in neural:

@@ -59,12 +59,15 @@ class CorpusRun:
         out: Output folder.
         partners: ``(task, feature set)`` of every other corpus whose utterances join the
             training splits (``--multi-corpus``); empty otherwise.
+        copies: ``(speed factor, feature set)`` of the task's speed-perturbed copies
+            (``--speed-perturb``; the folds already name them); empty otherwise.
     """
 
     task: CorpusTask
     settings: BenchmarkSettings
     out: Path
     partners: tuple[tuple[CorpusTask, Any], ...] = ()
+    copies: tuple[tuple[float, Any], ...] = ()
 
 
 def make_analyser(max_items: int) -> Analyser:
@@ -125,7 +128,7 @@ def _worker_main(run: CorpusRun, feature_set: Any, rankings: dict, units: Any, e
     parent): build the table once, then train units until the sentinel."""
     torch.set_num_threads(run.settings.threads or 1)
     retain_freed_memory()
-    views = load_views(run.task, feature_set, run.partners)
+    views = load_views(run.task, feature_set, run.partners, run.copies)
     views.adopt_rankings(rankings)
     trainer = FoldTrainer(run, views, lambda model: events.put(("epoch", model)))
     while (unit := units.get()) is not None:

@@ -54,6 +54,9 @@ class BenchmarkSettings:
             scored classes stay the corpus's own.
         enrolment: Also score every head's test speakers (the probe's too) with profiles from K
             of their unlabelled clips (``ptssnn.training.enrolment``); ``None``: not.
+        speed_perturb: Speed factors (e.g. ``(0.9, 1.1)``) whose perturbed copies of each
+            fold's training clips join its training split, for every head alike
+            (:mod:`ptssnn.benchmark.augmentation`); empty: none.
     """
 
     backbone: str = "whisper-base"
@@ -71,6 +74,7 @@ class BenchmarkSettings:
     cross_corpus: bool = False
     multi_corpus: bool = False
     enrolment: EnrolmentProtocol | None = None
+    speed_perturb: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -90,6 +94,7 @@ class BenchmarkSettings:
             "cross_corpus": self.cross_corpus,
             "multi_corpus": self.multi_corpus,
             "enrolment": self.enrolment.to_dict() if self.enrolment else None,
+            "speed_perturb": list(self.speed_perturb),
         }
 
     @property
@@ -113,7 +118,9 @@ class BenchmarkSettings:
                 "head_defaults": head_defaults(self.backbone),
                 "analysis_items": self.analysis_items,
                 # Finished folds hold the scores of the protocol they were run with.
-                **({"enrolment": self.enrolment.to_dict()} if self.enrolment else {})}
+                **({"enrolment": self.enrolment.to_dict()} if self.enrolment else {}),
+                # Absent when off, so run folders made before the option still resume.
+                **({"speed_perturb": list(self.speed_perturb)} if self.speed_perturb else {})}
 
 
 def validate_models(models: Sequence[str]) -> tuple[str, ...]:

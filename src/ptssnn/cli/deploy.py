@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ptssnn.cli.options import parse_model_options
+from ptssnn.cli.options import SPEED_PERTURB_HELP, parse_model_options, speed_factors_option
 from ptssnn.errors import PtssnnError
 from ptssnn.jsonio import dumps as strict_json
 
@@ -203,6 +203,9 @@ def train_command(
         typer.Option("--model-option", help="KEY=VALUE head option (repeatable), over the "
                      "preset and the backbone's head defaults, e.g. saturation_norm=true."),
     ] = None,
+    speed_perturb: Annotated[
+        str | None, typer.Option("--speed-perturb", help=SPEED_PERTURB_HELP)
+    ] = None,
 ) -> None:
     """Train a deployable model on all speakers of the given corpora (minus validation)."""
     from ptssnn.processes import retain_freed_memory
@@ -213,6 +216,7 @@ def train_command(
                           "pass --overwrite to replace it")
 
     model_options = parse_model_options(model_option)
+    factors = speed_factors_option(speed_perturb)
     retain_freed_memory()
     summary = train_recognizer(
         [c.strip() for c in corpora.split(",") if c.strip()],
@@ -230,6 +234,7 @@ def train_command(
                           "precision": precision}
         | ({"frame_pool": frame_pool} if frame_pool else {}),
         model_overrides=model_options,
+        speed_perturb=factors,
         progress=sys.stderr.isatty(),
         log=lambda line: Console(stderr=True).print(line, highlight=False),
     )

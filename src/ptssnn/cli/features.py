@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from ptssnn.cli.options import SPEED_PERTURB_HELP, speed_factors_option
 from ptssnn.jsonio import dumps as strict_json
 
 features_app = typer.Typer(
@@ -79,6 +80,10 @@ def extract(
     summary_json: Annotated[
         Path | None, typer.Option("--summary-json", help="Also write the summary as JSON here.")
     ] = None,
+    speed_perturb: Annotated[
+        str | None,
+        typer.Option("--speed-perturb", help=SPEED_PERTURB_HELP),
+    ] = None,
 ) -> None:
     """Extract every utterance of a corpus once; later runs hit the cache."""
     import torch
@@ -86,39 +91,55 @@ def extract(
     from ptssnn.backbones import load_backbone
     from ptssnn.corpora import scan_corpus
     from ptssnn.features import FeatureStore, LayerSelection, ProcessGroup, extract_features
+    from ptssnn.features.extraction import AudioPolicy
 
     started = time.perf_counter()
     # Threads that wait on each other spin: on a busy machine 2 threads were ~10× slower than 1.
     torch.set_num_threads(max(1, threads))
     spec = LayerSelection.parse(layers)
+    factors = speed_factors_option(speed_perturb)
     scan = scan_corpus(corpus, root)
     utterances = scan.utterances[:limit] if limit else scan.utterances
     model = load_backbone(backbone, padding=padding.value)
     store = FeatureStore(cache)
     group = ProcessGroup.from_environment()
     console = Console(stderr=True)
+    failed = False
     try:
-        features = extract_features(
-            utterances,
-            model,
-            spec,
-            store,
-            progress=progress,
-            dtype=dtype,
-            verify=verify.value,
-            process_group=group,
-            console=console,
-        )
+        for speed in (1.0, *factors):
+            features = extract_features(
+                utterances,
+                model,
+                spec,
+                store,
+                progress=progress,
+                dtype=dtype,
+                audio_policy=AudioPolicy(speed=speed),
+                verify=verify.value,
+                process_group=group,
+                console=console,
+            )
+            if group.rank == 0:
+                failed |= _print_summary(features, scan, corpus, root, model, padding.value,
+                                         speed, started, summary_json)
     finally:
         group.close()
-    if group.rank != 0:
-        return
+    if failed:
+        # As `predict`: the batch went on, but a script must see that something was lost.
+        raise typer.Exit(1)
+
+
+def _print_summary(features: Any, scan: Any, corpus: str, root: Path, model: Any,
+                   padding: str, speed: float, started: float, summary_json: Path | None
+                   ) -> bool:
+    """The console summary of one extraction pass (and its JSON); True when a clip failed."""
     report = features.report
     summary = {
         "corpus": corpus,
         "root": str(root),
         "backbone": model.name,
-        "padding": padding.value,
+        "padding": padding,
+        "speed": speed,
         "layers": features.layers,
         "cache": str(features.namespace.path),
         "scan_problems": len(scan.problems),
@@ -127,15 +148,16 @@ def extract(
         "shape": [features.num_layers, "T", features.hidden_size],
     }
     out = Console()
+    copies = f", speed-perturbed copies ×{speed:g}" if speed != 1.0 else ""
     out.print(
         f"[bold]{corpus}[/] with [bold]{model.name}[/] (layers {features.layers}, "
-        f"padding {padding.value}, {report.processes} process(es))"
+        f"padding {padding}{copies}, {report.processes} process(es))"
     )
     out.print(
         f"  utterances: {report.total} — extracted {report.extracted}, cached {report.cached}, "
         f"failed {report.failed}" + (f", rebuilt {report.rebuilt}" if report.rebuilt else "")
     )
-    if scan.problems:
+    if scan.problems and speed == 1.0:
         out.print(f"  files the corpus scan could not use: {len(scan.problems)} (listed by "
                   "`ptssnn data scan`)")
         for problem in scan.problems[:3]:
@@ -144,14 +166,14 @@ def extract(
         out.print(f"  [yellow]skipped[/] {failure.id}: {failure.reason}", highlight=False)
     if len(features.failures) > 10:
         out.print(f"  ... and {len(features.failures) - 10} more")
-    speed = (
+    rate = (
         f", {report.real_time_factor:.1f}× real time"
         if report.extracted
         else " (all from the cache)"
     )
     out.print(
         f"  time: {report.wall_seconds:.1f} s for {report.audio_seconds / 60:.1f} min of audio"
-        f"{speed}; total with loading {summary['total_seconds']:.1f} s"
+        f"{rate}; total with loading {summary['total_seconds']:.1f} s"
     )
     if report.extras.get("cropped"):
         from ptssnn.features.extraction import _crop_message
@@ -163,11 +185,12 @@ def extract(
         highlight=False,
     )
     if summary_json:
-        summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(strict_json(summary, indent=2))
-    if report.failed:
-        # As `predict`: the batch went on, but a script must see that something was lost.
-        raise typer.Exit(1)
+        target = (summary_json if speed == 1.0
+                  else summary_json.with_name(f"{summary_json.stem}-speed{speed:g}"
+                                              f"{summary_json.suffix}"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(strict_json(summary, indent=2))
+    return bool(report.failed)
 
 
 @features_app.command("backbones")

@@ -25,3 +25,26 @@ def parse_model_options(items: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             options[key.strip()] = value
     return options
+
+
+SPEED_PERTURB_HELP = (
+    "Also train on speed-perturbed copies of the training clips, e.g. 0.9,1.1 (Kaldi's "
+    "factors: tempo and pitch scaled together). Validation and test clips are never "
+    "perturbed. Off by default: it helped EMOVO and hurt CASIA and URDU (benchmarks/README.md)."
+)
+
+
+def speed_factors_option(text: str | None) -> tuple[float, ...]:
+    """``--speed-perturb 0.9,1.1`` → ``(0.9, 1.1)``; ``None`` → ``()``.
+
+    Raises:
+        PtssnnError: A factor that is not a number in [0.5, 2].
+    """
+    from ptssnn.audio.perturbation import check_speed_factors
+
+    if not text:
+        return ()
+    try:
+        return check_speed_factors(text)
+    except ValueError as error:
+        raise PtssnnError(f"--speed-perturb {text!r}: {error}") from None

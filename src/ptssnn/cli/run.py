@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ptssnn.cli.options import parse_model_options
+from ptssnn.cli.options import SPEED_PERTURB_HELP, parse_model_options, speed_factors_option
 
 
 def _print_results(results: dict[str, Any], out: Path, console: Console) -> None:
@@ -107,6 +107,9 @@ def benchmark(
                            "the corpus's own speakers (the same folds); predictions and "
                            "metrics are over its own classes.")
     ] = False,
+    speed_perturb: Annotated[
+        str | None, typer.Option("--speed-perturb", help=SPEED_PERTURB_HELP)
+    ] = None,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     enrolment: Annotated[
@@ -129,6 +132,7 @@ def benchmark(
     if root is None:
         raise BenchmarkError("no data: pass --data-root DIR (the folder holding casia/, "
                              "emovo/, ...) or set PTSSNN_DATA")
+    factors = speed_factors_option(speed_perturb)  # checked before any corpus is scanned
     train = TrainConfig.load(config) if config else benchmark_train_config()
     changes: dict[str, Any] = {}
     if epochs is not None:
@@ -158,6 +162,7 @@ def benchmark(
         model_overrides=parse_model_options(model_option), cache=cache, out=out, resume=resume,
         plots=plots, threads=threads, jobs=jobs, cross_corpus=cross_corpus,
         multi_corpus=multi_corpus, enrolment=protocol_k,
+        speed_perturb=factors,
     )
     results = run_benchmark(tasks, settings, show_progress=progress,
                             command=["ptssnn", *sys.argv[1:]])

@@ -32,6 +32,7 @@ from rich.progress import (
 from rich.text import Text
 
 from ptssnn.audio import probe_audio
+from ptssnn.audio.perturbation import speed_perturb
 from ptssnn.backbones import Backbone, load_backbone
 from ptssnn.errors import AudioError
 from ptssnn.features.distributed import ProcessGroup
@@ -60,15 +61,21 @@ class AudioPolicy:
     max_seconds: float | None = 30.0
     min_seconds: float = 0.25
     long_policy: str = "crop"
+    #: Speed perturbation of the decoded clip (:func:`ptssnn.audio.perturbation.speed_perturb`;
+    #: 1: none). Training copies only; the cache keeps each factor in its own namespace.
+    speed: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        policy: dict[str, Any] = {
             "sample_rate": self.sample_rate,
             "max_seconds": self.max_seconds,
             "min_seconds": self.min_seconds,
             "long_policy": self.long_policy,
             "loader": "ptssnn.audio.load_audio",
         }
+        if self.speed != 1.0:  # absent at 1, so the caches of unperturbed audio keep their keys
+            policy["speed"] = self.speed
+        return policy
 
 
 class _SpeedColumn(ProgressColumn):
@@ -296,6 +303,9 @@ def _extract_shard(
                 min_seconds=policy.min_seconds,
                 long_policy=policy.long_policy,
             )
+            decoded_seconds = len(audio) / policy.sample_rate
+            if policy.speed != 1.0:
+                audio = speed_perturb(audio, policy.speed, policy.sample_rate)
             hidden = backbone(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
         except (AudioError, ValueError) as error:
             # Bad audio (or too short for this backbone): report it and go on with the rest.
@@ -305,7 +315,7 @@ def _extract_shard(
         seconds = len(audio) / policy.sample_rate
         entry = namespace.write(audio_hash, selected, seconds=seconds, utt_id=utt.id)
         record(utt, entry)
-        note_crop(utt, seconds)
+        note_crop(utt, decoded_seconds)
         result.extracted += 1
         result.extracted_audio_seconds += seconds
         if on_extracted is not None:

@@ -29,6 +29,7 @@ normalisation), so inference feeds the head exactly what it was trained on.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from typing import Any
 import torch
 
 import ptssnn
+from ptssnn.audio.perturbation import check_speed_factors
 from ptssnn.backbones.registry import head_defaults
 from ptssnn.errors import PtssnnError
 from ptssnn.features.enrolment import SpeakerPrior, training_moments
@@ -121,6 +123,7 @@ def train_recognizer(
     model_overrides: dict[str, Any] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    speed_perturb: Sequence[float] = (),
 ) -> dict[str, Any]:
     """Train a head on whole corpora and write a model directory.
 
@@ -144,6 +147,9 @@ def train_recognizer(
             backbone's :func:`~ptssnn.backbones.head_defaults`).
         progress: Show extraction progress bars.
         log: Called with one line per stage and per epoch (``None``: silent).
+        speed_perturb: Speed factors (e.g. ``(0.9, 1.1)``) whose perturbed copies of the
+            training clips join the training split (never the validation clips), as the
+            benchmark's ``--speed-perturb`` (:mod:`ptssnn.benchmark.augmentation`).
 
     Returns:
         The training summary (also written to ``out/training_summary.json``).
@@ -154,16 +160,20 @@ def train_recognizer(
     started = time.perf_counter()
     if not corpora:
         raise PtssnnError("name at least one corpus to train on")
+    factors = check_speed_factors(list(speed_perturb))
     excluded, requested = set(exclude_speakers), set(validation_speakers)
     if excluded & requested:
         raise PtssnnError(f"speakers {sorted(excluded & requested)} both excluded and validation")
     splits = _speaker_splits(corpora, Path(data_root), excluded, requested, seed)
     table, split, encoder, failed = _load_features(splits, corpora, backbone, cache_dir,
                                                    progress)
+    table, split, copies = _add_copies(table, split, splits, encoder, cache_dir, progress,
+                                       factors)
     config = _deployment_config(seed, layers, epochs, config_overrides)
     say = log or (lambda line: None)
     say(
-        f"training {preset} on {len(split.train)} utterances ({', '.join(corpora)}), validating "
+        f"training {preset} on {len(split.train)} utterances ({', '.join(corpora)}"
+        + (f"; {len(copies)} of them speed-perturbed copies" if copies else "") + "), validating "
         f"on {len(split.validation)}; layers {config.layers}, frames pooled by "
         f"{config.frame_pool}; up to {config.max_epochs} epochs"
     )
@@ -177,7 +187,9 @@ def train_recognizer(
     # seeding, fit with model selection on validation, scoring of the held-out split.
     # Speakers (named per corpus, which may reuse names) for the speaker-aware normalisations.
     by_id = {u.id: u for u in splits.utterances}
-    speakers = {i: f"{by_id[i].corpus}/{by_id[i].speaker}" for i in table.ids}
+    speakers = {i: f"{by_id[i].corpus}/{by_id[i].speaker}" for i in table.ids
+                if i in by_id}
+    speakers.update({i: speakers[original] for i, original in copies.items()})
     result, model = train_fold(LayerViews(table, speakers=speakers), split, head, config,
                                epoch_hook=_epoch_logger(say))
     model.eval()
@@ -209,6 +221,8 @@ def train_recognizer(
         "frame_pool": config.frame_pool,
         "preset": preset,
         "num_train": len(split.train),
+        "speed_perturb": {"factors": list(factors),
+                          "copies": len(copies)},
         "num_validation": len(split.validation),
         "num_held_out": len(splits.test),
         "excluded_speakers": sorted(excluded),
@@ -313,6 +327,34 @@ def _load_features(splits: _Splits, corpora: Sequence[str], backbone: str,
     split = _Split("deploy", tuple(splits.train), tuple(splits.validation),
                    tuple(splits.test or splits.validation))
     return table, split, encoder, failed
+
+
+def _add_copies(table: LabelledFeatures, split: _Split, splits: _Splits, encoder: Any,
+                cache_dir: str | Path | None, progress: bool, factors: Sequence[float]
+                ) -> tuple[LabelledFeatures, _Split, dict[str, str]]:
+    """The table and split with the speed-perturbed copies of the training clips added;
+    ``{copy id: original id}``. A clip whose copy fails trains once, as itself."""
+    from ptssnn.audio.perturbation import copy_id
+    from ptssnn.features import extract_features
+    from ptssnn.features.extraction import AudioPolicy
+
+    if not factors:
+        return table, split, {}
+    by_id = {u.id: u for u in splits.utterances}
+    originals = [by_id[i] for i in split.train]
+    tables, copies = [table], {}
+    for factor in factors:
+        feature_set = extract_features(originals, encoder, "all", cache_dir, progress=progress,
+                                       audio_policy=AudioPolicy(speed=factor))
+        kept = [u for u in originals if u.id in feature_set]
+        if not kept:
+            continue
+        part = LabelledFeatures.from_feature_set(feature_set, kept, table.label_names)
+        tables.append(dataclasses.replace(part, ids=tuple(copy_id(factor, i) for i in part.ids)))
+        copies.update({copy_id(factor, u.id): u.id for u in kept})
+    train = (*split.train, *copies)
+    return (LabelledFeatures.concatenate(tables), dataclasses.replace(split, train=train),
+            copies)
 
 
 def _validation_warning(validation: LabelledFeatures) -> str | None:

@@ -1,0 +1,77 @@
+"""Speed-perturbed training copies (``--speed-perturb 0.9,1.1``) in the benchmark and ``train``.
+
+Each factor's copies of a corpus's clips are extracted like any corpus (the cache keeps them
+in their own namespace: :class:`~ptssnn.features.extraction.AudioPolicy` ``speed``) and join
+the table under the ids ``speed<f>/<id>`` (:func:`~ptssnn.audio.perturbation.copy_id`),
+labelled and attributed to the speaker of their original, so that speaker counts, speaker
+moments and the validation carving see one speaker, not three.
+
+A fold trains on the copies of its training clips only. Its validation and test clips, and
+the copies of them, are never trained on, so the validation run cannot choose on a clip it
+has heard in another tempo; the refit on training + validation data adds the validation clips
+without copies (the split the validation run chose its epoch count for, plus them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ptssnn.audio.perturbation import copy_id
+from ptssnn.benchmark.corpus import CorpusTask
+from ptssnn.features.table import LabelledFeatures
+
+#: ``(factor, feature set of the copies)``: what a worker process needs to rebuild the table.
+Copies = Sequence[tuple[float, Any]]
+
+
+def extract_copies(task: CorpusTask, backbone: Any, cache: Path | None,
+                   factors: Sequence[float], *, progress: bool = True
+                   ) -> list[tuple[float, Any]]:
+    """The features of every factor's copies of the task's training clips (any fold's)."""
+    from ptssnn.features import FeatureStore, extract_features
+    from ptssnn.features.extraction import AudioPolicy
+
+    trained = {i for fold in task.folds for i in fold.train}
+    utterances = [u for u in task.utterances if u.id in trained]
+    store = FeatureStore(cache) if cache is not None else FeatureStore()
+    return [(factor, extract_features(utterances, backbone, "all", store, progress=progress,
+                                      audio_policy=AudioPolicy(speed=factor)))
+            for factor in factors]
+
+
+def with_copies(task: CorpusTask, copies: Copies) -> CorpusTask:
+    """``task`` whose every fold also trains on the copies of its training clips (those whose
+    copy has features; a clip whose copy failed trains once, as itself)."""
+    if not copies:
+        return task
+
+    def extra(train: Iterable[str]) -> tuple[str, ...]:
+        return tuple(copy_id(factor, i) for factor, fs in copies for i in train if i in fs)
+
+    folds = tuple(dataclasses.replace(fold, train=(*fold.train, *extra(fold.train)))
+                  for fold in task.folds)
+    return dataclasses.replace(task, folds=folds)
+
+
+def copy_tables(task: CorpusTask, copies: Copies) -> list[tuple[LabelledFeatures, dict[str, str]]]:
+    """Each factor's copies as a table with their own ids, and those ids' speakers."""
+    tables = []
+    for factor, feature_set in copies:
+        kept = [u for u in task.utterances if u.id in feature_set]
+        if not kept:
+            continue
+        table = LabelledFeatures.from_feature_set(feature_set, kept, task.label_names)
+        table = dataclasses.replace(table, ids=tuple(copy_id(factor, i) for i in table.ids))
+        tables.append((table, {copy_id(factor, u.id): u.speaker for u in kept}))
+    return tables
+
+
+def copies_summary(task: CorpusTask, copies: Copies) -> dict[str, Any]:
+    """What speed perturbation added to a corpus (``results.json``)."""
+    return {"factors": [factor for factor, _ in copies],
+            "copies": {f"{factor:g}": len(fs) for factor, fs in copies},
+            "failed": {f"{factor:g}": len(fs.failures) for factor, fs in copies},
+            "utterances": len(task.utterances)}

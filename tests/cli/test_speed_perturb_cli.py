@@ -1,0 +1,76 @@
+"""``--speed-perturb`` on the command line: ``features extract`` caches the copies,
+``train`` trains on them (never on copies of its validation clips), bad factors are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from corpora.synthetic_trees import build_emodb_tree
+from features.feature_helpers import build_casia_tree
+from ptssnn.cli import app
+from ptssnn.errors import PtssnnError
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_features_extract_caches_each_factor(tmp_path: Path) -> None:
+    root = tmp_path / "casia"
+    ids = build_casia_tree(root)
+    cache, summary = tmp_path / "cache", tmp_path / "summary.json"
+    args = ["features", "extract", "casia", str(root), "--backbone", "fbank", "--cache",
+            str(cache), "--no-progress", "--speed-perturb", "0.9,1.1", "--summary-json",
+            str(summary)]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert first.output.count(f"extracted {len(ids)}, cached 0, failed 0") == 3
+    assert "speed-perturbed copies ×0.9" in first.output and "copies ×1.1" in first.output
+    assert len(list(cache.glob("*/namespace.json"))) == 3
+    assert json.loads((tmp_path / "summary-speed0.9.json").read_text())["speed"] == 0.9
+    assert json.loads(summary.read_text())["speed"] == 1.0
+    again = invoke(*args)
+    assert again.output.count(f"extracted 0, cached {len(ids)}") == 3
+
+
+@pytest.mark.parametrize("command", ["features", "train", "benchmark"])
+def test_a_bad_factor_is_a_clear_error(command: str, tmp_path: Path) -> None:
+    args = {"features": ["features", "extract", "casia", str(tmp_path)],
+            "train": ["train", "casia", "--data-root", str(tmp_path), "--out",
+                      str(tmp_path / "m")],
+            "benchmark": ["benchmark", "casia", "--data-root", str(tmp_path)]}[command]
+    result = invoke(*args, "--speed-perturb", "0.9,3")
+    # A PtssnnError: `ptssnn` prints it as one line and exits 2 (tests/cli/test_startup.py).
+    assert isinstance(result.exception, PtssnnError), result.output
+    assert "--speed-perturb '0.9,3': speed factor 3 is outside [0.5, 2]" in str(
+        result.exception)
+    assert not (tmp_path / "m").exists()  # refused before any work
+
+
+def test_train_adds_copies_of_the_training_clips_only(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    build_emodb_tree(root / "emodb")
+    plain, copied = tmp_path / "plain", tmp_path / "copied"
+    common = ["train", "emodb", "--data-root", str(root), "--backbone", "fbank", "--epochs",
+              "1", "--cache", str(tmp_path / "cache")]
+    assert invoke(*common, "--out", str(plain)).exit_code == 0
+    result = invoke(*common, "--out", str(copied), "--speed-perturb", "1.1,0.9")
+    assert result.exit_code == 0, result.output
+    before = json.loads((plain / "training_summary.json").read_text())
+    after = json.loads((copied / "training_summary.json").read_text())
+    assert after["speed_perturb"] == {"factors": [0.9, 1.1],
+                                      "copies": 2 * before["num_train"]}
+    assert after["num_train"] == 3 * before["num_train"]
+    assert after["num_validation"] == before["num_validation"]  # never perturbed
+    assert before["speed_perturb"] == {"factors": [], "copies": 0}
+    assert f"{2 * before['num_train']} of them speed-perturbed copies" in " ".join(
+        result.output.split())
+    predicted = invoke("predict", str(copied),
+                       str(root / "emodb" / "wav" / "03a01Wa.wav"))
+    assert predicted.exit_code == 0, predicted.output
