@@ -51,3 +51,24 @@ def test_benchmark_runs_in_fewer_processes_when_memory_is_short(
     text = " ".join(result.output.split())
     assert "1 process(es) instead of 2 fit in the 0.1 GB of free memory" in text
     assert (tmp_path / "run" / "report.md").exists()
+
+
+def test_a_table_larger_than_free_memory_is_refused_before_loading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ptssnn.benchmark import BenchmarkError
+    from ptssnn.benchmark.scheduling import check_table_fits
+
+    check_table_fits("casia", 2 * GB, 3 * GB)
+    check_table_fits("casia", 2 * GB, None)  # unknown: no check
+    with pytest.raises(BenchmarkError, match=r"casia: its features take 2.0 GB in memory and "
+                                             r"only 1.0 GB are free"):
+        check_table_fits("casia", 2 * GB, 1 * GB)
+    build_emodb_tree(tmp_path / "data" / "emodb")
+    monkeypatch.setattr("ptssnn.benchmark.runner.available_memory", lambda: 1000)
+    result = CliRunner().invoke(app, [
+        "benchmark", "emodb", "--data-root", str(tmp_path / "data"), "--backbone", "fbank",
+        "--models", "probe", "--seeds", "1", "--speed-perturb", "0.9",
+        "--out", str(tmp_path / "run"), "--no-progress"])
+    assert isinstance(result.exception, BenchmarkError)
+    assert "features and their speed-perturbed copies take" in str(result.exception)
+    assert not (tmp_path / "run" / "results.json").exists()  # nothing trained, nothing lost

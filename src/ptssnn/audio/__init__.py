@@ -2,7 +2,8 @@
 
 Everything goes through one entry, :func:`condition_waveform` (files via :func:`load_audio`,
 which first checks the header). Bad audio raises :class:`ptssnn.errors.AudioError` subclasses
-that name the source and the reason.
+that name the source and the reason. :func:`speed_perturb` makes the training copies of
+``--speed-perturb``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ptssnn.audio.loading import (
     load_audio,
     probe_audio,
 )
+from ptssnn.audio.perturbation import speed_perturb
 
 __all__ = [
     "MAX_CHANNELS",
@@ -41,4 +43,5 @@ __all__ = [
     "length_policy",
     "load_audio",
     "probe_audio",
+    "speed_perturb",
 ]

@@ -38,7 +38,13 @@ from ptssnn.benchmark.corpus import (
 from ptssnn.benchmark.manifest import check_or_record, run_settings
 from ptssnn.benchmark.multicorpus import added_summary, joint_views, with_partners
 from ptssnn.benchmark.progress import RunProgress
-from ptssnn.benchmark.scheduling import CorpusRun, FoldUnit, memory_capped_jobs, run_units
+from ptssnn.benchmark.scheduling import (
+    CorpusRun,
+    FoldUnit,
+    check_table_fits,
+    memory_capped_jobs,
+    run_units,
+)
 from ptssnn.benchmark.settings import (
     PROBE,
     BenchmarkSettings,
@@ -154,6 +160,11 @@ def run_benchmark(
                 progress.describe(f"{task.name}: loading features")
                 tables[task.name] = _load_table(task, feature_set)
         for task, feature_set, feature_seconds, copies in prepared:
+            needed = sum(fs.cache_bytes for _, fs in copies) + (
+                0 if task.name in tables else feature_set.cache_bytes)
+            check_table_fits(task.name, needed, available_memory(),
+                             "features and their speed-perturbed copies" if copies
+                             else "features")
             if task.name not in tables:
                 progress.describe(f"{task.name}: loading features")
             table, load_seconds = tables.get(task.name) or _load_table(task, feature_set)

@@ -169,6 +169,21 @@ def memory_capped_jobs(jobs: int, table_bytes: int, available: int | None) -> in
     return max(1, min(jobs, int(0.9 * available // per_worker)))
 
 
+def check_table_fits(corpus: str, table_bytes: int, available: int | None,
+                     what: str = "features") -> None:
+    """Refuse, with the sizes, a corpus table larger than the free memory: loading it would
+    end in the kernel's out-of-memory kill, which loses the run without a word.
+
+    Raises:
+        BenchmarkError: ``table_bytes`` exceeds ``available`` (``None``: unknown, no check).
+    """
+    if available is not None and table_bytes > available:
+        raise BenchmarkError(
+            f"{corpus}: its {what} take {table_bytes / 1e9:.1f} GB in memory and only "
+            f"{available / 1e9:.1f} GB are free; free memory or run fewer options that add "
+            "data (--speed-perturb, --multi-corpus)")
+
+
 class WorkerPool:
     """``jobs`` spawned processes running ``target(*args, units, events)`` (``target`` as
     ``"module:function"``; each child is tied to this process first, see
