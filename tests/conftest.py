@@ -16,6 +16,19 @@ def shared_data_root() -> Path:
     return Path(override) if override else REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_feature_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Every test that names no ``--cache`` writes into a temporary cache, never into the
+    user's ``~/.cache/ptssnn`` (and subprocesses inherit it through the environment)."""
+    saved = os.environ.get("PTSSNN_CACHE")
+    os.environ["PTSSNN_CACHE"] = str(tmp_path_factory.mktemp("feature-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("PTSSNN_CACHE", None)
+    else:
+        os.environ["PTSSNN_CACHE"] = saved
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of the shared research data; skips the test (with the reason) when it is absent."""
