@@ -61,10 +61,14 @@ def test_folds_train_on_the_copies_of_their_training_clips_only(extracted, task)
         expected = {copy_id(f, i) for f in FACTORS for i in base.train}
         assert set(fold.train) == set(base.train) | expected
         assert fold.validation == base.validation and fold.test == base.test
+        # The validation run trains on no copy of a validation or test clip; the refit adds
+        # the validation clips' copies, and never a test clip's.
         held = set(base.validation) | set(base.test)
-        # No copy of a validation or test clip is trained on.
         assert not {i.split("/", 1)[1] for i in set(fold.train) - set(base.train)} & held
+        assert set(fold.refit_extra) == {copy_id(f, i) for f in FACTORS for i in base.validation}
+        assert base.refit_extra == ()
         views.rows(fold.train)  # every training id is in the table
+        views.rows(fold.refit_extra)
     # A copy is its original's speaker and label (one speaker, not three).
     first = task.utterances[0]
     for factor in FACTORS:

@@ -1,5 +1,6 @@
 """``--speed-perturb`` on the command line: ``features extract`` caches the copies,
-``train`` trains on them (never on copies of its validation clips), bad factors are refused."""
+``train`` trains on them (on copies of its validation clips in the final refit only), bad
+factors are refused."""
 
 from __future__ import annotations
 
@@ -64,13 +65,14 @@ def test_train_adds_copies_of_the_training_clips_only(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     before = json.loads((plain / "training_summary.json").read_text())
     after = json.loads((copied / "training_summary.json").read_text())
-    assert after["speed_perturb"] == {"factors": [0.9, 1.1],
-                                      "copies": 2 * before["num_train"]}
-    assert after["num_train"] == 3 * before["num_train"]
-    assert after["num_validation"] == before["num_validation"]  # never perturbed
+    n_train, n_val = before["num_train"], before["num_validation"]
+    assert after["speed_perturb"] == {"factors": [0.9, 1.1], "copies": 2 * (n_train + n_val)}
+    assert after["num_train"] == 3 * n_train
+    assert after["num_validation"] == n_val  # never perturbed
     assert before["speed_perturb"] == {"factors": [], "copies": 0}
-    assert f"{2 * before['num_train']} of them speed-perturbed copies" in " ".join(
-        result.output.split())
+    text = " ".join(result.output.split())
+    assert f"{2 * n_train} of them speed-perturbed copies, and {2 * n_val} copies of the " \
+        "validation clips join the final refit" in text
     predicted = invoke("predict", str(copied),
                        str(root / "emodb" / "wav" / "03a01Wa.wav"))
     assert predicted.exit_code == 0, predicted.output

@@ -225,3 +225,48 @@ def test_resume_inside_the_refit_matches_uninterrupted(tmp_path):
     for a, b in zip(resumed.folds, reference.folds, strict=True):
         assert a.test == b.test and a.predictions == b.predictions
         assert a.fit["refit"]["epochs"] == b.fit["refit"]["epochs"]
+
+
+def test_the_refit_also_trains_on_the_folds_refit_extra(tmp_path, monkeypatch):
+    """``Fold.refit_extra`` (the speed-perturbed copies of the validation clips) joins the
+    refit only, for the neural heads and for the probe; a fold without the field has none."""
+    import dataclasses
+
+    from ptssnn.corpora import Fold as CorpusFold
+    from ptssnn.evaluation import probe as probe_module
+    from ptssnn.training import crossval
+
+    table, folds = corpus()
+    base = folds[0]
+    # Copies of the validation clips under new ids (their features: the same arrays).
+    copies = table.subset(base.validation)
+    copies = dataclasses.replace(copies, ids=tuple(f"speed0.9/{i}" for i in copies.ids))
+    joined = LabelledFeatures.concatenate([table, copies])
+    fold = CorpusFold(base.name, base.train, base.validation, base.test,
+                      refit_extra=copies.ids)
+    sizes: list[int] = []
+    original_fit = crossval.fit
+
+    def spy_fit(model, train, val, config, **kwargs):
+        sizes.append(len(train))
+        return original_fit(model, train, val, config, **kwargs)
+
+    monkeypatch.setattr(crossval, "fit", spy_fit)
+    cross_validate(joined, [fold], factory, config(refit=True), out_dir=tmp_path / "a")
+    assert sizes == [len(base.train), len(base.train) + 2 * len(base.validation)]
+    sizes.clear()
+    cross_validate(joined, [base], factory, config(refit=True), out_dir=tmp_path / "b")
+    assert sizes == [len(base.train), len(base.train) + len(base.validation)]
+
+    fitted: list[int] = []
+    original_probe_fit = probe_module.LinearProbe.fit
+
+    def spy_probe(self, x, y):
+        fitted.append(len(x))
+        return original_probe_fit(self, x, y)
+
+    monkeypatch.setattr(probe_module.LinearProbe, "fit", spy_probe)
+    cross_validate(joined, [fold], crossval.PROBE_HEAD, config(refit=True, layers="2"),
+                   out_dir=tmp_path / "c")
+    assert fitted[-1] == len(base.train) + 2 * len(base.validation)  # the refit
+    assert set(fitted[:-1]) == {len(base.train)}  # C chosen on the training rows only

@@ -6,10 +6,11 @@ the table under the ids ``speed<f>/<id>`` (:func:`~ptssnn.audio.perturbation.cop
 labelled and attributed to the speaker of their original, so that speaker counts, speaker
 moments and the validation carving see one speaker, not three.
 
-A fold trains on the copies of its training clips only. Its validation and test clips, and
-the copies of them, are never trained on, so the validation run cannot choose on a clip it
-has heard in another tempo; the refit on training + validation data adds the validation clips
-without copies (the split the validation run chose its epoch count for, plus them).
+A fold's validation run trains on the copies of its training clips only: its validation
+clips, and their copies, are not trained on, so it cannot choose on a clip it has heard in
+another tempo. The refit on training + validation data trains on the copies of both (the
+copies of the validation clips are the fold's ``refit_extra``), so every training speaker
+keeps its share of the data. Test clips are never copied into training.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ Copies = Sequence[tuple[float, Any]]
 def extract_copies(task: CorpusTask, backbone: Any, cache: Path | None,
                    factors: Sequence[float], *, progress: bool = True
                    ) -> list[tuple[float, Any]]:
-    """The features of every factor's copies of the task's training clips (any fold's)."""
+    """The features of every factor's copies of the task's training and validation clips (any
+    fold's)."""
     from ptssnn.features import FeatureStore, extract_features
     from ptssnn.features.extraction import AudioPolicy
 
-    trained = {i for fold in task.folds for i in fold.train}
+    trained = {i for fold in task.folds for i in (*fold.train, *fold.validation)}
     utterances = [u for u in task.utterances if u.id in trained]
     store = FeatureStore(cache) if cache is not None else FeatureStore()
     return [(factor, extract_features(utterances, backbone, "all", store, progress=progress,
@@ -43,15 +45,17 @@ def extract_copies(task: CorpusTask, backbone: Any, cache: Path | None,
 
 
 def with_copies(task: CorpusTask, copies: Copies) -> CorpusTask:
-    """``task`` whose every fold also trains on the copies of its training clips (those whose
-    copy has features; a clip whose copy failed trains once, as itself)."""
+    """``task`` whose every fold also trains on the copies of its training clips, and whose
+    refit also trains on the copies of its validation clips (``Fold.refit_extra``); only
+    clips whose copy has features (a clip whose copy failed trains once, as itself)."""
     if not copies:
         return task
 
-    def extra(train: Iterable[str]) -> tuple[str, ...]:
-        return tuple(copy_id(factor, i) for factor, fs in copies for i in train if i in fs)
+    def extra(ids: Iterable[str]) -> tuple[str, ...]:
+        return tuple(copy_id(factor, i) for factor, fs in copies for i in ids if i in fs)
 
-    folds = tuple(dataclasses.replace(fold, train=(*fold.train, *extra(fold.train)))
+    folds = tuple(dataclasses.replace(fold, train=(*fold.train, *extra(fold.train)),
+                                      refit_extra=(*fold.refit_extra, *extra(fold.validation)))
                   for fold in task.folds)
     return dataclasses.replace(task, folds=folds)
 

@@ -61,6 +61,9 @@ class Fold:
         protocol: The protocol that made this fold.
         validation_policy: ``speakers`` (held-out training speakers), ``stratified``
             (label-stratified utterance split) or ``none``.
+        refit_extra: Ids that join the training data in the refit on training + validation
+            only: the speed-perturbed copies of the validation clips
+            (``ptssnn.benchmark.augmentation``); empty otherwise.
     """
 
     name: str
@@ -69,6 +72,7 @@ class Fold:
     test: tuple[str, ...]
     protocol: str = ""
     validation_policy: str = "none"
+    refit_extra: tuple[str, ...] = ()
 
 
 def list_protocols(corpus: str | Corpus) -> tuple[str, ...]:

@@ -212,6 +212,7 @@ def run_probe(
     balanced: bool = True,
     only: str | None = None,
     classes: Sequence[int] | None = None,
+    refit_extra_rows: np.ndarray | None = None,
 ) -> ProbeResult:
     """Choose layer and ``C`` on validation, refit on training + validation, score the test.
 
@@ -230,6 +231,8 @@ def run_probe(
         classes: The classes validation and test are scored over, in scored order (a
             corpus's own within a multi-corpus label union): only they are predicted, and
             the test metrics and predictions are positions in it. ``None``: all classes.
+        refit_extra_rows: Rows that join the refit only (the speed-perturbed copies of the
+            validation clips, as the neural heads' refit gets them).
     """
     if not cs:
         raise ValueError("run_probe needs at least one C")
@@ -251,7 +254,9 @@ def run_probe(
                 best = (ua, k, c)
     assert best is not None
     _, k, c = best
-    rows = np.concatenate([train_rows, val_rows]) if refit else train_rows
+    rows = (np.concatenate([train_rows, val_rows,
+                            *([] if refit_extra_rows is None else [refit_extra_rows])])
+            if refit else train_rows)
     probe = LinearProbe(c=c, seed=seed, balanced=balanced).fit(stats[rows, k], labels[rows])
     predicted = probe.predict(stats[test_rows, k], classes)
     coef = probe.model_.coef_

@@ -237,7 +237,8 @@ def _probe_fold(views: LayerViews, fold: FoldLike, config: TrainConfig, norm: st
     probe = run_probe(stats, labels, candidates, views.rows(fold.train),
                       views.rows(fold.validation), test_rows, len(views.table.label_names),
                       seed=config.seed, refit=config.refit,
-                      only=fixed if fixed in candidates else None, classes=views.columns)
+                      only=fixed if fixed in candidates else None, classes=views.columns,
+                      refit_extra_rows=views.rows(refit_extra(fold)))
     enrolment_scores: dict[str, Any] = {}
     if enrolment is not None:
         if views.speakers is None:
@@ -312,8 +313,8 @@ def _fit_head(
     if config.refit:
         # Same seed, same schedule length as chosen: train + validation, last weights.
         model = _build_head(factory, table, config.seed)
-        both = (mixed.table((*fold.train, *fold.validation)) if mixed is not None
-                else table.subset((*fold.train, *fold.validation)))
+        refit_ids = (*fold.train, *fold.validation, *refit_extra(fold))
+        both = mixed.table(refit_ids) if mixed is not None else table.subset(refit_ids)
         speakers = (len({views.speakers[u] for u in (*fold.train, *fold.validation)})
                     if views.speakers is not None else None)
         policy = refit_policy(config.refit_epochs, speakers)
@@ -352,6 +353,12 @@ def _fit_head(
         enrolment=enrolment_scores,
     )
     return fold_result, model
+
+
+def refit_extra(fold: FoldLike) -> tuple[str, ...]:
+    """Ids that join the refit only (``Fold.refit_extra``: speed-perturbed copies of the
+    validation clips); a fold-like object without the field has none."""
+    return tuple(getattr(fold, "refit_extra", ()))
 
 
 def _pipeline_normalisation(norm: str) -> str:

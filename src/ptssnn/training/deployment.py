@@ -61,6 +61,7 @@ class _Split:
     train: tuple[str, ...]
     validation: tuple[str, ...]
     test: tuple[str, ...]
+    refit_extra: tuple[str, ...] = ()  # speed-perturbed copies of the validation clips
 
 
 def _corpus_root(data_root: Path, corpus: str, count: int) -> Path:
@@ -167,13 +168,16 @@ def train_recognizer(
     splits = _speaker_splits(corpora, Path(data_root), excluded, requested, seed)
     table, split, encoder, failed = _load_features(splits, corpora, backbone, cache_dir,
                                                    progress)
+    num_originals = len(split.train)
     table, split, copies = _add_copies(table, split, splits, encoder, cache_dir, progress,
                                        factors)
     config = _deployment_config(seed, layers, epochs, config_overrides)
     say = log or (lambda line: None)
     say(
         f"training {preset} on {len(split.train)} utterances ({', '.join(corpora)}"
-        + (f"; {len(copies)} of them speed-perturbed copies" if copies else "") + "), validating "
+        + (f"; {len(split.train) - num_originals} of them speed-perturbed copies, and "
+           f"{len(split.refit_extra)} copies of the validation clips join the final refit"
+           if copies else "") + "), validating "
         f"on {len(split.validation)}; layers {config.layers}, frames pooled by "
         f"{config.frame_pool}; up to {config.max_epochs} epochs"
     )
@@ -332,8 +336,9 @@ def _load_features(splits: _Splits, corpora: Sequence[str], backbone: str,
 def _add_copies(table: LabelledFeatures, split: _Split, splits: _Splits, encoder: Any,
                 cache_dir: str | Path | None, progress: bool, factors: Sequence[float]
                 ) -> tuple[LabelledFeatures, _Split, dict[str, str]]:
-    """The table and split with the speed-perturbed copies of the training clips added;
-    ``{copy id: original id}``. A clip whose copy fails trains once, as itself."""
+    """The table and split with the speed-perturbed copies of the training and validation
+    clips added (the latter for the refit only); ``{copy id: original id}``. A clip whose
+    copy fails trains once, as itself."""
     from ptssnn.audio.perturbation import copy_id
     from ptssnn.features import extract_features
     from ptssnn.features.extraction import AudioPolicy
@@ -341,7 +346,7 @@ def _add_copies(table: LabelledFeatures, split: _Split, splits: _Splits, encoder
     if not factors:
         return table, split, {}
     by_id = {u.id: u for u in splits.utterances}
-    originals = [by_id[i] for i in split.train]
+    originals = [by_id[i] for i in (*split.train, *split.validation)]
     tables, copies = [table], {}
     for factor in factors:
         feature_set = extract_features(originals, encoder, "all", cache_dir, progress=progress,
@@ -352,9 +357,13 @@ def _add_copies(table: LabelledFeatures, split: _Split, splits: _Splits, encoder
         part = LabelledFeatures.from_feature_set(feature_set, kept, table.label_names)
         tables.append(dataclasses.replace(part, ids=tuple(copy_id(factor, i) for i in part.ids)))
         copies.update({copy_id(factor, u.id): u.id for u in kept})
-    train = (*split.train, *copies)
-    return (LabelledFeatures.concatenate(tables), dataclasses.replace(split, train=train),
-            copies)
+    # The validation run trains on the training clips' copies; the refit (the deployed
+    # model) on the validation clips' copies too.
+    validation = set(split.validation)
+    train = (*split.train, *(c for c, i in copies.items() if i not in validation))
+    extra = tuple(c for c, i in copies.items() if i in validation)
+    return (LabelledFeatures.concatenate(tables),
+            dataclasses.replace(split, train=train, refit_extra=extra), copies)
 
 
 def _validation_warning(validation: LabelledFeatures) -> str | None:
