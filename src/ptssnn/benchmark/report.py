@@ -84,7 +84,8 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
         lines.append(
             f"Speed perturbation: copies of the training clips ({made}"
             + (f"; {failed} could not be made" if failed else "") + ") joined each fold's "
-            "training split; validation and test clips were not perturbed.")
+            "training split, and the copies of its validation clips its refit on training + "
+            "validation; model selection and scoring used the original clips only.")
         lines.append("")
     lines.append("| model | WA % | UA % | macro-F1 % | weighted-F1 % | params | head energy "
                  "mJ/sample | firing rate % | silent % | saturated % | silent / saturated % "
