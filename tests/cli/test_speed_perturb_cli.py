@@ -76,3 +76,20 @@ def test_train_adds_copies_of_the_training_clips_only(tmp_path: Path) -> None:
     predicted = invoke("predict", str(copied),
                        str(root / "emodb" / "wav" / "03a01Wa.wav"))
     assert predicted.exit_code == 0, predicted.output
+
+
+@pytest.mark.parametrize(("command", "normalisation"),
+                         [("train", "enrolled"), ("benchmark", "speaker"),
+                          ("benchmark", "auto")])
+def test_copies_are_refused_under_a_per_speaker_normalisation(
+        command: str, normalisation: str, tmp_path: Path) -> None:
+    build_emodb_tree(tmp_path / "data" / "emodb")
+    args = {"train": ["train", "emodb", "--out", str(tmp_path / "m")],
+            "benchmark": ["benchmark", "emodb", "--out", str(tmp_path / "run"), "--models",
+                          "probe"]}[command]
+    result = invoke(*args, "--data-root", str(tmp_path / "data"), "--backbone", "fbank",
+                    "--normalisation", normalisation, "--speed-perturb", "0.9")
+    assert isinstance(result.exception, PtssnnError), result.output
+    assert f"not '{normalisation}'" in str(result.exception)
+    assert "moments" in str(result.exception)
+    assert not (tmp_path / "m").exists() and not (tmp_path / "run" / "results.json").exists()

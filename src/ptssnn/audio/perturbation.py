@@ -63,6 +63,24 @@ def speed_perturb(wave: np.ndarray, factor: float, sample_rate: int = 16000) -> 
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+#: Normalisations that speed-perturbed copies work with: the copies are attributed to their
+#: original's speaker, so a per-speaker standardisation would mix them into its moments.
+COPY_NORMALISATIONS = ("global", "none")
+
+
+def check_copy_normalisation(normalisation: str) -> None:
+    """Refuse speed-perturbed copies under a per-speaker normalisation.
+
+    Raises:
+        ValueError: ``normalisation`` is ``speaker``, ``auto`` or ``enrolled``.
+    """
+    if normalisation not in COPY_NORMALISATIONS:
+        raise ValueError(
+            f"--speed-perturb works with --normalisation global (the default) or none, not "
+            f"{normalisation!r}: a speaker's perturbed copies would enter the moments that "
+            "standardise that speaker's own clips")
+
+
 def copy_id(factor: float, utterance_id: str) -> str:
     """The id of an utterance's perturbed copy in a training table (``speed0.9/<id>``)."""
     return f"speed{factor:g}/{utterance_id}"

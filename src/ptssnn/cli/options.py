@@ -30,7 +30,8 @@ def parse_model_options(items: list[str] | None) -> dict[str, Any]:
 SPEED_PERTURB_HELP = (
     "Also train on speed-perturbed copies of the training clips, e.g. 0.9,1.1 (Kaldi's "
     "factors: tempo and pitch scaled together). Validation and test clips are never "
-    "perturbed. Off by default: it helped EMOVO and hurt CASIA and URDU (benchmarks/README.md)."
+    "perturbed; with global (the default) or no normalisation only. Off by default: it "
+    "helped EMOVO and hurt CASIA and URDU (benchmarks/README.md)."
 )
 
 
