@@ -148,3 +148,35 @@ def test_the_worker_processes_train_on_the_copies_too(extracted, task, tmp_path:
     # Off, the key is absent from the run's record, so older run folders still resume.
     assert "speed_perturb" not in json.loads((tmp_path / "plain" / MANIFEST).read_text())
     assert "speed_perturb" in json.loads((tmp_path / "one" / MANIFEST).read_text())
+
+
+def test_with_multi_corpus_only_the_corpus_own_clips_are_copied(
+        extracted, task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import ptssnn.training.crossval as crossval
+    from ptssnn.benchmark.multicorpus import partner_id
+
+    seen: dict[tuple[int, str], tuple[frozenset, frozenset]] = {}
+    original = crossval.train_fold
+
+    def spy(views, fold, factory, config, **kwargs):
+        seen[(len(seen), str(fold.name))] = (frozenset(fold.train), frozenset(fold.refit_extra))
+        views.rows(fold.train)
+        views.rows(fold.refit_extra)
+        return original(views, fold, factory, config, **kwargs)
+
+    monkeypatch.setattr(crossval, "train_fold", spy)
+    beta = dataclasses.replace(task, name="beta")
+    settings = BenchmarkSettings(
+        backbone="fbank", models=("probe",),
+        train=TrainConfig(layers="0", frame_pool=4, max_epochs=1, refit=True),
+        cache=extracted[0], out=tmp_path / "out", plots=False, jobs=1, analysis_items=2,
+        multi_corpus=True, speed_perturb=(0.9,))
+    run_benchmark([task, beta], settings, show_progress=False, log=lambda _: None)
+    first_fold = task.folds[0]
+    train, extra = seen[(0, first_fold.name)]
+    partner = {partner_id("beta", u.id) for u in beta.utterances}
+    assert partner <= train  # every utterance of the other corpus
+    assert train - partner - set(first_fold.train) == {copy_id(0.9, i) for i in first_fold.train}
+    assert extra == {copy_id(0.9, i) for i in first_fold.validation}
