@@ -148,9 +148,11 @@ def train_recognizer(
             backbone's :func:`~ptssnn.backbones.head_defaults`).
         progress: Show extraction progress bars.
         log: Called with one line per stage and per epoch (``None``: silent).
-        speed_perturb: Speed factors (e.g. ``(0.9, 1.1)``) whose perturbed copies of the
-            training clips join the training split (never the validation clips), as the
-            benchmark's ``--speed-perturb`` (:mod:`ptssnn.benchmark.augmentation`).
+        speed_perturb: Speed factors (e.g. ``(0.9, 1.1)``) whose perturbed copies join the
+            training data, as the benchmark's ``--speed-perturb``
+            (:mod:`ptssnn.benchmark.augmentation`): the validation run trains on the
+            training clips' copies, the refit (the written model) on the validation clips'
+            copies too; validation scores read the original clips only.
 
     Returns:
         The training summary (also written to ``out/training_summary.json``).
@@ -205,7 +207,8 @@ def train_recognizer(
     # The labelled data's moments at the pipeline's input: what speaker profiles are shrunk
     # toward (and, for a speaker-trained head, what it uses without a profile).
     prior = SpeakerPrior.from_moments(
-        training_moments(table.subset((*split.train, *split.validation)).features),
+        training_moments(table.subset((*split.train, *split.validation,
+                                       *(split.refit_extra if config.refit else ()))).features),
         trained_for={"enrolled": "enrolled", "speaker": "speaker"}.get(result.normalisation,
                                                                          "global"))
     card = ModelCard(
