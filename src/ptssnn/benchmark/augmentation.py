@@ -1,10 +1,13 @@
-"""Speed-perturbed training copies (``--speed-perturb 0.9,1.1``) in the benchmark and ``train``.
+"""Speed-perturbed training copies (``--speed-perturb 0.9,1.1``) in the benchmark (``ptssnn
+train`` does the same in :func:`ptssnn.training.deployment.train_recognizer`).
 
 Each factor's copies of a corpus's clips are extracted like any corpus (the cache keeps them
 in their own namespace: :class:`~ptssnn.features.extraction.AudioPolicy` ``speed``) and join
 the table under the ids ``speed<f>/<id>`` (:func:`~ptssnn.audio.perturbation.copy_id`),
-labelled and attributed to the speaker of their original, so that speaker counts, speaker
-moments and the validation carving see one speaker, not three.
+labelled and attributed to the speaker of their original, so that the speaker count that
+sets the refit's length sees one speaker, not three. Per-speaker normalisations, whose
+moments the copies would enter, are refused
+(:func:`~ptssnn.audio.perturbation.check_copy_normalisation`).
 
 A fold's validation run trains on the copies of its training clips only: its validation
 clips, and their copies, are not trained on, so it cannot choose on a clip it has heard in
