@@ -19,9 +19,11 @@ keeps its share of the data. Test clips are never copied into training.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ptssnn.audio.perturbation import copy_id
 from ptssnn.benchmark.corpus import CorpusTask
@@ -63,14 +65,18 @@ def with_copies(task: CorpusTask, copies: Copies) -> CorpusTask:
     return dataclasses.replace(task, folds=folds)
 
 
-def copy_tables(task: CorpusTask, copies: Copies) -> list[tuple[LabelledFeatures, dict[str, str]]]:
-    """Each factor's copies as a table with their own ids, and those ids' speakers."""
+def copy_tables(task: CorpusTask, copies: Copies,
+                transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> list[tuple[LabelledFeatures, dict[str, str]]]:
+    """Each factor's copies as a table with their own ids, and those ids' speakers
+    (``transform``: applied to each item as it is read)."""
     tables = []
     for factor, feature_set in copies:
         kept = [u for u in task.utterances if u.id in feature_set]
         if not kept:
             continue
-        table = LabelledFeatures.from_feature_set(feature_set, kept, task.label_names)
+        table = LabelledFeatures.from_feature_set(feature_set, kept, task.label_names,
+                                                  transform=transform)
         table = dataclasses.replace(table, ids=tuple(copy_id(factor, i) for i in table.ids))
         tables.append((table, {copy_id(factor, u.id): u.speaker for u in kept}))
     return tables

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ptssnn.benchmark.corpus import CorpusTask, speakers_of
+from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.training.views import LayerViews
 
@@ -42,20 +43,24 @@ def with_partners(task: CorpusTask, partners: Sequence[CorpusTask]) -> CorpusTas
 
 def joint_views(task: CorpusTask, table: LabelledFeatures,
                 partners: Sequence[tuple[CorpusTask, LabelledFeatures]],
-                copies: Sequence[tuple[LabelledFeatures, dict[str, str]]] = ()) -> LayerViews:
+                copies: Sequence[tuple[LabelledFeatures, dict[str, str]]] = (), *,
+                prepared: FeaturePipeline | None = None,
+                num_layers: int | None = None) -> LayerViews:
     """The table the heads of ``task`` train on: its own, joined with the partners' (ids and
     speakers prefixed), over the union of their classes, scored over the task's classes;
     and with the task's speed-perturbed ``copies`` (:func:`ptssnn.benchmark.augmentation.
     copy_tables`: tables and their ids' speakers, the originals' speakers).
 
     Without partners or copies, the task's own views (what a single-corpus run uses).
+    ``prepared`` and ``num_layers``: the tables were read through that pipeline
+    (:class:`~ptssnn.training.views.LayerViews`).
     """
     from ptssnn.corpora import union_labels
     from ptssnn.evaluation.crosscorpus import joint_table
 
     speakers = speakers_of(task)
     if not partners and not copies:
-        return LayerViews(table, speakers=speakers)
+        return LayerViews(table, speakers=speakers, prepared=prepared, num_layers=num_layers)
     labels = (union_labels(task.label_names, *(p.label_names for p, _ in partners))
               if partners else task.label_names)
     renamed = [dataclasses.replace(t, ids=tuple(partner_id(p.name, i) for i in t.ids))
@@ -65,21 +70,30 @@ def joint_views(task: CorpusTask, table: LabelledFeatures,
     for _, copy_speakers in copies:
         speakers.update(copy_speakers)
     tables = [table, *renamed, *(copy_table for copy_table, _ in copies)]
-    return LayerViews(joint_table(tables, labels), speakers=speakers, labels=task.label_names)
+    return LayerViews(joint_table(tables, labels), speakers=speakers, labels=task.label_names,
+                      prepared=prepared, num_layers=num_layers)
 
 
 def load_views(task: CorpusTask, feature_set: Any,
                partners: Sequence[tuple[CorpusTask, Any]] = (),
-               copies: Sequence[tuple[float, Any]] = ()) -> LayerViews:
+               copies: Sequence[tuple[float, Any]] = (),
+               prepared: FeaturePipeline | None = None) -> LayerViews:
     """:func:`joint_views` from cached features (``partners``: ``(task, feature set)``;
     ``copies``: ``(speed factor, feature set)``), for a worker process that holds no table
-    yet."""
+    yet; with ``prepared``, each item is read through that pipeline as it is loaded (the
+    worker then holds the head's input rate, not the backbone's)."""
     from ptssnn.benchmark.augmentation import copy_tables
 
-    table = LabelledFeatures.from_feature_set(feature_set, task.utterances, task.label_names)
-    loaded = [(p, LabelledFeatures.from_feature_set(fs, p.utterances, p.label_names))
+    transform = (None if prepared is None
+                 else lambda item: prepared.pool(prepared.select(item)))
+    table = LabelledFeatures.from_feature_set(feature_set, task.utterances, task.label_names,
+                                              transform=transform)
+    loaded = [(p, LabelledFeatures.from_feature_set(fs, p.utterances, p.label_names,
+                                                    transform=transform))
               for p, fs in partners]
-    return joint_views(task, table, loaded, copy_tables(task, copies))
+    return joint_views(task, table, loaded, copy_tables(task, copies, transform),
+                       prepared=prepared,
+                       num_layers=None if prepared is None else feature_set.num_layers)
 
 
 def added_summary(partners: Sequence[CorpusTask], labels: Sequence[str]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from ptssnn.benchmark.scheduling import (
     check_table_fits,
     memory_capped_jobs,
     run_units,
+    worker_pipeline,
 )
 from ptssnn.benchmark.settings import (
     PROBE,
@@ -336,7 +337,11 @@ def run_corpus_heads(
         done[unit] = result
 
     wanted = max(1, min(settings.jobs or os.cpu_count() or 1, len(units)))
+    prepared = worker_pipeline(settings, views.num_layers)
     table_bytes = sum(f.numel() * f.element_size() for f in views.table.features)
+    if prepared is not None:  # what a worker holds: the pipeline's layers, pooled frames
+        table_bytes = round(table_bytes * prepared.input_layers(views.num_layers)
+                            / views.num_layers / prepared.frame_pool)
     free = available_memory()
     jobs = memory_capped_jobs(wanted, table_bytes, free)
     if jobs < wanted and free is not None:
@@ -346,7 +351,7 @@ def run_corpus_heads(
             "memory")
     progress.describe(f"{task.name}: {len(neural)} heads × {settings.seeds} seed(s) × "
                       f"{len(task.folds)} folds on {jobs} process(es)")
-    run_units(CorpusRun(task, settings, out, tuple(partners), tuple(copies)), views,
+    run_units(CorpusRun(task, settings, out, tuple(partners), tuple(copies), prepared), views,
               feature_set, units,
               jobs=jobs,
               on_epoch=lambda _model: progress.advance(1), on_done=settle)

@@ -30,6 +30,8 @@ from ptssnn.benchmark.corpus import CorpusTask
 from ptssnn.benchmark.multicorpus import load_views
 from ptssnn.benchmark.settings import BenchmarkError, BenchmarkSettings
 from ptssnn.errors import PtssnnError
+from ptssnn.features.layers import LayerSelection, middle_layer
+from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.models.factory import HeadSpec
 from ptssnn.processes import child_main, retain_freed_memory, sigterm_as_exit
@@ -68,6 +70,24 @@ class CorpusRun:
     out: Path
     partners: tuple[tuple[CorpusTask, Any], ...] = ()
     copies: tuple[tuple[float, Any], ...] = ()
+    prepared: FeaturePipeline | None = None
+
+
+def worker_pipeline(settings: BenchmarkSettings, num_layers: int) -> FeaturePipeline | None:
+    """The one pipeline every neural head of the run reads, when it does not depend on the
+    fold: global (or no) normalisation, a fixed layer mode (not ``"auto"``), no enrolment
+    scoring. A worker then reads the features through it item by item (frame pooling by 8:
+    an eighth of the memory) instead of holding the backbone-rate table; ``None``: the
+    worker needs the whole table.
+    """
+    train = settings.train
+    if (settings.enrolment is not None or train.normalisation not in ("global", "none")
+            or LayerSelection.parse(train.layers).auto):
+        return None
+    layers = (str(middle_layer(num_layers)) if LayerSelection.parse(train.layers).middle
+              else train.layers)
+    return FeaturePipeline(layers=layers, frame_pool=train.frame_pool,
+                           normalisation=train.normalisation)
 
 
 def make_analyser(max_items: int) -> Analyser:
@@ -128,7 +148,7 @@ def _worker_main(run: CorpusRun, feature_set: Any, rankings: dict, units: Any, e
     parent): build the table once, then train units until the sentinel."""
     torch.set_num_threads(run.settings.threads or 1)
     retain_freed_memory()
-    views = load_views(run.task, feature_set, run.partners, run.copies)
+    views = load_views(run.task, feature_set, run.partners, run.copies, run.prepared)
     views.adopt_rankings(rankings)
     trainer = FoldTrainer(run, views, lambda model: events.put(("epoch", model)))
     while (unit := units.get()) is not None:

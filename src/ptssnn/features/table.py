@@ -59,8 +59,11 @@ class LabelledFeatures:
         label_names: Sequence[str],
         *,
         dtype: torch.dtype = torch.float16,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> LabelledFeatures:
-        """Build from ``(id, array [L,T,D] or [T,D], label name)`` triples.
+        """Build from ``(id, array [L,T,D] or [T,D], label name)`` triples; ``transform``
+        (e.g. a pipeline's layer selection and frame pooling) is applied to each item as it
+        is read, so the untransformed table is never held whole.
 
         Raises:
             DataError: When a label is not in ``label_names``.
@@ -74,7 +77,8 @@ class LabelledFeatures:
                 )
             ids.append(utt_id)
             # A copy: feature-store arrays are read-only memory maps; the table lives in RAM.
-            feats.append(torch.from_numpy(np.array(array)).to(dtype))
+            item = torch.from_numpy(np.array(array)).to(dtype)
+            feats.append(transform(item) if transform is not None else item)
             labels.append(index[label])
         return cls(tuple(ids), tuple(feats), torch.tensor(labels, dtype=torch.long),
                    tuple(label_names))
@@ -87,6 +91,7 @@ class LabelledFeatures:
         label_names: Sequence[str] | None = None,
         *,
         dtype: torch.dtype = torch.float16,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> LabelledFeatures:
         """Preload the features of ``utterances`` from a :class:`ptssnn.features.FeatureSet`.
 
@@ -95,10 +100,12 @@ class LabelledFeatures:
             utterances: Records with ``id`` and ``label`` (harmonised) attributes.
             label_names: Class order; default: sorted labels present.
             dtype: Storage dtype in RAM (float16 halves memory; batches are cast to float32).
+            transform: Applied to each item as it is read (:meth:`from_arrays`).
         """
         names = tuple(label_names) if label_names else tuple(sorted({u.label for u in utterances}))
         return cls.from_arrays(
-            ((u.id, feature_set.get(u.id), u.label) for u in utterances), names, dtype=dtype
+            ((u.id, feature_set.get(u.id), u.label) for u in utterances), names, dtype=dtype,
+            transform=transform,
         )
 
     @property

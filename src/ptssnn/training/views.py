@@ -48,14 +48,24 @@ class LayerViews:
             :mod:`ptssnn.benchmark.multicorpus`): heads learn every class of the table, but
             validation and test predictions are restricted to these, and metrics and
             predictions are expressed over them, in this order. ``None``: the table's.
+        prepared: ``table`` was read through this pipeline already (layer selection and frame
+            pooling, item by item: a benchmark worker that trains only heads reading it holds
+            it, not the backbone-rate table); :meth:`view` then serves that pipeline only,
+            and the probe's statistics and per-speaker tables are unavailable.
+        num_layers: The hidden states of the features before ``prepared`` selected some
+            (what ``"middle"`` counts); default: the table's.
 
     Raises:
         DataError: A scored label the table does not have.
     """
 
     def __init__(self, table: LabelledFeatures, speakers: Mapping[str, str] | None = None,
-                 labels: Sequence[str] | None = None) -> None:
+                 labels: Sequence[str] | None = None, *,
+                 prepared: FeaturePipeline | None = None,
+                 num_layers: int | None = None) -> None:
         self.table = table
+        self.prepared = prepared
+        self.num_layers = num_layers if num_layers is not None else table.num_layers
         self.speakers = dict(speakers) if speakers is not None else None
         self.labels = tuple(labels) if labels is not None else table.label_names
         unknown = [name for name in self.labels if name not in table.label_names]
@@ -76,6 +86,10 @@ class LayerViews:
         """The table as the head sees it before its own (global) standardisation."""
         key = _table_key(normalisation)
         if key not in self._tables:
+            if self.prepared is not None:
+                raise DataError("these views hold features prepared for one pipeline only "
+                                f"({self.prepared.layers}, frames pooled by "
+                                f"{self.prepared.frame_pool}); no per-speaker table")
             if self.speakers is None:
                 raise TrainConfigError(
                     "normalisation 'speaker' needs the speaker of every utterance; build "
@@ -88,6 +102,13 @@ class LayerViews:
         pooling, the pipeline's normalisation)."""
         norm = _table_key(pipeline.normalisation)
         key = f"{norm}|{pipeline.layers}|{pipeline.frame_pool}"
+        if self.prepared is not None:
+            ready = self.prepared
+            if key != f"{_table_key(ready.normalisation)}|{ready.layers}|{ready.frame_pool}":
+                raise DataError(f"these views hold features prepared for layers "
+                                f"{ready.layers!r}, frames pooled by {ready.frame_pool}; "
+                                f"asked for {pipeline.layers!r} pooled by {pipeline.frame_pool}")
+            return self.table
         if key not in self._views:
             self._views[key] = self.normalised(norm).prepared(pipeline)
         return self._views[key]
@@ -113,6 +134,9 @@ class LayerViews:
         if norm not in self._stats:
             from ptssnn.evaluation.probe import pooled_statistics
 
+            if self.prepared is not None:
+                raise DataError("these views hold features prepared for one pipeline only; "
+                                "the probe's statistics need the backbone-rate table")
             self._stats[norm] = pooled_statistics(self.normalised(norm))
         return self._stats[norm]
 
@@ -182,10 +206,10 @@ def select_layers(views: LayerViews, fold: FoldLike, mode: str, *, seed: int = 0
     """
     selection = LayerSelection.parse(mode)
     if selection.middle:  # a prior, not a choice: saved as the concrete index
-        return str(middle_layer(views.table.num_layers)), {}
+        return str(middle_layer(views.num_layers)), {}
     if not selection.auto:
         return mode, {}
-    if views.table.num_layers == 1:
+    if views.num_layers == 1:
         return "0", {}
     from ptssnn.evaluation.probe import best_candidate
 
