@@ -72,3 +72,16 @@ def test_a_table_larger_than_free_memory_is_refused_before_loading(
     assert isinstance(result.exception, BenchmarkError)
     assert "features and their speed-perturbed copies take" in str(result.exception)
     assert not (tmp_path / "run" / "results.json").exists()  # nothing trained, nothing lost
+
+
+def test_a_process_peak_is_read_from_its_own_status(tmp_path: Path) -> None:
+    from ptssnn.benchmark.settings import process_peak_mb
+
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmPeak:\t 9000 kB\nVmHWM:\t  204800 kB\n")
+    assert process_peak_mb(str(status)) == 200.0
+    status.write_text("Name:\tpython\n")
+    assert process_peak_mb(str(status)) is None
+    assert process_peak_mb(str(tmp_path / "missing")) is None
+    if Path("/proc/self/status").exists():
+        assert (process_peak_mb() or 0) > 0

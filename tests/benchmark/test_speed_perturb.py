@@ -143,6 +143,8 @@ def test_the_worker_processes_train_on_the_copies_too(extracted, task, tmp_path:
                      for r in (one, two))
     # Same ids, same seed, same data in a worker: the same predictions.
     assert [f["predictions"] for f in first] == [f["predictions"] for f in second]
+    # Each worker reports its own peak (VmHWM); one process has none to report.
+    assert two["peak_worker_memory_mb"] > 0 and one["peak_worker_memory_mb"] is None
     plain = run(task, tmp_path / "plain", cache, models=("ann",), speed=())
     assert "speed_perturb" not in plain["corpora"][task.name]
     # Off, the key is absent from the run's record, so older run folders still resume.

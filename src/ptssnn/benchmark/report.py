@@ -340,8 +340,9 @@ def render_report(results: dict[str, Any], plot_links: dict[str, list[str]] | No
         lines.append(
             f"Wall time {total / 60:.1f} min on {env['cpu_count']} CPU cores, {jobs} training "
             f"process(es) × {settings.get('threads') or 1} thread(s) ({env['platform']}); peak "
-            f"memory {results.get('peak_memory_mb', 0):.0f} MiB (main) + "
-            f"{results.get('peak_worker_memory_mb', 0):.0f} MiB per worker; "
+            f"memory {results.get('peak_memory_mb', 0):.0f} MiB (main)"
+            + (f" + {worker:.0f} MiB per worker" if (worker := results.get(
+                "peak_worker_memory_mb")) else ", no worker process") + "; "
             f"torch {env['torch']}, scikit-learn {env['scikit_learn']}, ptssnn {env['ptssnn']}."
         )
         lines.append("")

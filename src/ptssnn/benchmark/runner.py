@@ -40,11 +40,13 @@ from ptssnn.benchmark.manifest import check_or_record, run_settings
 from ptssnn.benchmark.multicorpus import added_summary, joint_views, with_partners
 from ptssnn.benchmark.progress import RunProgress
 from ptssnn.benchmark.scheduling import (
+    WORKER_PEAKS_MB,
     CorpusRun,
     FoldUnit,
     check_table_fits,
     memory_capped_jobs,
     run_units,
+    worker_peak_mb,
     worker_pipeline,
 )
 from ptssnn.benchmark.settings import (
@@ -53,7 +55,6 @@ from ptssnn.benchmark.settings import (
     BenchmarkSettings,
     environment,
     peak_memory_mb,
-    peak_worker_memory_mb,
     validate_models,
     validation_policy,
 )
@@ -108,6 +109,7 @@ def run_benchmark(
     # for two cores slow training by an order of magnitude; processes scale instead.
     torch.set_num_threads(settings.threads or 1)
     retain_freed_memory()  # large batches: no page faults every step (see its docstring)
+    WORKER_PEAKS_MB.clear()  # this run's workers only
     started = time.perf_counter()
     results: dict[str, Any] = {
         "kind": "ptssnn-benchmark",
@@ -224,7 +226,7 @@ def run_benchmark(
     results["timings"]["total_s"] = time.perf_counter() - started
     results["timings"]["neural_heads"] = neural
     results["peak_memory_mb"] = peak_memory_mb()
-    results["peak_worker_memory_mb"] = peak_worker_memory_mb()
+    results["peak_worker_memory_mb"] = worker_peak_mb()
     write_outputs(results, out, plots=settings.plots)
     return results
 

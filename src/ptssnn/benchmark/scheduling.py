@@ -28,7 +28,7 @@ import torch
 
 from ptssnn.benchmark.corpus import CorpusTask
 from ptssnn.benchmark.multicorpus import load_views
-from ptssnn.benchmark.settings import BenchmarkError, BenchmarkSettings
+from ptssnn.benchmark.settings import BenchmarkError, BenchmarkSettings, process_peak_mb
 from ptssnn.errors import PtssnnError
 from ptssnn.features.layers import LayerSelection, middle_layer
 from ptssnn.features.pipeline import FeaturePipeline
@@ -147,8 +147,10 @@ def _worker_main(run: CorpusRun, feature_set: Any, rankings: dict, units: Any, e
     """A worker process (started by :func:`ptssnn.processes.child_main`, already tied to its
     parent): build the table once, then train units until the sentinel."""
     torch.set_num_threads(run.settings.threads or 1)
-    retain_freed_memory()
     views = load_views(run.task, feature_set, run.partners, run.copies, run.prepared)
+    # After the load: its per-item temporaries (backbone-rate arrays) go back to the OS
+    # instead of fragmenting the heap that training then keeps.
+    retain_freed_memory()
     views.adopt_rankings(rankings)
     trainer = FoldTrainer(run, views, lambda model: events.put(("epoch", model)))
     while (unit := units.get()) is not None:
@@ -160,7 +162,7 @@ def _worker_main(run: CorpusRun, feature_set: Any, rankings: dict, units: Any, e
         except BaseException:
             events.put(("failed", unit, traceback.format_exc()))
             return
-        events.put(("done", unit, (result, trained)))
+        events.put(("done", unit, (result, trained), process_peak_mb()))
 
 
 #: What a worker holds beside its copy of the features: interpreter, torch, kernels, heads.
@@ -276,6 +278,16 @@ class WorkerPool:
                                              "undone; rerun with --resume to continue") from None
 
 
+#: Peak resident memory (``VmHWM``, MiB) each worker reported with each finished unit.
+WORKER_PEAKS_MB: list[float] = []
+
+
+def worker_peak_mb() -> float | None:
+    """The largest peak resident memory any worker process of this run reported, MiB
+    (``None``: no worker ran, every unit trained in this process)."""
+    return max(WORKER_PEAKS_MB) if WORKER_PEAKS_MB else None
+
+
 def run_units(
     run: CorpusRun,
     views: LayerViews,
@@ -325,7 +337,9 @@ def run_units(
                     raise failure
                 raise BenchmarkError(f"training {unit} failed in a worker process:\n{failure}")
             else:
-                unit, (result, trained) = payload
+                unit, (result, trained), peak = payload
+                if peak is not None:
+                    WORKER_PEAKS_MB.append(peak)
                 pending.discard(unit)
                 on_done(unit, result, trained)
                 if not pending:

@@ -189,6 +189,18 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def peak_worker_memory_mb() -> float:
-    """Largest peak resident memory of any finished worker process, MiB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+def process_peak_mb(status: str = "/proc/self/status") -> float | None:
+    """This process's own peak resident memory (``VmHWM``), MiB; ``None`` where unknown.
+
+    Not ``getrusage``: on Linux its high-water mark also holds the memory a spawned worker
+    shared with its parent between fork and exec (the parent's whole table), so a worker
+    smaller than its parent reported the parent's size.
+    """
+    try:
+        with open(status) as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
