@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ptssnn.cli.options import SPEED_PERTURB_HELP, speed_factors_option
+from ptssnn.cli.options import EXTRACT_SPEED_PERTURB_HELP, speed_factors_option
 from ptssnn.jsonio import dumps as strict_json
 
 features_app = typer.Typer(
@@ -82,7 +82,7 @@ def extract(
     ] = None,
     speed_perturb: Annotated[
         str | None,
-        typer.Option("--speed-perturb", help=SPEED_PERTURB_HELP),
+        typer.Option("--speed-perturb", help=EXTRACT_SPEED_PERTURB_HELP),
     ] = None,
 ) -> None:
     """Extract every utterance of a corpus once; later runs hit the cache."""
