@@ -40,13 +40,11 @@ from ptssnn.benchmark.manifest import check_or_record, run_settings
 from ptssnn.benchmark.multicorpus import added_summary, joint_views, with_partners
 from ptssnn.benchmark.progress import RunProgress
 from ptssnn.benchmark.scheduling import (
-    WORKER_PEAKS_MB,
     CorpusRun,
     FoldUnit,
     check_table_fits,
     memory_capped_jobs,
     run_units,
-    worker_peak_mb,
     worker_pipeline,
 )
 from ptssnn.benchmark.settings import (
@@ -109,7 +107,6 @@ def run_benchmark(
     # for two cores slow training by an order of magnitude; processes scale instead.
     torch.set_num_threads(settings.threads or 1)
     retain_freed_memory()  # large batches: no page faults every step (see its docstring)
-    WORKER_PEAKS_MB.clear()  # this run's workers only
     started = time.perf_counter()
     results: dict[str, Any] = {
         "kind": "ptssnn-benchmark",
@@ -163,6 +160,7 @@ def run_benchmark(
     # on all of them), the cross-corpus pairs' afterwards.
     keep_tables = settings.multi_corpus or bool(pairs)
     tables: dict[str, tuple[LabelledFeatures, float]] = {}
+    worker_peaks: list[float] = []  # VmHWM of each corpus's largest worker, MiB
     with RunProgress(total, show_progress) as progress:
         say = log or progress.print
         if settings.multi_corpus:
@@ -192,8 +190,11 @@ def run_benchmark(
             results["corpora"][task.name] = corpus_entry
             corpus_started = time.perf_counter()
             trained_on = with_copies(with_partners(task, [t for t, _ in partners]), copies)
-            runs = run_corpus_heads(trained_on, feature_set, views, models, settings, progress,
-                                    units_per_fold, out, partners=partners, copies=copies)
+            runs, worker_peak = run_corpus_heads(
+                trained_on, feature_set, views, models, settings, progress, units_per_fold, out,
+                partners=partners, copies=copies)
+            if worker_peak is not None:
+                worker_peaks.append(worker_peak)
             for model in models:
                 entry = summarise_model(runs[model])
                 entry["runs"] = {str(seed): run.to_dict() for seed, run in runs[model].items()}
@@ -226,7 +227,7 @@ def run_benchmark(
     results["timings"]["total_s"] = time.perf_counter() - started
     results["timings"]["neural_heads"] = neural
     results["peak_memory_mb"] = peak_memory_mb()
-    results["peak_worker_memory_mb"] = worker_peak_mb()
+    results["peak_worker_memory_mb"] = max(worker_peaks) if worker_peaks else None
     write_outputs(results, out, plots=settings.plots)
     return results
 
@@ -303,8 +304,10 @@ def run_corpus_heads(
     out: Path,
     partners: Sequence[tuple[CorpusTask, Any]] = (),
     copies: Sequence[tuple[float, Any]] = (),
-) -> dict[str, dict[int, CrossValResult]]:
+) -> tuple[dict[str, dict[int, CrossValResult]], float | None]:
     """Every head × seed × fold of one corpus; neural units spread over worker processes.
+
+    Returns ``(runs per head and seed, the largest worker's peak memory in MiB or None)``.
 
     The probe (and the per-fold layer ranking that ``layers="auto"`` uses) runs here first;
     then each (head, seed, fold) is one unit for ``settings.jobs`` processes
@@ -353,16 +356,16 @@ def run_corpus_heads(
             "memory")
     progress.describe(f"{task.name}: {len(neural)} heads × {settings.seeds} seed(s) × "
                       f"{len(task.folds)} folds on {jobs} process(es)")
-    run_units(CorpusRun(task, settings, out, tuple(partners), tuple(copies), prepared), views,
-              feature_set, units,
-              jobs=jobs,
-              on_epoch=lambda _model: progress.advance(1), on_done=settle)
+    worker_peak = run_units(
+        CorpusRun(task, settings, out, tuple(partners), tuple(copies), prepared), views,
+        feature_set, units, jobs=jobs, on_epoch=lambda _model: progress.advance(1),
+        on_done=settle)
     for model in neural:
         for seed in range(settings.seeds):
             folds = [FoldResult.from_dict(done[FoldUnit(model, seed, k)])
                      for k in range(len(task.folds))]
             runs[model][seed] = CrossValResult(folds, task.label_names)
-    return runs
+    return runs, worker_peak
 
 
 def run_cross_corpus(

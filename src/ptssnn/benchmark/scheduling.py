@@ -81,11 +81,11 @@ def worker_pipeline(settings: BenchmarkSettings, num_layers: int) -> FeaturePipe
     worker needs the whole table.
     """
     train = settings.train
+    selection = LayerSelection.parse(train.layers)
     if (settings.enrolment is not None or train.normalisation not in ("global", "none")
-            or LayerSelection.parse(train.layers).auto):
+            or selection.auto):
         return None
-    layers = (str(middle_layer(num_layers)) if LayerSelection.parse(train.layers).middle
-              else train.layers)
+    layers = str(middle_layer(num_layers)) if selection.middle else train.layers
     return FeaturePipeline(layers=layers, frame_pool=train.frame_pool,
                            normalisation=train.normalisation)
 
@@ -175,13 +175,14 @@ WORKER_TABLE_FACTOR = 1.5
 def memory_capped_jobs(jobs: int, table_bytes: int, available: int | None) -> int:
     """``jobs``, or fewer so that every worker's own copy of the features fits in memory.
 
-    Each worker reads the corpus table into its own memory; a large corpus (IEMOCAP: about
-    9 GB of whisper-base features at 50 Hz) times two workers can exceed the machine. Below
-    two workers the folds train in this process, which holds its table already.
+    Each worker reads the corpus table into its own memory: the 50 Hz table (IEMOCAP: about
+    9 GB of whisper-base features), or what the heads read of it when one pipeline serves
+    every fold (:func:`worker_pipeline`: an eighth at the default frame pooling). Below two
+    workers the folds train in this process, which holds its table already.
 
     Args:
         jobs: Processes asked for.
-        table_bytes: The corpus table's size in this process (every table a worker loads).
+        table_bytes: What one worker's table takes (every table a worker loads).
         available: Free memory in bytes (:func:`ptssnn.processes.available_memory`);
             ``None`` (unknown): no cap.
     """
@@ -278,16 +279,6 @@ class WorkerPool:
                                              "undone; rerun with --resume to continue") from None
 
 
-#: Peak resident memory (``VmHWM``, MiB) each worker reported with each finished unit.
-WORKER_PEAKS_MB: list[float] = []
-
-
-def worker_peak_mb() -> float | None:
-    """The largest peak resident memory any worker process of this run reported, MiB
-    (``None``: no worker ran, every unit trained in this process)."""
-    return max(WORKER_PEAKS_MB) if WORKER_PEAKS_MB else None
-
-
 def run_units(
     run: CorpusRun,
     views: LayerViews,
@@ -297,7 +288,7 @@ def run_units(
     jobs: int,
     on_epoch: Callable[[str], None],
     on_done: Callable[[FoldUnit, dict[str, Any], int], None],
-) -> None:
+) -> float | None:
     """Train every unit, in this process (``jobs == 1``) or in a :class:`WorkerPool`.
 
     Args:
@@ -311,6 +302,10 @@ def run_units(
         on_epoch: Called with the head name after each epoch, in this process.
         on_done: Called with each unit, its fold result dict and its epochs trained.
 
+    Returns:
+        The largest peak resident memory (``VmHWM``, MiB) a worker reported; ``None`` when
+        every unit trained in this process.
+
     Raises:
         BenchmarkError: A worker failed (its traceback is in the message) or died.
     """
@@ -319,10 +314,11 @@ def run_units(
         for unit in units:
             result, trained = trainer.train(unit)
             on_done(unit, result, trained)
-        return
+        return None
     if not units:
-        return
+        return None
     pending = set(units)
+    peaks: list[float] = []
     target = f"{__name__}:_worker_main"
     with sigterm_as_exit(), WorkerPool(target, (run, feature_set, views.share_rankings()),
                                        jobs) as pool:
@@ -339,8 +335,9 @@ def run_units(
             else:
                 unit, (result, trained), peak = payload
                 if peak is not None:
-                    WORKER_PEAKS_MB.append(peak)
+                    peaks.append(peak)
                 pending.discard(unit)
                 on_done(unit, result, trained)
                 if not pending:
                     break
+    return max(peaks) if peaks else None
