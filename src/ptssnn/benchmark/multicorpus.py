@@ -84,8 +84,8 @@ def load_views(task: CorpusTask, feature_set: Any,
     worker then holds the head's input rate, not the backbone's)."""
     from ptssnn.benchmark.augmentation import copy_tables
 
-    transform = (None if prepared is None
-                 else lambda item: prepared.pool(prepared.select(item)))
+    # The per-utterance preparation inference uses too (no speaker moments: global).
+    transform = None if prepared is None else prepared.prepare
     table = LabelledFeatures.from_feature_set(feature_set, task.utterances, task.label_names,
                                               transform=transform)
     loaded = [(p, LabelledFeatures.from_feature_set(fs, p.utterances, p.label_names,
