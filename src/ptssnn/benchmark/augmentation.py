@@ -1,5 +1,5 @@
-"""Speed-perturbed training copies (``--speed-perturb 0.9,1.1``) in the benchmark (``ptssnn
-train`` does the same in :func:`ptssnn.training.deployment.train_recognizer`).
+"""Speed-perturbed training copies (``--speed-perturb 0.9,1.1``) in the benchmark's folds (the
+copies' features and tables: :mod:`ptssnn.features.copies`, which ``ptssnn train`` uses too).
 
 Each factor's copies of a corpus's clips are extracted like any corpus (the cache keeps them
 in their own namespace: :class:`~ptssnn.features.extraction.AudioPolicy` ``speed``) and join
@@ -38,15 +38,11 @@ def extract_copies(task: CorpusTask, backbone: Any, cache: Path | None,
                    ) -> list[tuple[float, Any]]:
     """The features of every factor's copies of the task's training and validation clips (any
     fold's)."""
-    from ptssnn.features import FeatureStore, extract_features
-    from ptssnn.features.extraction import AudioPolicy
+    from ptssnn.features import copies
 
     trained = {i for fold in task.folds for i in (*fold.train, *fold.validation)}
-    utterances = [u for u in task.utterances if u.id in trained]
-    store = FeatureStore(cache) if cache is not None else FeatureStore()
-    return [(factor, extract_features(utterances, backbone, "all", store, progress=progress,
-                                      audio_policy=AudioPolicy(speed=factor)))
-            for factor in factors]
+    return copies.extract_copies([u for u in task.utterances if u.id in trained], backbone,
+                                 cache, factors, progress=progress)
 
 
 def with_copies(task: CorpusTask, copies: Copies) -> CorpusTask:
@@ -70,16 +66,11 @@ def copy_tables(task: CorpusTask, copies: Copies,
                 ) -> list[tuple[LabelledFeatures, dict[str, str]]]:
     """Each factor's copies as a table with their own ids, and those ids' speakers
     (``transform``: applied to each item as it is read)."""
-    tables = []
-    for factor, feature_set in copies:
-        kept = [u for u in task.utterances if u.id in feature_set]
-        if not kept:
-            continue
-        table = LabelledFeatures.from_feature_set(feature_set, kept, task.label_names,
-                                                  transform=transform)
-        table = dataclasses.replace(table, ids=tuple(copy_id(factor, i) for i in table.ids))
-        tables.append((table, {copy_id(factor, u.id): u.speaker for u in kept}))
-    return tables
+    from ptssnn.features import copies as copy_features
+
+    return [(table, {i: u.speaker for i, u in origin.items()})
+            for table, origin in copy_features.copy_tables(task.utterances, copies,
+                                                           task.label_names, transform)]
 
 
 def copies_summary(task: CorpusTask, copies: Copies) -> dict[str, Any]:

@@ -347,24 +347,16 @@ def _add_copies(table: LabelledFeatures, split: _Split, splits: _Splits, encoder
     """The table and split with the speed-perturbed copies of the training and validation
     clips added (the latter for the refit only); ``{copy id: original id}``. A clip whose
     copy fails trains once, as itself."""
-    from ptssnn.audio.perturbation import copy_id
-    from ptssnn.features import extract_features
-    from ptssnn.features.extraction import AudioPolicy
+    from ptssnn.features.copies import copy_tables, extract_copies
 
     if not factors:
         return table, split, {}
     by_id = {u.id: u for u in splits.utterances}
     originals = [by_id[i] for i in (*split.train, *split.validation)]
-    tables, copies = [table], {}
-    for factor in factors:
-        feature_set = extract_features(originals, encoder, "all", cache_dir, progress=progress,
-                                       audio_policy=AudioPolicy(speed=factor))
-        kept = [u for u in originals if u.id in feature_set]
-        if not kept:
-            continue
-        part = LabelledFeatures.from_feature_set(feature_set, kept, table.label_names)
-        tables.append(dataclasses.replace(part, ids=tuple(copy_id(factor, i) for i in part.ids)))
-        copies.update({copy_id(factor, u.id): u.id for u in kept})
+    parts = copy_tables(originals, extract_copies(originals, encoder, cache_dir, factors,
+                                                  progress=progress), table.label_names)
+    tables = [table, *(part for part, _ in parts)]
+    copies = {i: u.id for _, origin in parts for i, u in origin.items()}
     # The validation run trains on the training clips' copies; the refit (the deployed
     # model) on the validation clips' copies too.
     validation = set(split.validation)
