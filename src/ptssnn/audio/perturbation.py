@@ -4,8 +4,8 @@ A clip played ``factor`` times as fast: its samples are resampled from ``sample_
 ``sample_rate / factor`` and read back at ``sample_rate``, so the duration scales by
 ``1 / factor`` and every frequency (pitch and formants) by ``factor``, as if a different
 speaker had said it a little faster or slower. The perturbed copies of the training clips
-join the training split (``--speed-perturb 0.9,1.1``); validation and test clips are never
-perturbed.
+join the training data (``--speed-perturb 0.9,1.1``); model selection and scoring read the
+original clips only.
 
 The resampler is soxr at the loader's quality, so a perturbed copy is made exactly as the
 loader resamples any other recording.

@@ -36,6 +36,11 @@ def _table_key(normalisation: str) -> str:
     return "speaker" if normalisation in ("speaker", "enrolled") else "global"
 
 
+def _view_key(pipeline: FeaturePipeline) -> str:
+    """Which prepared table a pipeline reads: its stored table, layers and frame pooling."""
+    return f"{_table_key(pipeline.normalisation)}|{pipeline.layers}|{pipeline.frame_pool}"
+
+
 class LayerViews:
     """A corpus table reduced to each layer mode once (not once per fold).
 
@@ -100,17 +105,16 @@ class LayerViews:
     def view(self, pipeline: FeaturePipeline) -> LabelledFeatures:
         """The table as a head reads it through ``pipeline`` (resolved layers, frame
         pooling, the pipeline's normalisation)."""
-        norm = _table_key(pipeline.normalisation)
-        key = f"{norm}|{pipeline.layers}|{pipeline.frame_pool}"
+        key = _view_key(pipeline)
         if self.prepared is not None:
             ready = self.prepared
-            if key != f"{_table_key(ready.normalisation)}|{ready.layers}|{ready.frame_pool}":
+            if key != _view_key(ready):
                 raise DataError(f"these views hold features prepared for layers "
                                 f"{ready.layers!r}, frames pooled by {ready.frame_pool}; "
                                 f"asked for {pipeline.layers!r} pooled by {pipeline.frame_pool}")
             return self.table
         if key not in self._views:
-            self._views[key] = self.normalised(norm).prepared(pipeline)
+            self._views[key] = self.normalised(pipeline.normalisation).prepared(pipeline)
         return self._views[key]
 
     def scored(self, data: LabelledFeatures) -> LabelledFeatures:
