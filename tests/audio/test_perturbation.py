@@ -54,3 +54,15 @@ def test_the_cache_key_of_unperturbed_audio_is_unchanged() -> None:
     assert "speed" not in AudioPolicy().to_dict()
     assert AudioPolicy(speed=0.9).to_dict()["speed"] == 0.9
     assert AudioPolicy(speed=0.9).to_dict() != AudioPolicy(speed=1.1).to_dict()
+
+
+def test_each_speed_of_a_speaker_is_a_normalisation_group_of_its_own() -> None:
+    from ptssnn.audio.perturbation import copy_factor, normalisation_groups
+
+    speakers = {"a-1": "A", "a-2": "A", copy_id(0.9, "a-1"): "A", copy_id(1.1, "a-1"): "A",
+                "speed1/b": "B"}  # looks like a copy, but its original is not there
+    assert normalisation_groups(speakers) == {
+        "a-1": "A", "a-2": "A", "speed0.9/a-1": "A@speed0.9", "speed1.1/a-1": "A@speed1.1",
+        "speed1/b": "B"}
+    assert copy_factor("speed0.9/a-1") == 0.9 and copy_factor("a-1") is None
+    assert copy_factor("speedy/a-1") is None

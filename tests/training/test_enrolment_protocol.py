@@ -159,3 +159,72 @@ def test_the_probe_is_scored_under_the_same_protocol(normalisation) -> None:
         assert result.enrolment["0"]["ua"] == pytest.approx(result.test.ua, abs=1e-9)
     assert all(0.0 <= result.enrolment[k]["ua"] <= 1.0 for k in result.enrolment)
     assert FoldResult.from_dict(result.to_dict()).enrolment == result.enrolment
+
+
+def with_speed_copies(table: LabelledFeatures, speakers: dict[str, str], shift: float = 6.0):
+    """``table`` plus a ``speed1.1/`` copy of every item, offset by ``shift`` (another voice),
+    attributed to its original's speaker as the benchmark attributes copies."""
+    copies = [(f"speed1.1/{u}", (f.float() + shift).numpy(), table.label_names[int(y)])
+              for u, f, y in zip(table.ids, table.features, table.labels, strict=True)]
+    originals = [(u, f.float().numpy(), table.label_names[int(y)])
+                 for u, f, y in zip(table.ids, table.features, table.labels, strict=True)]
+    joined = LabelledFeatures.from_arrays(originals + copies, list(table.label_names))
+    return joined, {**speakers, **{c: speakers[c.split("/", 1)[1]] for c, _, _ in copies}}
+
+
+def test_speed_copies_are_standardised_as_voices_of_their_own() -> None:
+    table, fold, speakers = offset_corpus(per=12)
+    joined, joined_speakers = with_speed_copies(table, speakers)
+    plain = LayerViews(table, speakers=speakers)
+    copied = LayerViews(joined, speakers=joined_speakers)
+    assert copied.speakers[f"speed1.1/{table.ids[0]}"] == speakers[table.ids[0]]
+    assert copied.groups[f"speed1.1/{table.ids[0]}"] == f"{speakers[table.ids[0]]}@speed1.1"
+    # Per-speaker standardisation: the originals are untouched by their copies' moments, and
+    # each copy is standardised by its own voice (the +6 offset is gone).
+    a, b = plain.normalised("speaker"), copied.normalised("speaker")
+    rows = copied.rows(table.ids)
+    assert all(torch.allclose(a.features[i].float(), b.features[r].float(), atol=1e-2)
+               for i, r in enumerate(rows))
+    copy_rows = copied.rows([f"speed1.1/{u}" for u in table.ids])
+    assert abs(float(torch.cat([b.features[r].float().flatten() for r in copy_rows]).mean())) < 0.2
+    # Enrolled training: each voice gets its own profiles; the originals' items are the same
+    # as without copies (same prior, same draws).
+    pipeline = FeaturePipeline(layers="0", normalisation="speaker")
+    prior = (*fold.train, *fold.validation)
+    alone = EnrolledTraining(table, plain.groups, pipeline, prior, ks=(5, "all"), seed=1)
+    mixed = EnrolledTraining(joined, copied.groups, pipeline, prior, ks=(5, "all"), seed=1)
+    train_copies = tuple(f"speed1.1/{u}" for u in fold.train)
+    part = mixed.table((*fold.train, *train_copies))
+    before = dict(zip(alone.table(fold.train).ids, alone.table(fold.train).features,
+                      strict=True))
+    after = dict(zip(part.ids, part.features, strict=True))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # The copies: exactly as if each speed of a speaker were another speaker.
+    renamed = {u: (f"{s}@speed1.1" if u.startswith("speed") else s)
+               for u, s in joined_speakers.items()}
+    explicit = EnrolledTraining(joined, renamed, pipeline, prior, ks=(5, "all"), seed=1)
+    reference = explicit.table(train_copies)
+    assert all(torch.equal(after[k], f) for k, f in zip(reference.ids, reference.features,
+                                                        strict=True))
+    mixed_in = EnrolledTraining(joined, joined_speakers, pipeline, prior, ks=("all",), seed=1)
+    assert not torch.equal(mixed_in.table((*fold.train, *train_copies)).features[0],
+                           before[f"{fold.train[0]}@K=all"])  # what the groups prevent
+
+
+def test_train_fold_in_enrolled_mode_with_speed_copies() -> None:
+    table, fold, speakers = offset_corpus(per=12)
+    joined, joined_speakers = with_speed_copies(table, speakers, shift=1.0)
+    fold = Fold("f0", (*fold.train, *(f"speed1.1/{u}" for u in fold.train)), fold.validation,
+                fold.test)
+    config = TrainConfig(max_epochs=1, batch_size=8, frame_pool=1, layers="0",
+                         normalisation="enrolled", time_masks=0, feature_masks=0,
+                         max_train_frames=None)
+
+    def factory(input_dim: int, num_classes: int, input_layers: int):
+        return create_model("pts-snn", input_dim, num_classes, width=16, block_hidden=24,
+                            attention_heads=4, num_prompts=2)
+
+    result, _ = train_fold(LayerViews(joined, speakers=joined_speakers), fold, factory, config,
+                           enrolment=EnrolmentProtocol((0, 5), draws=1))
+    assert set(result.enrolment) == {"0", "5"}
+    assert result.enrolment["5"]["scored"] == len(fold.test) - 2 * 5  # originals only

@@ -5,13 +5,17 @@ A clip played ``factor`` times as fast: its samples are resampled from ``sample_
 ``1 / factor`` and every frequency (pitch and formants) by ``factor``, as if a different
 speaker had said it a little faster or slower. The perturbed copies of the training clips
 join the training data (``--speed-perturb 0.9,1.1``); model selection and scoring read the
-original clips only.
+original clips only. Under a per-speaker normalisation each speed of a speaker is its own
+voice (:func:`normalisation_groups`).
 
 The resampler is soxr at the loader's quality, so a perturbed copy is made exactly as the
 loader resamples any other recording.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -63,24 +67,34 @@ def speed_perturb(wave: np.ndarray, factor: float, sample_rate: int = 16000) -> 
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-#: Normalisations that speed-perturbed copies work with: the copies are attributed to their
-#: original's speaker, so a per-speaker standardisation would mix them into its moments.
-COPY_NORMALISATIONS = ("global", "none")
+def normalisation_groups(speakers: Mapping[str, str]) -> dict[str, str]:
+    """Utterance id → the group whose moments standardise it under a per-speaker
+    normalisation (``speaker``, ``auto``, ``enrolled``).
 
-
-def check_copy_normalisation(normalisation: str) -> None:
-    """Refuse speed-perturbed copies under a per-speaker normalisation.
-
-    Raises:
-        ValueError: ``normalisation`` is ``speaker``, ``auto`` or ``enrolled``.
+    An original clip's group is its speaker. A speed-perturbed copy (:func:`copy_id`) is
+    another voice, as Kaldi's recipes count each speed of a speaker as a new speaker: its
+    group is ``<speaker>@speed<f>``, so the copies are standardised by their own voice's
+    moments and never enter the moments of their original speaker's clips. (For splits,
+    validation carving and counting speakers a copy stays its original's speaker.)
     """
-    if normalisation not in COPY_NORMALISATIONS:
-        raise ValueError(
-            f"--speed-perturb works with --normalisation global (the default) or none, not "
-            f"{normalisation!r}: a speaker's perturbed copies would enter the moments that "
-            "standardise that speaker's own clips")
+    groups = {}
+    for utterance_id, speaker in speakers.items():
+        factor = copy_factor(utterance_id)
+        # An id that only looks like a copy's (its original is not there) is an original.
+        is_copy = factor is not None and utterance_id.split("/", 1)[1] in speakers
+        groups[utterance_id] = f"{speaker}@speed{factor:g}" if is_copy else speaker
+    return groups
 
 
 def copy_id(factor: float, utterance_id: str) -> str:
     """The id of an utterance's perturbed copy in a training table (``speed0.9/<id>``)."""
     return f"speed{factor:g}/{utterance_id}"
+
+
+_COPY_ID = re.compile(r"speed(\d+(?:\.\d+)?)/")
+
+
+def copy_factor(utterance_id: str) -> float | None:
+    """The speed factor of a copy's id (``speed0.9/<id>`` → 0.9), ``None`` for an original."""
+    match = _COPY_ID.match(utterance_id)
+    return float(match.group(1)) if match else None

@@ -5,9 +5,10 @@ Each factor's copies of a corpus's clips are extracted like any corpus (the cach
 in their own namespace: :class:`~ptssnn.features.extraction.AudioPolicy` ``speed``) and join
 the table under the ids ``speed<f>/<id>`` (:func:`~ptssnn.audio.perturbation.copy_id`),
 labelled and attributed to the speaker of their original, so that the speaker count that
-sets the refit's length sees one speaker, not three. Per-speaker normalisations, whose
-moments the copies would enter, are refused
-(:func:`~ptssnn.audio.perturbation.check_copy_normalisation`).
+sets the refit's length sees one speaker, not three, and validation carving keeps a
+speaker's copies on its side. Under a per-speaker normalisation (``speaker``, ``auto``,
+``enrolled``) each speed of a speaker is standardised as a voice of its own
+(:func:`~ptssnn.audio.perturbation.normalisation_groups`), never by its original's moments.
 
 A fold's validation run trains on the copies of its training clips only: its validation
 clips, and their copies, are not trained on, so it cannot choose on a clip it has heard in

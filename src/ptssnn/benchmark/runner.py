@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ptssnn.audio.perturbation import check_copy_normalisation
 from ptssnn.benchmark.augmentation import (
     copies_summary,
     copy_tables,
@@ -49,7 +48,6 @@ from ptssnn.benchmark.scheduling import (
 )
 from ptssnn.benchmark.settings import (
     PROBE,
-    BenchmarkError,
     BenchmarkSettings,
     environment,
     peak_memory_mb,
@@ -96,11 +94,6 @@ def run_benchmark(
     from ptssnn.benchmark.report import write_outputs
 
     models = validate_models(settings.models)
-    if settings.speed_perturb:
-        try:
-            check_copy_normalisation(settings.train.normalisation)
-        except ValueError as error:
-            raise BenchmarkError(str(error)) from None
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     # One thread per process: OpenMP threads of two processes (or of other users) fighting

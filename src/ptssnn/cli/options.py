@@ -30,9 +30,9 @@ def parse_model_options(items: list[str] | None) -> dict[str, Any]:
 SPEED_PERTURB_HELP = (
     "Also train on speed-perturbed copies of the training clips, e.g. 0.9,1.1 (Kaldi's "
     "factors: tempo and pitch scaled together; the final refit also on the validation clips' "
-    "copies). Model selection and scoring read the original clips only; global (the default) "
-    "or no normalisation only. Off by default: it helped EMOVO and hurt CASIA and URDU "
-    "(benchmarks/README.md)."
+    "copies). Model selection and scoring read the original clips only; under a per-speaker "
+    "normalisation each speed of a speaker is a voice of its own. Off by default: it helped "
+    "EMOVO and hurt CASIA and URDU (benchmarks/README.md)."
 )
 EXTRACT_SPEED_PERTURB_HELP = (
     "Also extract speed-perturbed copies of every clip, e.g. 0.9,1.1, each factor into its "

@@ -299,9 +299,9 @@ def _fit_head(
                         table.subset(fold.test))
     mixed = None
     if norm == "enrolled":
-        if views.speakers is None:
+        if views.groups is None:
             raise TrainConfigError("normalisation 'enrolled' needs the speaker of every utterance")
-        mixed = EnrolledTraining(views.table, views.speakers, pipeline,
+        mixed = EnrolledTraining(views.table, views.groups, pipeline,
                                  (*fold.train, *fold.validation), seed=config.seed)
         train, val = mixed.table(fold.train), mixed.table(fold.validation)
     # Scored over the views' classes (a corpus's own, in a multi-corpus table).

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 import ptssnn
-from ptssnn.audio.perturbation import check_copy_normalisation, check_speed_factors
+from ptssnn.audio.perturbation import check_speed_factors
 from ptssnn.backbones.registry import head_defaults
 from ptssnn.errors import PtssnnError
 from ptssnn.features.enrolment import SpeakerPrior, training_moments
@@ -168,11 +168,6 @@ def train_recognizer(
     if excluded & requested:
         raise PtssnnError(f"speakers {sorted(excluded & requested)} both excluded and validation")
     config = _deployment_config(seed, layers, epochs, config_overrides)
-    if factors:
-        try:
-            check_copy_normalisation(config.normalisation)
-        except ValueError as error:
-            raise PtssnnError(str(error)) from None
     splits = _speaker_splits(corpora, Path(data_root), excluded, requested, seed)
     table, split, encoder, failed = _load_features(splits, corpora, backbone, cache_dir,
                                                    progress)

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ptssnn.audio.perturbation import normalisation_groups
 from ptssnn.features.layers import LayerSelection, middle_layer
 from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.features.table import DataError, LabelledFeatures
@@ -46,8 +47,10 @@ class LayerViews:
 
     Args:
         table: The corpus's features.
-        speakers: Utterance id → speaker, for ``normalisation="speaker"``/``"auto"``; the
-            speaker-standardised copy of the table is made on first use.
+        speakers: Utterance id → speaker, for ``normalisation="speaker"``/``"auto"``/
+            ``"enrolled"``; the speaker-standardised copy of the table is made on first use.
+            A speed-perturbed copy (``speed<f>/<id>``) is attributed to its original's
+            speaker, and is standardised as a voice of its own (:attr:`groups`).
         labels: The classes every fold is scored over, when fewer than the table's (one
             corpus's classes in a table that joins several, see
             :mod:`ptssnn.benchmark.multicorpus`): heads learn every class of the table, but
@@ -72,6 +75,10 @@ class LayerViews:
         self.prepared = prepared
         self.num_layers = num_layers if num_layers is not None else table.num_layers
         self.speakers = dict(speakers) if speakers is not None else None
+        #: Who standardises whom under a per-speaker normalisation: a speaker, and each
+        #: speed-perturbed copy of a speaker its own voice
+        #: (:func:`~ptssnn.audio.perturbation.normalisation_groups`).
+        self.groups = normalisation_groups(speakers) if speakers is not None else None
         self.labels = tuple(labels) if labels is not None else table.label_names
         unknown = [name for name in self.labels if name not in table.label_names]
         if unknown:
@@ -99,7 +106,7 @@ class LayerViews:
                 raise TrainConfigError(
                     "normalisation 'speaker' needs the speaker of every utterance; build "
                     "LayerViews(table, speakers={id: speaker, ...})")
-            self._tables[key] = self.table.standardise_by_group(self.speakers)
+            self._tables[key] = self.table.standardise_by_group(self.groups)
         return self._tables[key]
 
     def view(self, pipeline: FeaturePipeline) -> LabelledFeatures:
