@@ -123,15 +123,20 @@ def test_enrolled_training_table_has_every_item_once_per_k() -> None:
     assert all(torch.equal(a, b) for a, b in zip(part.features, again.features, strict=True))
 
 
+#: One epoch of a head trained for enrolled use on the offset corpus.
+ENROLLED_RUN = TrainConfig(max_epochs=1, batch_size=8, frame_pool=1, layers="0",
+                           normalisation="enrolled", time_masks=0, feature_masks=0,
+                           max_train_frames=None)
+
+
+def tiny_head(input_dim: int, num_classes: int, input_layers: int) -> nn.Module:
+    return create_model("pts-snn", input_dim, num_classes, width=16, block_hidden=24,
+                        attention_heads=4, num_prompts=2)
+
+
 def test_train_fold_in_enrolled_mode() -> None:
     table, fold, speakers = offset_corpus(per=12)
-    config = TrainConfig(max_epochs=1, batch_size=8, frame_pool=1, layers="0",
-                         normalisation="enrolled", time_masks=0, feature_masks=0,
-                         max_train_frames=None)
-
-    def factory(input_dim: int, num_classes: int, input_layers: int):
-        return create_model("pts-snn", input_dim, num_classes, width=16, block_hidden=24,
-                            attention_heads=4, num_prompts=2)
+    config, factory = ENROLLED_RUN, tiny_head
 
     result, model = train_fold(LayerViews(table, speakers=speakers), fold, factory, config,
                                enrolment=EnrolmentProtocol((0, "all"), draws=1))
@@ -216,13 +221,7 @@ def test_train_fold_in_enrolled_mode_with_speed_copies() -> None:
     joined, joined_speakers = with_speed_copies(table, speakers, shift=1.0)
     fold = Fold("f0", (*fold.train, *(f"speed1.1/{u}" for u in fold.train)), fold.validation,
                 fold.test)
-    config = TrainConfig(max_epochs=1, batch_size=8, frame_pool=1, layers="0",
-                         normalisation="enrolled", time_masks=0, feature_masks=0,
-                         max_train_frames=None)
-
-    def factory(input_dim: int, num_classes: int, input_layers: int):
-        return create_model("pts-snn", input_dim, num_classes, width=16, block_hidden=24,
-                            attention_heads=4, num_prompts=2)
+    config, factory = ENROLLED_RUN, tiny_head
 
     result, _ = train_fold(LayerViews(joined, speakers=joined_speakers), fold, factory, config,
                            enrolment=EnrolmentProtocol((0, 5), draws=1))
