@@ -185,6 +185,14 @@ def test_report_names_the_recipe_of_the_run():
     assert _layer_mix_note(older) == "" and "selected epoch count" in _refit_note(older)
     assert "horizon 1 epochs" in _average_note({"weight_average_epochs": 1.0})
     assert "≥ 5 training + validation speakers" in _refit_note({**train, "refit_epochs": "auto"})
+    enrolled = {**train, "refit_epochs": "auto", "normalisation": "enrolled"}
+    assert _refit_note(enrolled) == ", refit on training + validation for all 8 epochs"
+    from ptssnn.benchmark.settings import validation_policy
+    from ptssnn.training.config import benchmark_train_config
+
+    assert "≥ 5 speakers" in validation_policy(benchmark_train_config())
+    policy = validation_policy(benchmark_train_config(normalisation="enrolled"))
+    assert "whole schedule (8 epochs), and scored" in policy
 
 
 def test_report_pairs_each_head_with_the_probe_over_folds():

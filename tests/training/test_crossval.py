@@ -203,6 +203,10 @@ def test_refit_auto_follows_the_number_of_speakers():
     assert refit_policy("auto", REFIT_MAX_MIN_SPEAKERS - 1) == "best"
     assert refit_policy("auto", None) == "best"
     assert refit_policy("max", 2) == "max" and refit_policy("best", 50) == "best"
+    # A head trained for enrolled use refits for the whole schedule whatever the speakers.
+    assert refit_policy("auto", 2, "enrolled") == "max"
+    assert refit_policy("auto", 2, "global") == refit_policy("auto", 2, "speaker") == "best"
+    assert refit_policy("best", 2, "enrolled") == "best"
 
 
 def test_resume_inside_the_refit_matches_uninterrupted(tmp_path):

@@ -148,6 +148,21 @@ def test_train_fold_in_enrolled_mode() -> None:
 
 
 @pytest.mark.parametrize("normalisation", ["global", "enrolled"])
+def test_refit_auto_trains_the_whole_schedule_for_enrolled_use(normalisation) -> None:
+    # Two training + validation speakers: under global standardisation "auto" refits for the
+    # validation-chosen epoch count, for enrolled use for the whole schedule.
+    table, fold, speakers = offset_corpus(per=12)
+    config = ENROLLED_RUN.replace(normalisation=normalisation, refit=True, refit_epochs="auto",
+                                  max_epochs=3, patience=3)
+    result, _ = train_fold(LayerViews(table, speakers=speakers), fold, tiny_head, config)
+    refit = result.fit["refit"]
+    if normalisation == "enrolled":
+        assert refit["policy"] == "max" and refit["epochs"] == 3
+    else:
+        assert refit["policy"] == "best" and refit["epochs"] == result.fit["best_epoch"]
+
+
+@pytest.mark.parametrize("normalisation", ["global", "enrolled"])
 def test_the_probe_is_scored_under_the_same_protocol(normalisation) -> None:
     from ptssnn.training import PROBE_HEAD
 

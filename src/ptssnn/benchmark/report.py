@@ -480,7 +480,8 @@ def _layer_mix_note(train: dict[str, Any]) -> str:
 def _refit_note(train: dict[str, Any]) -> str:
     if not train.get("refit"):
         return ""
-    if train.get("refit_epochs", "best") == "max":
+    if train.get("refit_epochs", "best") == "max" or (
+            train.get("refit_epochs") == "auto" and train.get("normalisation") == "enrolled"):
         return f", refit on training + validation for all {train['max_epochs']} epochs"
     if train.get("refit_epochs") == "auto":
         return (f", refit on training + validation for all {train['max_epochs']} epochs with "

@@ -150,7 +150,7 @@ def validation_policy(config: TrainConfig) -> str:
     text = ("model selection and early stopping on validation speakers carved from the "
             "training side of each fold (metric: UA)")
     if config.refit and config.refit_epochs in ("max", "auto"):
-        when = ("" if config.refit_epochs == "max" else
+        when = ("" if config.refit_epochs == "max" or config.normalisation == "enrolled" else
                 f" when training + validation hold ≥ {REFIT_MAX_MIN_SPEAKERS} speakers, else for "
                 f"the epoch count with the best validation UA{_smoothing(config)}")
         return ("a validation run with early stopping on speakers carved from the training "

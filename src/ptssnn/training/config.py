@@ -90,9 +90,10 @@ class TrainConfig:
         refit_epochs: How long the refit trains: ``"best"`` (the epoch count with the best
             validation UA), ``"max"`` (``max_epochs``, the whole cosine schedule; the
             validation run then only reports its curve) or ``"auto"`` (``"max"`` when
-            training + validation hold at least ``REFIT_MAX_MIN_SPEAKERS`` speakers, else
-            ``"best"``; see :func:`ptssnn.training.crossval.refit_policy`). Measured in
-            benchmarks/README.md ("Ablation, round two").
+            training + validation hold at least ``REFIT_MAX_MIN_SPEAKERS`` speakers or the
+            head is trained for enrolled use, else ``"best"``; see
+            :func:`ptssnn.training.crossval.refit_policy`). Measured in benchmarks/README.md
+            ("Ablation, round two"; "Enrolment").
         refit_smoothing: With ``"best"``, the refit's epoch count is the argmax of the
             validation UA averaged over this many neighbouring epochs (a centred window,
             shorter at the ends; 1: the raw argmax). A one-speaker validation curve swings
@@ -264,10 +265,10 @@ def benchmark_train_config(**changes: Any) -> TrainConfig:
     (global standardisation with the training split's moments: no test-speaker information,
     what a deployed head gets), plus the refit on training + validation data once the epoch
     count is chosen on validation. The refit trains the whole schedule when the fold has five
-    or more training + validation speakers (``refit_epochs="auto"``): there the
-    validation-chosen epoch count is mostly noise (benchmarks/README.md, "Ablation, round
-    two"). ``normalisation="auto"``/``"speaker"`` (per-speaker
-    z-normalisation, which reads the unlabelled audio of the test speakers: transductive)
-    stay available."""
+    or more training + validation speakers or the head is trained for enrolled use
+    (``refit_epochs="auto"``): there the validation-chosen epoch count is mostly noise
+    (benchmarks/README.md, "Ablation, round two" and "Enrolment").
+    ``normalisation="auto"``/``"speaker"`` (per-speaker z-normalisation, which reads the
+    unlabelled audio of the test speakers: transductive) stay available."""
     return TrainConfig(**{"refit": True, "refit_epochs": "auto", "normalisation": "global",
                           **changes})
