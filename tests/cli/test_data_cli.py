@@ -57,6 +57,8 @@ def test_scan_json_has_the_contract_fields(emodb):
     assert summary["speaker_label_counts"]["03"] == {"angry": 2, "boredom": 2, "neutral": 2,
                                                      "sad": 2}  # fmt: skip
     assert summary["total_duration_s"] == pytest.approx(0.4 * len(emodb.ids))
+    # Speakers 03-10 hold the same emotions twice each; 11 adds one angry and one happy clip.
+    assert 0.0 < summary["speaker_label_dependence"] < 0.3
 
 
 def test_scan_table_shows_counts_formats_and_problems(ravdess):
@@ -67,6 +69,7 @@ def test_scan_table_shows_counts_formats_and_problems(ravdess):
     assert "7 problem files" in result.output
     assert "video-only" in result.output and "song" in result.output
     assert "Actor_08" in result.output
+    assert "speaker-label dependence" in result.output
 
 
 def test_scan_writes_a_manifest(emodb, tmp_path):

@@ -91,3 +91,46 @@ def test_validation_warning_only_for_a_split_too_small_to_choose_on() -> None:
     assert _validation_warning(table([0, 0, 1, 1, 2, 2])) is None
     assert "no clip of c" in _validation_warning(table([0, 0, 1, 1, 1, 1]))
     assert "only 5 utterance(s) of the 3 classes" in _validation_warning(table([0, 0, 1, 2, 2]))
+
+
+@pytest.fixture(scope="module")
+def one_emotion_per_speaker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A URDU-layout tree of 8 speakers who each recorded one emotion (4 clips each)."""
+    from corpora.synthetic_trees import write_tone
+
+    root = tmp_path_factory.mktemp("confounded")
+    folders = {"A": "Angry", "H": "Happy", "N": "Neutral", "S": "Sad"}
+    for index, (code, folder) in enumerate(list(folders.items()) * 2):
+        for n in range(4):
+            write_tone(root / "urdu" / folder / f"SM{index + 1}_F{n + 1}_{code}{index}{n:02d}.wav")
+    return root
+
+
+@pytest.mark.parametrize("normalisation", ["speaker", "global"])
+def test_benchmark_warns_when_per_speaker_normalisation_meets_one_emotion_speakers(
+        one_emotion_per_speaker: Path, tmp_path: Path, normalisation: str) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["benchmark", "urdu", "--data-root", str(one_emotion_per_speaker),
+                                 "--backbone", "fbank", "--models", "probe", "--seeds", "1",
+                                 "--normalisation", normalisation, "--out", str(out),
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads((out / "results.json").read_text())["corpora"]["urdu"]
+    assert entry["speaker_label_dependence"] == pytest.approx(1.0)
+    warned = "speaker-label dependence 1.00" in " ".join(result.output.split())
+    # Global standardisation uses the training split's moments only: nothing to warn about.
+    assert warned == (normalisation == "speaker") == bool(entry["warnings"])
+    assert ("**Warning: the speakers give away" in (out / "report.md").read_text()) == warned
+
+
+def test_train_warns_when_enrolled_training_meets_one_emotion_speakers(
+        one_emotion_per_speaker: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["train", "urdu", "--data-root", str(one_emotion_per_speaker),
+                                 "--backbone", "fbank", "--epochs", "1", "--normalisation",
+                                 "enrolled", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "speaker-label dependence 1.00" in text and "--normalisation global" in text
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["speaker_label_dependence"] == pytest.approx(1.0)

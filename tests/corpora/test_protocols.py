@@ -338,3 +338,18 @@ def test_a_class_held_by_one_training_speaker_stays_on_the_training_side():
         assert train_labels == {"angry", "happy", "sad"}, seed
         held = {u.label for u in pool if u.id in set(validation)}
         assert held >= {"angry", "happy"} or len(validation) > 2 * 0.1 * len(pool) - 4, seed
+
+
+def test_speaker_label_dependence_is_zero_for_balanced_speakers_and_one_for_one_emotion_each():
+    from ptssnn.corpora import speaker_label_dependence
+
+    balanced = [(s, e) for s in "abcd" for e in ("angry", "sad", "happy") for _ in range(2)]
+    assert speaker_label_dependence(*zip(*balanced, strict=True)) == pytest.approx(0.0)
+    confounded = [(e, e) for e in ("angry", "sad", "happy") for _ in range(4)]
+    assert speaker_label_dependence(*zip(*confounded, strict=True)) == pytest.approx(1.0)
+    # Half of the speakers hold one emotion each: in between.
+    mixed = balanced + [(f"solo-{e}", e) for e in ("angry", "sad", "happy") for _ in range(8)]
+    assert 0.2 < speaker_label_dependence(*zip(*mixed, strict=True)) < 0.8
+    assert speaker_label_dependence(["a", "b"], ["sad", "sad"]) == 0.0  # one class
+    with pytest.raises(ValueError, match="2 speakers for 1 labels"):
+        speaker_label_dependence(["a", "b"], ["sad"])

@@ -134,3 +134,17 @@ def test_original_format_samples_scan_as_their_corpus(shared_data):
     urdu = scan_corpus("urdu", originals / "urdu", strict=True)
     assert {u.sample_rate for u in urdu.utterances} == {44100}
     assert {u.speaker for u in urdu.utterances} == {"M1"}
+
+
+def test_speaker_label_dependence_of_the_real_corpora(scans):
+    from ptssnn.corpora import SPEAKER_LABEL_DEPENDENCE_WARNING, speaker_label_dependence
+
+    def dependence(corpus: str) -> float:
+        scan = _scan(scans, corpus)
+        return speaker_label_dependence([u.speaker for u in scan.utterances],
+                                        [u.label for u in scan.utterances])
+
+    # CASIA and EMOVO: every speaker acted every emotion alike. URDU: mostly one each.
+    assert dependence("casia") == pytest.approx(0.0, abs=1e-9)
+    assert dependence("emovo") == pytest.approx(0.0, abs=1e-9)
+    assert dependence("urdu") > 0.9 > SPEAKER_LABEL_DEPENDENCE_WARNING

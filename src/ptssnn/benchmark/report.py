@@ -69,6 +69,8 @@ def corpus_table(corpus: str, entry: dict[str, Any], plot_links: dict[str, list[
         f"`{entry['protocol']}`, {len(folds)} folds; validation: {', '.join(policies)}."
     )
     lines.append("")
+    for warning in entry.get("warnings", []):
+        lines += [f"**{warning[0].upper()}{warning[1:]}.**", ""]
     extra = entry.get("multi_corpus")
     if extra and extra.get("corpora"):
         lines.append(

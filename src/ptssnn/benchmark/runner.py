@@ -55,11 +55,12 @@ from ptssnn.benchmark.settings import (
     validation_policy,
 )
 from ptssnn.benchmark.summaries import summarise_model
+from ptssnn.corpora.protocols import SPEAKER_LABEL_DEPENDENCE_WARNING, speaker_label_dependence
 from ptssnn.corpora.records import left_out_summary
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.models.factory import HeadSpec
 from ptssnn.processes import available_memory, retain_freed_memory
-from ptssnn.training.config import TrainConfig
+from ptssnn.training.config import PER_SPEAKER_NORMALISATIONS, TrainConfig
 from ptssnn.training.crossval import (
     PROBE_HEAD,
     CrossValResult,
@@ -131,6 +132,9 @@ def run_benchmark(
         if task.problems:  # unreadable, mislabelled, too short, failed in the backbone
             say(f"  {task.name}: {left_out_summary(task.problems)} "
                 "(all in report.md and results.json)")
+        warning = confound_warning(task, settings)
+        if warning:
+            say(f"  {task.name}: {warning}")
         copies = []
         if settings.speed_perturb:
             say(f"  {task.name}: speed-perturbed copies ×"
@@ -175,6 +179,8 @@ def run_benchmark(
                                 copy_tables(task, copies))
             corpus_entry = _corpus_entry(task, table, backbone, feature_seconds,
                                          load_seconds)
+            warning = confound_warning(task, settings)
+            corpus_entry["warnings"] = [warning] if warning else []
             if settings.multi_corpus:
                 corpus_entry["multi_corpus"] = added_summary([t for t, _ in partners],
                                                              views.table.label_names)
@@ -225,6 +231,24 @@ def run_benchmark(
     return results
 
 
+def confound_warning(task: CorpusTask, settings: BenchmarkSettings) -> str | None:
+    """A line when the run standardises speakers by their own clips (per-speaker
+    normalisation, enrolment) on a corpus whose speakers each recorded few of the emotions:
+    there a speaker's moments hold the emotion as well as the voice."""
+    per_speaker = settings.train.normalisation in PER_SPEAKER_NORMALISATIONS
+    if not per_speaker and settings.enrolment is None:
+        return None
+    dependence = speaker_label_dependence([u.speaker for u in task.utterances],
+                                          [u.label for u in task.utterances])
+    if dependence < SPEAKER_LABEL_DEPENDENCE_WARNING:
+        return None
+    return (f"warning: the speakers give away much of the emotion (speaker-label dependence "
+            f"{dependence:.2f}, 0 = every speaker holds every emotion alike, 1 = one emotion "
+            "each); standardising a speaker by its own clips (per-speaker normalisation, "
+            "enrolment) then takes out the emotion with the voice (docs/enrolment.md, "
+            "\"When enrolment does not help\")")
+
+
 def _load_table(task: CorpusTask, feature_set: Any) -> tuple[LabelledFeatures, float]:
     """A corpus's features in RAM, and the seconds that took."""
     started = time.perf_counter()
@@ -241,6 +265,8 @@ def _corpus_entry(task: CorpusTask, table: LabelledFeatures, backbone: Any,
         "protocol": task.protocol,
         "num_utterances": len(task.utterances),
         "num_speakers": len({u.speaker for u in task.utterances}),
+        "speaker_label_dependence": speaker_label_dependence(
+            [u.speaker for u in task.utterances], [u.label for u in task.utterances]),
         "label_names": list(task.label_names),
         "class_counts": table.class_counts().tolist(),
         "hidden_states": table.num_layers,

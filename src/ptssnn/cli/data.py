@@ -49,6 +49,13 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _dependence(scan: CorpusScan) -> float:
+    from ptssnn.corpora import speaker_label_dependence
+
+    return speaker_label_dependence([u.speaker for u in scan.utterances],
+                                    [u.label for u in scan.utterances])
+
+
 def scan_summary(scan: CorpusScan) -> dict[str, Any]:
     """The JSON object of ``ptssnn data scan --json``."""
     grid: dict[str, Counter[str]] = defaultdict(Counter)
@@ -62,6 +69,7 @@ def scan_summary(scan: CorpusScan) -> dict[str, Any]:
         "labels": dict(sorted(Counter(u.raw_label for u in scan.utterances).items())),
         "harmonised_labels": dict(sorted(Counter(u.label for u in scan.utterances).items())),
         "speaker_label_counts": {s: dict(sorted(grid[s].items())) for s in scan.speakers},
+        "speaker_label_dependence": round(_dependence(scan), 4),
         "total_duration_s": round(scan.total_duration, 3),
         "sample_rates": {
             str(rate): n
@@ -97,6 +105,14 @@ def _print_scan(scan: CorpusScan, console: Console) -> None:
     table.add_row("total", *(str(totals[label]) for label in labels), str(len(scan.utterances)),
                   style="bold")  # fmt: skip
     console.print(table)
+    from ptssnn.corpora import SPEAKER_LABEL_DEPENDENCE_WARNING
+
+    dependence = _dependence(scan)
+    note = ("; per-speaker normalisation and enrolment would take out the emotion with the "
+            "voice (docs/enrolment.md)" if dependence >= SPEAKER_LABEL_DEPENDENCE_WARNING
+            else "")
+    console.print(f"speaker-label dependence {dependence:.2f} (0 = every speaker holds every "
+                  f"emotion alike, 1 = one emotion each){note}")
     rates = Counter(u.sample_rate for u in scan.utterances)
     channels = Counter(u.channels for u in scan.utterances)
     console.print(

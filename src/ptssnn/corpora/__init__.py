@@ -12,7 +12,14 @@ from __future__ import annotations
 from ptssnn.corpora.corpus import Candidate, Corpus
 from ptssnn.corpora.emobox import emobox_corpora, emobox_num_folds, emobox_test_folds
 from ptssnn.corpora.labels import EMOTIONS, restrict_labels, shared_labels, union_labels
-from ptssnn.corpora.protocols import PROTOCOLS, Fold, list_protocols, make_folds
+from ptssnn.corpora.protocols import (
+    PROTOCOLS,
+    SPEAKER_LABEL_DEPENDENCE_WARNING,
+    Fold,
+    list_protocols,
+    make_folds,
+    speaker_label_dependence,
+)
 from ptssnn.corpora.records import (
     CorpusScan,
     Problem,
@@ -27,6 +34,7 @@ __all__ = [
     "CORPORA",
     "EMOTIONS",
     "PROTOCOLS",
+    "SPEAKER_LABEL_DEPENDENCE_WARNING",
     "Candidate",
     "Corpus",
     "CorpusScan",
@@ -44,6 +52,7 @@ __all__ = [
     "restrict_labels",
     "scan_corpus",
     "shared_labels",
+    "speaker_label_dependence",
     "union_labels",
     "write_manifest",
 ]

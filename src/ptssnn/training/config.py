@@ -14,6 +14,8 @@ from ptssnn.jsonio import dumps as strict_json
 
 #: Feature standardisation modes (see ``TrainConfig.normalisation``).
 NORMALISATIONS = ("global", "speaker", "enrolled", "auto", "none")
+#: The normalisations that standardise (some) speakers by their own clips.
+PER_SPEAKER_NORMALISATIONS = ("speaker", "enrolled", "auto")
 #: How many epochs the refit on training + validation trains (``TrainConfig.refit_epochs``).
 REFIT_EPOCHS = ("best", "max", "auto")
 #: ``refit_epochs="auto"``: the whole schedule from this many training + validation speakers.

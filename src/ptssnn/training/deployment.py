@@ -42,13 +42,18 @@ import torch
 import ptssnn
 from ptssnn.audio.perturbation import check_speed_factors
 from ptssnn.backbones.registry import head_defaults
+from ptssnn.corpora.protocols import SPEAKER_LABEL_DEPENDENCE_WARNING, speaker_label_dependence
 from ptssnn.errors import PtssnnError
 from ptssnn.features.enrolment import SpeakerPrior, training_moments
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.jsonio import dumps as strict_json
 from ptssnn.models.card import ModelCard, save_recognizer
 from ptssnn.models.factory import HeadSpec
-from ptssnn.training.config import TrainConfig, benchmark_train_config
+from ptssnn.training.config import (
+    PER_SPEAKER_NORMALISATIONS,
+    TrainConfig,
+    benchmark_train_config,
+)
 from ptssnn.training.crossval import train_fold
 from ptssnn.training.views import LayerViews
 
@@ -186,6 +191,14 @@ def train_recognizer(
     warning = _validation_warning(table.subset(split.validation))
     if warning:
         say(warning)
+    dependence = _speaker_label_dependence(splits, (*split.train, *split.validation))
+    if (config.normalisation in PER_SPEAKER_NORMALISATIONS
+            and dependence >= SPEAKER_LABEL_DEPENDENCE_WARNING):
+        say(f"warning: the training speakers give away much of the emotion (speaker-label "
+            f"dependence {dependence:.2f}, 0 = every speaker holds every emotion alike, 1 = "
+            f"one emotion each): normalisation {config.normalisation!r} standardises each "
+            "speaker by its own clips and takes out the emotion with the voice; "
+            "--normalisation global does not (docs/enrolment.md)")
     # As the benchmark's heads: the backbone's head defaults, the seed in the model's
     # initialisation, then the caller's options.
     head = HeadSpec(preset, {**head_defaults(backbone), "seed": seed, **(model_overrides or {})})
@@ -223,6 +236,7 @@ def train_recognizer(
         "layers": {"mode": result.layers, "spec": card.layers, "scores": result.layer_scores},
         "pipeline": card.pipeline.to_dict(),
         "normalisation": result.normalisation,
+        "speaker_label_dependence": dependence,
         "enrolment": {"trained_for": prior.trained_for, "prior_clips": prior.prior_clips,
                       "prior_frames": prior.frames},
         "frame_pool": config.frame_pool,
@@ -359,6 +373,15 @@ def _add_copies(table: LabelledFeatures, split: _Split, splits: _Splits, encoder
     extra = tuple(c for c, i in copies.items() if i in validation)
     return (LabelledFeatures.concatenate(tables),
             dataclasses.replace(split, train=train, refit_extra=extra), copies)
+
+
+def _speaker_label_dependence(splits: _Splits, ids: Sequence[str]) -> float:
+    """:func:`~ptssnn.corpora.speaker_label_dependence` of these utterances (speakers named
+    per corpus); copies are not among the splits' utterances, and need not be."""
+    by_id = {u.id: u for u in splits.utterances}
+    chosen = [by_id[i] for i in ids if i in by_id]
+    return speaker_label_dependence([f"{u.corpus}/{u.speaker}" for u in chosen],
+                                    [u.label for u in chosen])
 
 
 def _validation_warning(validation: LabelledFeatures) -> str | None:
