@@ -121,6 +121,7 @@ def run_benchmark(
 
     # Phase 1: features (their own progress bar); phase 2: training (one bar, whole-run ETA).
     prepared = []
+    warnings: dict[str, str | None] = {}  # per corpus: confound_warning's line
     say = log or (lambda text: print(text, flush=True))
     for task in tasks:
         label = " (SYNTHETIC)" if task.synthetic else ""
@@ -132,9 +133,9 @@ def run_benchmark(
         if task.problems:  # unreadable, mislabelled, too short, failed in the backbone
             say(f"  {task.name}: {left_out_summary(task.problems)} "
                 "(all in report.md and results.json)")
-        warning = confound_warning(task, settings)
-        if warning:
-            say(f"  {task.name}: {warning}")
+        warnings[task.name] = confound_warning(task, settings)
+        if warnings[task.name]:
+            say(f"  {task.name}: {warnings[task.name]}")
         copies = []
         if settings.speed_perturb:
             say(f"  {task.name}: speed-perturbed copies ×"
@@ -179,8 +180,7 @@ def run_benchmark(
                                 copy_tables(task, copies))
             corpus_entry = _corpus_entry(task, table, backbone, feature_seconds,
                                          load_seconds)
-            warning = confound_warning(task, settings)
-            corpus_entry["warnings"] = [warning] if warning else []
+            corpus_entry["warnings"] = [warnings[task.name]] if warnings[task.name] else []
             if settings.multi_corpus:
                 corpus_entry["multi_corpus"] = added_summary([t for t, _ in partners],
                                                              views.table.label_names)

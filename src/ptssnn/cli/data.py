@@ -84,7 +84,7 @@ def scan_summary(scan: CorpusScan) -> dict[str, Any]:
 
 
 def _print_scan(scan: CorpusScan, console: Console) -> None:
-    from ptssnn.corpora import get_corpus
+    from ptssnn.corpora import SPEAKER_LABEL_DEPENDENCE_WARNING, get_corpus
     from ptssnn.corpora.labels import EMOTIONS
 
     corpus = get_corpus(scan.corpus)
@@ -105,8 +105,6 @@ def _print_scan(scan: CorpusScan, console: Console) -> None:
     table.add_row("total", *(str(totals[label]) for label in labels), str(len(scan.utterances)),
                   style="bold")  # fmt: skip
     console.print(table)
-    from ptssnn.corpora import SPEAKER_LABEL_DEPENDENCE_WARNING
-
     dependence = _dependence(scan)
     note = ("; per-speaker normalisation and enrolment would take out the emotion with the "
             "voice (docs/enrolment.md)" if dependence >= SPEAKER_LABEL_DEPENDENCE_WARNING
