@@ -353,3 +353,12 @@ def test_speaker_label_dependence_is_zero_for_balanced_speakers_and_one_for_one_
     assert speaker_label_dependence(["a", "b"], ["sad", "sad"]) == 0.0  # one class
     with pytest.raises(ValueError, match="2 speakers for 1 labels"):
         speaker_label_dependence(["a", "b"], ["sad"])
+
+
+
+def test_speaker_label_warning_starts_at_the_threshold():
+    from ptssnn.corpora import SPEAKER_LABEL_DEPENDENCE_WARNING, speaker_label_warning
+
+    assert speaker_label_warning(SPEAKER_LABEL_DEPENDENCE_WARNING - 0.01) is None
+    line = speaker_label_warning(SPEAKER_LABEL_DEPENDENCE_WARNING)
+    assert line is not None and f"dependence {SPEAKER_LABEL_DEPENDENCE_WARNING:.2f}" in line

@@ -196,8 +196,7 @@ def test_the_refit_trains_the_smoothed_epoch_count(tmp_path, monkeypatch):
 
 
 def test_refit_auto_follows_the_number_of_speakers():
-    from ptssnn.training.config import REFIT_MAX_MIN_SPEAKERS
-    from ptssnn.training.crossval import refit_policy
+    from ptssnn.training.config import REFIT_MAX_MIN_SPEAKERS, refit_policy
 
     assert refit_policy("auto", REFIT_MAX_MIN_SPEAKERS) == "max"
     assert refit_policy("auto", REFIT_MAX_MIN_SPEAKERS - 1) == "best"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ptssnn.jsonio import dumps as strict_json
-from ptssnn.training.config import REFIT_MAX_MIN_SPEAKERS
+from ptssnn.training.config import REFIT_MAX_MIN_SPEAKERS, refit_policy
 
 SYNTHETIC_BANNER = (
     "> **SYNTHETIC DATA.** These numbers come from a generated emotional-prosody corpus "
@@ -482,8 +482,8 @@ def _layer_mix_note(train: dict[str, Any]) -> str:
 def _refit_note(train: dict[str, Any]) -> str:
     if not train.get("refit"):
         return ""
-    if train.get("refit_epochs", "best") == "max" or (
-            train.get("refit_epochs") == "auto" and train.get("normalisation") == "enrolled"):
+    # Speakers unknown: "max" here means the whole schedule whatever the fold holds.
+    if refit_policy(train.get("refit_epochs", "best"), None, train.get("normalisation")) == "max":
         return f", refit on training + validation for all {train['max_epochs']} epochs"
     if train.get("refit_epochs") == "auto":
         return (f", refit on training + validation for all {train['max_epochs']} epochs with "

@@ -55,7 +55,7 @@ from ptssnn.benchmark.settings import (
     validation_policy,
 )
 from ptssnn.benchmark.summaries import summarise_model
-from ptssnn.corpora.protocols import SPEAKER_LABEL_DEPENDENCE_WARNING, speaker_label_dependence
+from ptssnn.corpora.protocols import speaker_label_dependence, speaker_label_warning
 from ptssnn.corpora.records import left_out_summary
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.models.factory import HeadSpec
@@ -121,7 +121,7 @@ def run_benchmark(
 
     # Phase 1: features (their own progress bar); phase 2: training (one bar, whole-run ETA).
     prepared = []
-    warnings: dict[str, str | None] = {}  # per corpus: confound_warning's line
+    confounds: dict[str, tuple[float, str | None]] = {}  # per corpus: confound_warning's
     say = log or (lambda text: print(text, flush=True))
     for task in tasks:
         label = " (SYNTHETIC)" if task.synthetic else ""
@@ -133,9 +133,9 @@ def run_benchmark(
         if task.problems:  # unreadable, mislabelled, too short, failed in the backbone
             say(f"  {task.name}: {left_out_summary(task.problems)} "
                 "(all in report.md and results.json)")
-        warnings[task.name] = confound_warning(task, settings)
-        if warnings[task.name]:
-            say(f"  {task.name}: {warnings[task.name]}")
+        confounds[task.name] = confound_warning(task, settings)
+        if confounds[task.name][1]:
+            say(f"  {task.name}: {confounds[task.name][1]}")
         copies = []
         if settings.speed_perturb:
             say(f"  {task.name}: speed-perturbed copies ×"
@@ -180,7 +180,9 @@ def run_benchmark(
                                 copy_tables(task, copies))
             corpus_entry = _corpus_entry(task, table, backbone, feature_seconds,
                                          load_seconds)
-            corpus_entry["warnings"] = [warnings[task.name]] if warnings[task.name] else []
+            dependence, warning = confounds[task.name]
+            corpus_entry["speaker_label_dependence"] = dependence
+            corpus_entry["warnings"] = [warning] if warning else []
             if settings.multi_corpus:
                 corpus_entry["multi_corpus"] = added_summary([t for t, _ in partners],
                                                              views.table.label_names)
@@ -231,22 +233,17 @@ def run_benchmark(
     return results
 
 
-def confound_warning(task: CorpusTask, settings: BenchmarkSettings) -> str | None:
-    """A line when the run standardises speakers by their own clips (per-speaker
-    normalisation, enrolment) on a corpus whose speakers each recorded few of the emotions:
-    there a speaker's moments hold the emotion as well as the voice."""
-    per_speaker = settings.train.normalisation in PER_SPEAKER_NORMALISATIONS
-    if not per_speaker and settings.enrolment is None:
-        return None
+def confound_warning(task: CorpusTask, settings: BenchmarkSettings) -> tuple[float, str | None]:
+    """The corpus's speaker-label dependence, and a warning line when the run standardises
+    speakers by their own clips (per-speaker normalisation, enrolment) and its speakers each
+    recorded few of the emotions: there a speaker's moments hold the emotion as well as the
+    voice."""
     dependence = speaker_label_dependence([u.speaker for u in task.utterances],
                                           [u.label for u in task.utterances])
-    if dependence < SPEAKER_LABEL_DEPENDENCE_WARNING:
-        return None
-    return (f"warning: the speakers give away much of the emotion (speaker-label dependence "
-            f"{dependence:.2f}, 0 = every speaker holds every emotion alike, 1 = one emotion "
-            "each); standardising a speaker by its own clips (per-speaker normalisation, "
-            "enrolment) then takes out the emotion with the voice (docs/enrolment.md, "
-            "\"When enrolment does not help\")")
+    per_speaker = settings.train.normalisation in PER_SPEAKER_NORMALISATIONS
+    if not per_speaker and settings.enrolment is None:
+        return dependence, None
+    return dependence, speaker_label_warning(dependence)
 
 
 def _load_table(task: CorpusTask, feature_set: Any) -> tuple[LabelledFeatures, float]:
@@ -265,8 +262,6 @@ def _corpus_entry(task: CorpusTask, table: LabelledFeatures, backbone: Any,
         "protocol": task.protocol,
         "num_utterances": len(task.utterances),
         "num_speakers": len({u.speaker for u in task.utterances}),
-        "speaker_label_dependence": speaker_label_dependence(
-            [u.speaker for u in task.utterances], [u.label for u in task.utterances]),
         "label_names": list(task.label_names),
         "class_counts": table.class_counts().tolist(),
         "hidden_states": table.num_layers,

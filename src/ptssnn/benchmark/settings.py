@@ -16,7 +16,12 @@ import torch
 
 from ptssnn.backbones.registry import head_defaults
 from ptssnn.errors import PtssnnError
-from ptssnn.training.config import REFIT_MAX_MIN_SPEAKERS, TrainConfig, benchmark_train_config
+from ptssnn.training.config import (
+    REFIT_MAX_MIN_SPEAKERS,
+    TrainConfig,
+    benchmark_train_config,
+    refit_policy,
+)
 from ptssnn.training.enrolment import EnrolmentProtocol
 
 #: Head names the benchmark knows besides the model presets.
@@ -150,7 +155,9 @@ def validation_policy(config: TrainConfig) -> str:
     text = ("model selection and early stopping on validation speakers carved from the "
             "training side of each fold (metric: UA)")
     if config.refit and config.refit_epochs in ("max", "auto"):
-        when = ("" if config.refit_epochs == "max" or config.normalisation == "enrolled" else
+        # Speakers unknown: "max" here means the whole schedule whatever the fold holds.
+        always = refit_policy(config.refit_epochs, None, config.normalisation) == "max"
+        when = ("" if always else
                 f" when training + validation hold ≥ {REFIT_MAX_MIN_SPEAKERS} speakers, else for "
                 f"the epoch count with the best validation UA{_smoothing(config)}")
         return ("a validation run with early stopping on speakers carved from the training "

@@ -19,6 +19,7 @@ from ptssnn.corpora.protocols import (
     list_protocols,
     make_folds,
     speaker_label_dependence,
+    speaker_label_warning,
 )
 from ptssnn.corpora.records import (
     CorpusScan,
@@ -53,6 +54,7 @@ __all__ = [
     "scan_corpus",
     "shared_labels",
     "speaker_label_dependence",
+    "speaker_label_warning",
     "union_labels",
     "write_manifest",
 ]

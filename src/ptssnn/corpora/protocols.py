@@ -99,6 +99,19 @@ def speaker_label_dependence(speakers: Sequence[str], labels: Sequence[str]) -> 
     return float(mutual_info_score(list(labels), list(speakers)) / entropy)
 
 
+def speaker_label_warning(dependence: float) -> str | None:
+    """The warning for a run that standardises speakers by their own clips on speakers with
+    this :func:`speaker_label_dependence`; ``None`` below
+    :data:`SPEAKER_LABEL_DEPENDENCE_WARNING`."""
+    if dependence < SPEAKER_LABEL_DEPENDENCE_WARNING:
+        return None
+    return (f"warning: the speakers give away much of the emotion (speaker-label dependence "
+            f"{dependence:.2f}, 0 = every speaker holds every emotion alike, 1 = one emotion "
+            "each); standardising a speaker by its own clips (per-speaker normalisation, "
+            "enrolment) then takes out the emotion with the voice (docs/enrolment.md, "
+            "\"When enrolment does not help\")")
+
+
 def list_protocols(corpus: str | Corpus) -> tuple[str, ...]:
     """Protocols ``corpus`` supports; the first is its default."""
     return get_corpus(corpus).protocols

@@ -26,6 +26,25 @@ AUGMENT_SPACES = ("standardised", "raw")
 PRECISIONS = ("fp32", "bf16")
 
 
+def refit_policy(refit_epochs: str, speakers: int | None, normalisation: str | None = None) -> str:
+    """``"best"`` or ``"max"``: how long the refit trains (``TrainConfig.refit_epochs``).
+
+    ``"auto"`` refits for the whole schedule when training + validation hold at least
+    :data:`REFIT_MAX_MIN_SPEAKERS` speakers, where the validation curve is flat and its
+    argmax mostly noise, and for a head trained for enrolled use (``normalisation=
+    "enrolled"``) whatever the speaker count: with each speaker standardised by its own
+    moments, the early validation peak of four-speaker LOSO did not hold up (CASIA, three
+    seeds, every seed: K = 20 UA 60.3 against 55.8 with the chosen count;
+    benchmarks/README.md, "Enrolment"). With fewer speakers and global standardisation it
+    does, and the refit stops there. Unknown speakers: ``"best"``.
+    """
+    if refit_epochs != "auto":
+        return refit_epochs
+    if normalisation == "enrolled":
+        return "max"
+    return "max" if speakers is not None and speakers >= REFIT_MAX_MIN_SPEAKERS else "best"
+
+
 class TrainConfigError(PtssnnError):
     """A training configuration with an impossible value (negative rate, unknown layer mode)."""
 
@@ -94,7 +113,7 @@ class TrainConfig:
             validation run then only reports its curve) or ``"auto"`` (``"max"`` when
             training + validation hold at least ``REFIT_MAX_MIN_SPEAKERS`` speakers or the
             head is trained for enrolled use, else ``"best"``; see
-            :func:`ptssnn.training.crossval.refit_policy`). Measured in benchmarks/README.md
+            :func:`refit_policy`). Measured in benchmarks/README.md
             ("Ablation, round two"; "Enrolment").
         refit_smoothing: With ``"best"``, the refit's epoch count is the argmax of the
             validation UA averaged over this many neighbouring epochs (a centred window,

@@ -41,7 +41,7 @@ from ptssnn.evaluation.metrics import (
 from ptssnn.features.pipeline import FeaturePipeline
 from ptssnn.features.table import LabelledFeatures
 from ptssnn.jsonio import dumps as strict_json
-from ptssnn.training.config import REFIT_MAX_MIN_SPEAKERS, TrainConfig, TrainConfigError
+from ptssnn.training.config import TrainConfig, TrainConfigError, refit_policy
 from ptssnn.training.enrolment import EnrolledTraining, EnrolmentProtocol, score_enrolment
 from ptssnn.training.trainer import EpochHook, FitResult, evaluate, fit
 from ptssnn.training.views import FoldLike, LayerViews, select_layers, select_normalisation
@@ -380,25 +380,6 @@ def smoothed_best_epoch(history: Sequence[Mapping[str, Any]], window: int,
     half = window // 2
     means = [float(np.mean(scores[max(0, i - half):i + half + 1])) for i in range(len(scores))]
     return int(np.argmax(means)) + 1
-
-
-def refit_policy(refit_epochs: str, speakers: int | None, normalisation: str | None = None) -> str:
-    """``"best"`` or ``"max"``: how long the refit trains (``TrainConfig.refit_epochs``).
-
-    ``"auto"`` refits for the whole schedule when training + validation hold at least
-    :data:`~ptssnn.training.config.REFIT_MAX_MIN_SPEAKERS` speakers, where the validation
-    curve is flat and its argmax mostly noise, and for a head trained for enrolled use
-    (``normalisation="enrolled"``) whatever the speaker count: with each speaker
-    standardised by its own moments, the early validation peak of four-speaker LOSO did not
-    hold up (CASIA, three seeds, every seed: K = 20 UA 60.3 against 55.8 with the chosen
-    count; benchmarks/README.md, "Enrolment"). With fewer speakers and global
-    standardisation it does, and the refit stops there. Unknown speakers: ``"best"``.
-    """
-    if refit_epochs != "auto":
-        return refit_epochs
-    if normalisation == "enrolled":
-        return "max"
-    return "max" if speakers is not None and speakers >= REFIT_MAX_MIN_SPEAKERS else "best"
 
 
 def train_fold(

@@ -42,7 +42,7 @@ import torch
 import ptssnn
 from ptssnn.audio.perturbation import check_speed_factors
 from ptssnn.backbones.registry import head_defaults
-from ptssnn.corpora.protocols import SPEAKER_LABEL_DEPENDENCE_WARNING, speaker_label_dependence
+from ptssnn.corpora.protocols import speaker_label_dependence, speaker_label_warning
 from ptssnn.errors import PtssnnError
 from ptssnn.features.enrolment import SpeakerPrior, training_moments
 from ptssnn.features.table import LabelledFeatures
@@ -192,13 +192,9 @@ def train_recognizer(
     if warning:
         say(warning)
     dependence = _speaker_label_dependence(splits, (*split.train, *split.validation))
-    if (config.normalisation in PER_SPEAKER_NORMALISATIONS
-            and dependence >= SPEAKER_LABEL_DEPENDENCE_WARNING):
-        say(f"warning: the training speakers give away much of the emotion (speaker-label "
-            f"dependence {dependence:.2f}, 0 = every speaker holds every emotion alike, 1 = "
-            f"one emotion each): normalisation {config.normalisation!r} standardises each "
-            "speaker by its own clips and takes out the emotion with the voice; "
-            "--normalisation global does not (docs/enrolment.md)")
+    warning = speaker_label_warning(dependence)
+    if warning and config.normalisation in PER_SPEAKER_NORMALISATIONS:
+        say(f"{warning}; --normalisation global does not")
     # As the benchmark's heads: the backbone's head defaults, the seed in the model's
     # initialisation, then the caller's options.
     head = HeadSpec(preset, {**head_defaults(backbone), "seed": seed, **(model_overrides or {})})
